@@ -1,0 +1,240 @@
+"""The formula core: one symbolic definition per layer family, from which every number and rendering comes.
+
+A :class:`LayerFormula` holds sympy expressions over named dimension symbols for the parameter count, the
+multiply-accumulates (MACs) and the non-MAC operations by kind. The same expressions give the integer counts
+(:meth:`LayerFormula.evaluate`), the plain text and LaTeX of the formula, the formula with numbers substituted
+(``3·11·11·64 + 64 = 23,296``) and derived results such as cost ratios (:func:`ratio`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+Number = int | sp.Expr
+"""A count: a plain ``int`` for a concrete input, a sympy expression for a symbolic one."""
+
+
+class OpKind(StrEnum):
+    """Kinds of non-MAC work. Each is counted one per scalar operation and never folded into MACs."""
+
+    BIAS_ADD = "bias_add"  # adding a learned bias after a MAC reduction (conv, linear, attention projections)
+    ADD = "add"  # additions and subtractions, including reductions (a sum of n terms is n adds, see conventions)
+    MUL = "mul"  # elementwise multiplications that are not part of a multiply-accumulate
+    DIV = "div"  # divisions (means, softmax normalisation, reciprocal of a standard deviation)
+    COMPARE = "compare"  # max/min/clamp comparisons (ReLU, max pooling)
+    EXP = "exp"  # transcendental evaluations: exp, log, tanh, erf
+    SQRT = "sqrt"  # square roots (norm layers)
+
+
+def dims(names: str) -> tuple[sp.Symbol, ...]:
+    """Positive integer symbols, e.g. ``dims("N C_in H W")``; underscores render as LaTeX subscripts."""
+    return sp.symbols(names, integer=True, positive=True)
+
+
+def flag(name: str) -> sp.Symbol:
+    """A 0/1 symbol such as ``B`` (the layer has a bias), so one formula covers both cases."""
+    return sp.Symbol(name, integer=True, nonnegative=True)
+
+
+class FormulaError(ValueError):
+    """A formula was evaluated with missing values or gave a non-integer count."""
+
+
+def _as_int(value: sp.Expr, what: str) -> int:
+    value = sp.nsimplify(value) if isinstance(value, sp.Float) else value
+    if not (value.is_Integer or (value.is_Rational and value.q == 1)):
+        raise FormulaError(f"{what} evaluated to {value}, not an integer; are all symbols bound?")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Integer counts of one formula at one set of values."""
+
+    params: int
+    macs: int
+    ops: Mapping[str, int]
+    output_shape: tuple[int, ...]
+    buffers: int = 0
+
+    @property
+    def flops(self) -> int:
+        """FLOPs: two per MAC plus one per non-MAC operation."""
+        return 2 * self.macs + sum(self.ops.values())
+
+
+@dataclass(frozen=True)
+class LayerFormula:
+    """Parameters, MACs and other operations of one layer family, each a sympy expression.
+
+    ``intermediates`` names derived sizes (e.g. ``H_out``) that the other expressions use; they are written
+    as their own formula so that a table can show ``H_out = 55`` and a closed form can expand them.
+    """
+
+    name: str
+    description: str
+    params: sp.Expr
+    macs: sp.Expr
+    ops: Mapping[str, sp.Expr] = field(default_factory=dict)
+    output_shape: tuple[sp.Expr, ...] = ()
+    intermediates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    buffers: sp.Expr = sp.Integer(0)
+
+    def specialize(self, name: str, description: str, subs: Mapping[sp.Symbol, sp.Expr]) -> LayerFormula:
+        """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``."""
+
+        def sub(expr: sp.Expr) -> sp.Expr:
+            return sp.sympify(expr).xreplace(dict(subs))
+
+        return LayerFormula(
+            name=name,
+            description=description,
+            params=sub(self.params),
+            macs=sub(self.macs),
+            ops={kind: sub(expr) for kind, expr in self.ops.items()},
+            output_shape=tuple(sub(d) for d in self.output_shape),
+            intermediates={s: sub(e) for s, e in self.intermediates.items() if s not in subs},
+            buffers=sub(self.buffers),
+        )
+
+    @property
+    def symbols(self) -> set[sp.Symbol]:
+        """Free symbols a caller must bind (intermediates excluded)."""
+        exprs = [self.params, self.macs, self.buffers, *self.ops.values(), *self.output_shape]
+        exprs += list(self.intermediates.values())
+        free: set[sp.Symbol] = set()
+        for expr in exprs:
+            free |= sp.sympify(expr).free_symbols
+        return free - set(self.intermediates)
+
+    def expand(self, expr: sp.Expr) -> sp.Expr:
+        """``expr`` with every intermediate replaced by its definition (in terms of input sizes only)."""
+        expr = sp.sympify(expr)
+        for _ in range(len(self.intermediates) + 1):
+            replaced = expr.xreplace(dict(self.intermediates))
+            if replaced == expr:
+                return expr
+            expr = replaced
+        return expr
+
+    def resolve(self, values: Mapping[str | sp.Symbol, Number]) -> dict[sp.Symbol, Number]:
+        """Bound symbol values plus the intermediates evaluated from them."""
+        by_name = {s.name: s for s in self.symbols | set(self.intermediates)}
+        resolved: dict[sp.Symbol, Number] = {}
+        for key, value in values.items():
+            symbol = by_name.get(key, key) if isinstance(key, str) else key
+            if isinstance(symbol, sp.Symbol):
+                resolved[symbol] = value
+        for symbol in self.intermediates:
+            if symbol not in resolved:
+                resolved[symbol] = sp.simplify(self.expand(symbol).xreplace(_sympify_values(resolved)))
+        return resolved
+
+    def evaluate(self, values: Mapping[str | sp.Symbol, int]) -> Evaluation:
+        """Integer counts at concrete values; raises :class:`FormulaError` if a symbol is left unbound."""
+        resolved = _sympify_values(self.resolve(values))
+
+        def count(expr: sp.Expr, what: str) -> int:
+            return _as_int(sp.sympify(expr).xreplace(resolved).doit(), f"{self.name}.{what}")
+
+        return Evaluation(
+            params=count(self.params, "params"),
+            macs=count(self.macs, "macs"),
+            ops={kind: count(expr, kind) for kind, expr in self.ops.items()},
+            output_shape=tuple(count(d, "output_shape") for d in self.output_shape),
+            buffers=count(self.buffers, "buffers"),
+        )
+
+    def field_expr(self, what: str) -> sp.Expr:
+        """One of ``params``, ``macs``, ``buffers`` or an op kind, as a sympy expression."""
+        if what in ("params", "macs", "buffers"):
+            return sp.sympify(getattr(self, what))
+        if what in self.ops:
+            return sp.sympify(self.ops[what])
+        raise KeyError(f"{self.name} has no field {what!r}; it has params, macs, buffers, {', '.join(self.ops)}")
+
+    def to_text(self, what: str = "macs") -> str:
+        """Plain-text formula, e.g. ``C_in*C_out*K_h*K_w/G + B*C_out``."""
+        return to_text(self.field_expr(what))
+
+    def to_latex(self, what: str = "macs") -> str:
+        """LaTeX formula, e.g. ``\\frac{C_{in} C_{out} K_{h} K_{w}}{G} + B C_{out}``."""
+        return sp.latex(self.field_expr(what))
+
+    def substituted(self, what: str, values: Mapping[str | sp.Symbol, int], latex: bool = False) -> str:
+        """The formula with numbers in place of symbols, and its value: ``3·11·11·64 + 64 = 23,296``."""
+        return render_substituted(self.field_expr(what), self.resolve(values), latex=latex)
+
+
+def _sympify_values(values: Mapping[sp.Symbol, Number]) -> dict[sp.Symbol, sp.Expr]:
+    return {s: sp.sympify(v) for s, v in values.items()}
+
+
+class _TextPrinter(StrPrinter):
+    """sympy's plain text, with larger terms first and ``1/K**2`` rather than ``K**(-2)``."""
+
+    def __init__(self) -> None:
+        super().__init__({"order": "grlex"})
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp < 0:
+            return f"1/{self._print(expr.base ** -expr.exp)}"
+        return super()._print_Pow(expr, rational)
+
+
+def to_text(expr: sp.Expr) -> str:
+    """Plain text that ``sympy.parse_expr`` reads back, e.g. ``1/M + 1/K**2``."""
+    return _TextPrinter().doprint(sp.sympify(expr))
+
+
+class _NumberStrPrinter(_TextPrinter):
+    """Prints each bound symbol as its number, keeping the formula's structure."""
+
+    def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
+        super().__init__()
+        self._numbers = numbers
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return sp.sstr(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+
+
+class _NumberLatexPrinter(LatexPrinter):
+    """LaTeX twin of :class:`_NumberStrPrinter`, with explicit ``\\cdot`` between numbers."""
+
+    def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
+        super().__init__({"mul_symbol": "dot", "order": "grlex"})
+        self._numbers = numbers
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        return sp.latex(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+
+
+def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, Number], latex: bool = False) -> str:
+    """``expr`` printed with numbers for symbols, then ``= value``.
+
+    Symbols bound to 0 or 1 (flags such as ``B`` for bias, or ``G = 1``) are applied first so that the shown
+    arithmetic has no ``·1`` or ``0·…`` terms.
+    """
+    values = _sympify_values(values)
+    trivial = {s: v for s, v in values.items() if v in (sp.Integer(0), sp.Integer(1))}
+    structural = sp.sympify(expr).xreplace(trivial)
+    total = structural.xreplace(values).doit()
+    total_text = f"{int(total):,}" if total.is_Integer else sp.sstr(total)
+    if latex:
+        body = _NumberLatexPrinter(values).doprint(structural)
+        return f"{body} = {total_text.replace(',', '{,}')}"
+    body = _NumberStrPrinter(values).doprint(structural)
+    body = re.sub(r"\*\*", "^", body).replace("*", "·")
+    return body if body == total_text.replace(",", "") else f"{body} = {total_text}"
+
+
+def ratio(numerator: sp.Expr, denominator: sp.Expr) -> sp.Expr:
+    """The simplified ratio of two formulas, as a sum of simple terms where sympy can write it so."""
+    return sp.expand(sp.simplify(sp.sympify(numerator) / sp.sympify(denominator)))

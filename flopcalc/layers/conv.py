@@ -1,0 +1,191 @@
+"""Convolution in every form: standard, depthwise, pointwise, group, dilated, strided, transposed; 1-, 2- and 3-d.
+
+One general formula per (dimensionality, transposed) pair; depthwise (``G = C_in``) and pointwise
+(``K = 1``) are substitutions into it, and group convolution is the general formula itself.
+
+Symbols: ``N`` batch, ``C_in``/``C_out`` channels, ``G`` groups, ``B`` 1 if the layer has a bias; per spatial
+dimension ``X`` (``L``; ``H, W``; ``D, H, W``): size ``X``, kernel ``K_x``, stride ``s_x``, padding per side
+``p_x``, dilation ``d_x``, output padding ``o_x`` (transposed only) and output size ``X_out``.
+
+Conventions (docs/conventions.md): a MAC is one multiply-accumulate of a weight with an input; the bias is
+``N·C_out·prod(X_out)`` separate adds. A transposed convolution scatters every *input* position through the
+kernel, so its MACs follow the input volume: ``N·C_in·prod(X)·(C_out/G)·prod(K)``.
+
+>>> CONV2D.substituted("params", {"C_in": 3, "C_out": 64, "K_h": 11, "K_w": 11, "G": 1, "B": 1})
+'3·64·11·11 + 64 = 23,296'
+>>> from flopcalc.formula import to_text
+>>> to_text(depthwise_separable_ratio())
+'1/M + 1/K**2'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+from torch import nn
+
+from flopcalc.formula import LayerFormula, OpKind, dims, flag, ratio
+from flopcalc.registry import REGISTRY, Bound
+
+N, C_in, C_out, G = dims("N C_in C_out G")
+B = flag("B")
+
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def spatial_symbols(ndim: int) -> dict[str, tuple[sp.Symbol, ...]]:
+    """Per-dimension symbols of an ``ndim``-d convolution, keyed by role."""
+    names = SPATIAL_NAMES[ndim]
+    suffixes = [name.lower() for name in names]
+    padding = tuple(sp.Symbol(f"p_{x}", integer=True, nonnegative=True) for x in suffixes)
+    output_padding = tuple(sp.Symbol(f"o_{x}", integer=True, nonnegative=True) for x in suffixes)
+    return {
+        "size": tuple(sp.Symbol(name, integer=True, positive=True) for name in names),
+        "kernel": tuple(sp.Symbol(f"K_{x}", integer=True, positive=True) for x in suffixes),
+        "stride": tuple(sp.Symbol(f"s_{x}", integer=True, positive=True) for x in suffixes),
+        "padding": padding,
+        "dilation": tuple(sp.Symbol(f"d_{x}", integer=True, positive=True) for x in suffixes),
+        "output_padding": output_padding,
+        "out": tuple(sp.Symbol(f"{name}_out", integer=True, positive=True) for name in names),
+    }
+
+
+def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:
+    sym = spatial_symbols(ndim)
+    kernel_volume = sp.Mul(*sym["kernel"])
+    out_volume = sp.Mul(*sym["out"])
+    in_volume = sp.Mul(*sym["size"])
+    if transposed:
+        # Each input position is multiplied by the whole (C_out/G)·prod(K) slice of the kernel.
+        macs = N * in_volume * C_in * (C_out / G) * kernel_volume
+        out_size = {
+            o: (x - 1) * s - 2 * p + d * (k - 1) + op + 1
+            for o, x, s, p, d, k, op in zip(
+                sym["out"], sym["size"], sym["stride"], sym["padding"], sym["dilation"], sym["kernel"],
+                sym["output_padding"],
+            )
+        }
+        kind = "conv_transpose"
+    else:
+        # Each output position is a dot product over a (C_in/G)·prod(K) window.
+        macs = N * out_volume * C_out * (C_in / G) * kernel_volume
+        out_size = {
+            o: sp.floor((x + 2 * p - d * (k - 1) - 1) / s) + 1
+            for o, x, s, p, d, k in zip(
+                sym["out"], sym["size"], sym["stride"], sym["padding"], sym["dilation"], sym["kernel"]
+            )
+        }
+        kind = "conv"
+    return LayerFormula(
+        name=f"{kind}{ndim}d",
+        description=f"{'Transposed ' if transposed else ''}{ndim}-d convolution (nn.{'ConvTranspose' if transposed else 'Conv'}{ndim}d)",
+        params=C_in * (C_out / G) * kernel_volume + B * C_out,
+        macs=macs,
+        ops={OpKind.BIAS_ADD: B * N * C_out * out_volume},
+        output_shape=(N, C_out, *sym["out"]),
+        intermediates=out_size,
+    )
+
+
+CONV1D, CONV2D, CONV3D = (_conv_formula(n, transposed=False) for n in (1, 2, 3))
+CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D = (_conv_formula(n, transposed=True) for n in (1, 2, 3))
+
+_K2 = spatial_symbols(2)["kernel"]
+DEPTHWISE_CONV2D = CONV2D.specialize(
+    "depthwise_conv2d", "Depthwise 2-d convolution: one filter group per input channel (G = C_in)", {G: C_in}
+)
+POINTWISE_CONV2D = CONV2D.specialize(
+    "pointwise_conv2d", "Pointwise (1×1) 2-d convolution (K_h = K_w = 1)", {_K2[0]: 1, _K2[1]: 1}
+)
+GROUP_CONV2D = CONV2D.specialize("group_conv2d", "Group 2-d convolution (G groups)", {})
+
+M, K = dims("M K")
+"""The symbols of seed report 003's derivation: M output channels, K the (square) kernel size."""
+
+
+def depthwise_separable_ratio(what: str = "macs") -> sp.Expr:
+    """Depthwise (K×K, G = C_in) then pointwise (1×1) over a standard K×K conv, for ``macs`` or ``params``.
+
+    Both sides use the same output size, so H·W·N cancels: HWN(K² + M) / HWNK²M = 1/M + 1/K² for MACs.
+    Bias terms are left out (``B = 0``), as in the textbook derivation.
+    """
+    square = {_K2[0]: K, _K2[1]: K, C_out: M, B: 0}
+    depthwise = DEPTHWISE_CONV2D.field_expr(what).xreplace({C_out: C_in})
+    pointwise = POINTWISE_CONV2D.field_expr(what).xreplace({G: 1})
+    standard = CONV2D.field_expr(what).xreplace({G: 1})
+    return ratio((depthwise + pointwise).xreplace(square), standard.xreplace(square))
+
+
+def group_ratio(what: str = "macs") -> sp.Expr:
+    """Group conv (G groups) over a standard conv of the same shape: 1/G for MACs and weights."""
+    standard = CONV2D.field_expr(what).xreplace({G: 1, B: 0})
+    return ratio(GROUP_CONV2D.field_expr(what).xreplace({B: 0}), standard)
+
+
+REGISTRY.add_formula(
+    CONV1D, CONV2D, CONV3D, CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D,
+    DEPTHWISE_CONV2D, POINTWISE_CONV2D, GROUP_CONV2D,
+)
+
+
+def _per_side_padding(module: nn.modules.conv._ConvNd) -> Sequence[sp.Rational]:
+    """Padding per side; 'same' pads d·(K−1) in total, which torch may split unevenly (kept exact as a half)."""
+    if module.padding == "valid":
+        return [sp.Integer(0)] * len(module.kernel_size)
+    if module.padding == "same":
+        return [sp.Rational(d * (k - 1), 2) for d, k in zip(module.dilation, module.kernel_size)]
+    return [sp.Integer(p) for p in module.padding]
+
+
+def conv_values(module: nn.modules.conv._ConvNd, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Symbol values of a conv or transposed-conv module applied to ``input_shape`` (batched or not)."""
+    ndim = len(module.kernel_size)
+    sym = spatial_symbols(ndim)
+    spatial = tuple(input_shape[-ndim:])
+    batch = input_shape[0] if len(input_shape) == ndim + 2 else 1
+    values: dict[str, Any] = {
+        "N": batch, "C_in": module.in_channels, "C_out": module.out_channels, "G": module.groups,
+        "B": int(module.bias is not None),
+    }
+    per_dim = {
+        "size": spatial, "kernel": module.kernel_size, "stride": module.stride, "dilation": module.dilation,
+        "padding": _per_side_padding(module),
+    }
+    if module.transposed:
+        per_dim["output_padding"] = module.output_padding
+    for role, numbers in per_dim.items():
+        values.update({s.name: v for s, v in zip(sym[role], numbers)})
+    return values
+
+
+def _pick_conv2d(module: nn.Conv2d) -> LayerFormula:
+    """Name the 2-d case by its form, so the report says 'depthwise' or 'pointwise' where it is one."""
+    if module.groups == module.in_channels and module.in_channels > 1:
+        return DEPTHWISE_CONV2D
+    if tuple(module.kernel_size) == (1, 1):
+        return POINTWISE_CONV2D
+    return GROUP_CONV2D if module.groups > 1 else CONV2D
+
+
+def bind_conv(module: nn.modules.conv._ConvNd, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    ndim = len(module.kernel_size)
+    values = conv_values(module, tuple(args[0].shape))
+    if module.transposed:
+        # An explicit output_size= argument changes the output padding torch uses.
+        output_size = args[1] if len(args) > 1 else kwargs.get("output_size")
+        if output_size is not None:
+            sym = spatial_symbols(ndim)
+            padding = module._output_padding(
+                args[0], output_size, list(module.stride), list(module.padding), list(module.kernel_size),
+                ndim, list(module.dilation),
+            )
+            values.update({s.name: int(v) for s, v in zip(sym["output_padding"], padding)})
+        formula = (CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D)[ndim - 1]
+    else:
+        formula = _pick_conv2d(module) if ndim == 2 else (CONV1D, CONV2D, CONV3D)[ndim - 1]
+    return Bound(formula, values)
+
+
+REGISTRY.bind((nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), bind_conv)

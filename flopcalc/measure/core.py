@@ -1,0 +1,152 @@
+"""Operator-level measurement: count what a forward pass executes, op by op, independently of the layer formulas.
+
+A :class:`OpCounter` is a ``TorchDispatchMode``: it sees every aten op after autograd and decompositions, runs
+it, and asks the rule registered for that op how many MACs and other operations it performed, computed from
+the op's argument and result *shapes*. Nothing here imports :mod:`flopcalc.layers`; agreement between the two
+is evidence, not a tautology.
+
+Rules live in the ``ops_*.py`` modules beside this one. An op with neither a rule nor a zero-cost reason is
+reported as uncounted with its call count — never silently zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch._ops import OpOverload, OpOverloadPacket
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from flopcalc.formula import Number, OpKind
+
+
+@dataclass(frozen=True)
+class Count:
+    """MACs and non-MAC operations (by :class:`OpKind` value) of one op or one module call."""
+
+    macs: Number = 0
+    ops: Mapping[str, Number] = field(default_factory=dict)
+
+    def __add__(self, other: Count) -> Count:
+        ops = dict(self.ops)
+        for kind, value in other.ops.items():
+            ops[kind] = ops.get(kind, 0) + value
+        return Count(self.macs + other.macs, ops)
+
+    @property
+    def other_ops(self) -> Number:
+        """All non-MAC operations together."""
+        return sum(self.ops.values(), 0)
+
+    @property
+    def flops(self) -> Number:
+        """Two FLOPs per MAC plus one per other operation."""
+        return 2 * self.macs + self.other_ops
+
+
+ZERO = Count()
+
+OpRule = Callable[[Sequence[Any], Mapping[str, Any], Any], Count]
+"""``rule(args, kwargs, out) -> Count`` for one aten op; it reads shapes only."""
+
+_RULES: dict[OpOverloadPacket | OpOverload, OpRule] = {}
+_ZERO_COST: dict[OpOverloadPacket | OpOverload, str] = {}
+
+
+def op_rule(*ops: OpOverloadPacket | OpOverload) -> Callable[[OpRule], OpRule]:
+    """Register ``rule`` for ``ops`` (a packet covers all its overloads); a second registration raises."""
+
+    def register(rule: OpRule) -> OpRule:
+        for op in ops:
+            if op in _RULES or op in _ZERO_COST:
+                raise RuntimeError(f"duplicate counting rule for {op}")
+            _RULES[op] = rule
+        return rule
+
+    return register
+
+
+def zero_cost(reason: str, ops: Iterable[OpOverloadPacket | OpOverload]) -> None:
+    """Declare ``ops`` free of arithmetic, with the reason shown in the report."""
+    for op in ops:
+        if op in _RULES or op in _ZERO_COST:
+            raise RuntimeError(f"duplicate counting rule for {op}")
+        _ZERO_COST[op] = reason
+
+
+def rule_for(func: OpOverload) -> OpRule | str | None:
+    """The rule for ``func``, its zero-cost reason, or ``None`` when the op is not counted."""
+    for key in (func, func.overloadpacket):
+        if key in _RULES:
+            return _RULES[key]
+        if key in _ZERO_COST:
+            return _ZERO_COST[key]
+    return None
+
+
+def zero_cost_reasons() -> Mapping[OpOverloadPacket | OpOverload, str]:
+    return MappingProxyType(_ZERO_COST)
+
+
+def numel(shape: Sequence[Number]) -> Number:
+    return math.prod(shape, start=1)
+
+
+def shape_of(value: Any) -> tuple[Number, ...]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else ()
+
+
+def per_element(out: Any, **kinds: Number) -> Count:
+    """``kinds`` operations for every element of ``out`` (the broadcast result), e.g. ``per_element(out, add=1)``."""
+    n = numel(shape_of(out))
+    return Count(0, {OpKind(kind).value: n * k for kind, k in kinds.items() if k})
+
+
+OpSink = Callable[[OpOverload, Count | None], None]
+
+
+class OpCounter(TorchDispatchMode):
+    """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule."""
+
+    def __init__(self, sink: OpSink):
+        super().__init__()
+        self._sink = sink
+
+    def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rule = rule_for(func)
+        if rule is None:
+            self._sink(func, None)
+        elif isinstance(rule, str):
+            self._sink(func, ZERO)
+        else:
+            self._sink(func, rule(args, kwargs, out))
+        return out
+
+
+@dataclass
+class Tally:
+    """A whole-pass total: counted work, and the uncounted ops with their call counts."""
+
+    count: Count = ZERO
+    uncounted: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, func: OpOverload, count: Count | None) -> None:
+        if count is None:
+            self.uncounted[str(func)] += 1
+        else:
+            self.count = self.count + count
+
+
+def measure(fn: Callable[[], Any]) -> Tally:
+    """Count everything ``fn()`` executes, e.g. ``measure(lambda: x @ y).count.macs``."""
+    tally = Tally()
+    with OpCounter(tally):
+        fn()
+    return tally

@@ -1,0 +1,86 @@
+"""Which formula applies to which module: a registry keyed by module type, resolved along the MRO.
+
+Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them) and one *binder* per
+module type. A binder is the only code that reads a torch module: it picks the formula and returns the
+values of its symbols for one call, given the call's positional and keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from flopcalc.formula import Evaluation, LayerFormula, Number
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A formula with the values of its symbols for one module call."""
+
+    formula: LayerFormula
+    values: Mapping[str, Number]
+
+    def evaluate(self) -> Evaluation:
+        return self.formula.evaluate(self.values)
+
+
+Binder = Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Bound]
+
+
+class RegistryError(ValueError):
+    """A duplicate registration or an unknown formula name."""
+
+
+class FormulaRegistry:
+    """Formulas by name and binders by module type; lookup walks ``type(module).__mro__``."""
+
+    def __init__(self) -> None:
+        self._formulas: dict[str, LayerFormula] = {}
+        self._binders: dict[type, Binder] = {}
+
+    def add_formula(self, *formulas: LayerFormula) -> None:
+        for formula in formulas:
+            if formula.name in self._formulas:
+                raise RegistryError(f"duplicate formula name {formula.name!r}")
+            self._formulas[formula.name] = formula
+
+    def bind(self, module_types: Iterable[type] | type, binder: Binder) -> Binder:
+        types = (module_types,) if isinstance(module_types, type) else tuple(module_types)
+        for module_type in types:
+            if module_type in self._binders:
+                raise RegistryError(f"duplicate binder for {module_type.__qualname__}")
+            self._binders[module_type] = binder
+        return binder
+
+    def binder_for(self, module: nn.Module) -> Binder | None:
+        for klass in type(module).__mro__:
+            if klass in self._binders:
+                return self._binders[klass]
+        return None
+
+    @property
+    def formulas(self) -> Mapping[str, LayerFormula]:
+        return MappingProxyType(self._formulas)
+
+    def formula(self, name: str) -> LayerFormula:
+        try:
+            return self._formulas[name]
+        except KeyError:
+            known = ", ".join(sorted(self._formulas))
+            raise RegistryError(f"unknown formula {name!r}; known formulas: {known}") from None
+
+    def extended(self, extra: Mapping[type, Binder]) -> FormulaRegistry:
+        """A copy with ``extra`` binders taking precedence; the original is left untouched."""
+        copy = FormulaRegistry()
+        copy._formulas = dict(self._formulas)
+        copy._binders = dict(self._binders)
+        copy._binders.update(extra)
+        return copy
+
+
+REGISTRY = FormulaRegistry()
+"""The default registry, filled by the modules of :mod:`flopcalc.layers` when they are imported."""
