@@ -1,0 +1,111 @@
+"""What a forward pass is fed: shapes (with dtypes) to synthesise, or the user's own example inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from flopcalc.errors import InputError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One tensor to create: its full shape (batch included) and dtype."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+    def make(self, device: torch.device | str) -> torch.Tensor:
+        """A tensor of this spec; integer tensors are zeros so they are valid indices for any embedding."""
+        if self.dtype.is_floating_point or self.dtype.is_complex:
+            if torch.device(device).type == "meta":
+                return torch.empty(self.shape, dtype=self.dtype, device=device)
+            return torch.randn(self.shape, dtype=self.dtype, device=device)
+        return torch.zeros(self.shape, dtype=self.dtype, device=device)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Positional and keyword arguments of one forward call, as specs or real tensors (or other values)."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def materialize(self, device: torch.device | str, convert: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Create the spec tensors on ``device``; pass real tensors through ``convert`` (e.g. to fake tensors)."""
+
+        def build(value: Any) -> Any:
+            if isinstance(value, InputSpec):
+                return value.make(device)
+            if isinstance(value, torch.Tensor):
+                return convert(value) if convert else value
+            if isinstance(value, list | tuple):
+                return type(value)(build(v) for v in value)
+            if isinstance(value, Mapping):
+                return {k: build(v) for k, v in value.items()}
+            return value
+
+        return build(self.args), {k: build(v) for k, v in self.kwargs.items()}
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of every tensor or spec, in argument order."""
+        found: list[tuple[int, ...]] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, InputSpec):
+                found.append(value.shape)
+            elif isinstance(value, torch.Tensor):
+                found.append(tuple(value.shape))
+            elif isinstance(value, list | tuple):
+                for v in value:
+                    walk(v)
+            elif isinstance(value, Mapping):
+                for v in value.values():
+                    walk(v)
+
+        walk(self.args)
+        walk(dict(self.kwargs))
+        return tuple(found)
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, torch.Size) or (
+        isinstance(value, tuple | list) and len(value) > 0 and all(isinstance(d, int) for d in value)
+    )
+
+
+def to_model_inputs(inputs: Any, kwargs: Mapping[str, Any] | None = None) -> ModelInputs:
+    """Normalise what a user passes to :func:`flopcalc.analyze`.
+
+    Accepted: a shape with batch ``(1, 3, 224, 224)``; a list of shapes for several inputs; an
+    :class:`InputSpec` or a list of them; a tensor or a tuple/list of tensors (and other values); a dict of
+    keyword arguments; a :class:`ModelInputs`.
+    """
+    kwargs = dict(kwargs or {})
+    if isinstance(inputs, ModelInputs):
+        return ModelInputs(inputs.args, {**inputs.kwargs, **kwargs})
+    if inputs is None:
+        return ModelInputs((), kwargs)
+    if _is_shape(inputs):
+        return ModelInputs((_spec(inputs),), kwargs)
+    if isinstance(inputs, InputSpec | torch.Tensor):
+        return ModelInputs((inputs,), kwargs)
+    if isinstance(inputs, Mapping):
+        return ModelInputs((), {**inputs, **kwargs})
+    if isinstance(inputs, Sequence) and not isinstance(inputs, str):
+        return ModelInputs(tuple(_spec(v) if _is_shape(v) else v for v in inputs), kwargs)
+    raise InputError(
+        f"cannot use {type(inputs).__name__} as model input; pass a shape with batch such as (1, 3, 224, 224), "
+        "a list of shapes, example tensors, or a dict of keyword arguments"
+    )
+
+
+def _spec(shape: Sequence[int]) -> InputSpec:
+    dims = tuple(int(d) for d in shape)
+    if any(d <= 0 for d in dims):
+        raise InputError(f"input shape {dims} has a dimension <= 0; every dimension must be a positive integer")
+    return InputSpec(dims)

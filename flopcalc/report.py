@@ -1,0 +1,149 @@
+"""The result of an analysis: immutable rows (one per module call) and totals. Renderers only read it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from flopcalc.formula import Evaluation, Number
+from flopcalc.measure.core import Count
+from flopcalc.registry import Bound
+
+SCHEMA_VERSION = 1
+
+CONVENTION = (
+    "MACs = multiply-accumulates of conv, linear, matmul, attention and recurrent products (bias excluded); "
+    "FLOPs = 2 x MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
+    "inference forward pass."
+)
+
+
+class Status(StrEnum):
+    """How a row's formula compares with what the forward pass executed."""
+
+    MATCH = "match"  # formula and measurement agree on params, buffers, MACs, other ops and output shape
+    MISMATCH = "mismatch"  # both exist and disagree; ``LayerRow.mismatches`` says where
+    MEASURED_ONLY = "measured-only"  # no formula for this module type: the count is the measured one
+    FORMULA_ONLY = "formula-only"  # the measurement is incomplete (an uncounted op ran inside)
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One module call. ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise
+    the measured ops of this call plus the reported counts of its children."""
+
+    index: int
+    name: str
+    type: str
+    depth: int
+    parent: int | None
+    children: tuple[int, ...]
+    input_shapes: tuple[tuple[Number, ...], ...]
+    output_shapes: tuple[tuple[Number, ...], ...]
+    params: Number
+    macs: Number
+    ops: Mapping[str, Number]
+    measured: Count
+    measured_self: Count
+    status: Status
+    bound: Bound | None = None
+    analytic: Evaluation | None = None
+    mismatches: tuple[str, ...] = ()
+    uncounted: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def other_ops(self) -> Number:
+        return sum(self.ops.values(), 0)
+
+    @property
+    def flops(self) -> Number:
+        return 2 * self.macs + self.other_ops
+
+    @property
+    def measured_macs(self) -> Number:
+        return self.measured.macs
+
+    @property
+    def formula_name(self) -> str | None:
+        return self.bound.formula.name if self.bound else None
+
+    @property
+    def is_leaf(self) -> bool:
+        return not self.children
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Whole-model counts. ``non_trainable_params`` is Keras' figure: frozen parameters plus floating-point
+    buffers (BatchNorm running mean and variance); ``buffers`` counts every buffer element."""
+
+    params: int
+    trainable_params: int
+    frozen_params: int
+    non_trainable_params: int
+    buffers: int
+    param_bytes: int
+    param_bytes_by_dtype: Mapping[str, int]
+    buffer_bytes: int
+    macs: Number
+    ops: Mapping[str, Number]
+    measured_macs: Number
+    measured_flops: Number
+
+    @property
+    def keras_total_params(self) -> int:
+        """Keras' 'Total params': trainable plus non-trainable."""
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def other_ops(self) -> Number:
+        return sum(self.ops.values(), 0)
+
+    @property
+    def flops(self) -> Number:
+        return 2 * self.macs + self.other_ops
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`flopcalc.analyze` returns."""
+
+    model: str
+    input_shapes: tuple[tuple[Number, ...], ...]
+    device: str
+    rows: tuple[LayerRow, ...]
+    totals: Totals
+    uncounted: Mapping[str, int]
+    uncalled: Mapping[str, int]
+    convention: str = CONVENTION
+    schema_version: int = SCHEMA_VERSION
+
+    def __iter__(self) -> Iterator[LayerRow]:
+        return iter(self.rows)
+
+    def row(self, name: str) -> LayerRow:
+        """The first call of the module with qualified name ``name`` (``""`` is the model itself)."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no module call named {name!r}")
+
+    @property
+    def leaves(self) -> tuple[LayerRow, ...]:
+        return tuple(row for row in self.rows if row.is_leaf)
+
+    @property
+    def mismatches(self) -> tuple[LayerRow, ...]:
+        return tuple(row for row in self.rows if row.status is Status.MISMATCH)
+
+    @property
+    def ok(self) -> bool:
+        """No formula disagrees with its measurement and no op went uncounted."""
+        return not self.mismatches and not self.uncounted
+
+    def __rich__(self) -> Any:
+        from flopcalc.render.console import to_rich
+
+        return to_rich(self)
