@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy as sp
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -26,6 +27,7 @@ from flopcalc.measure import Count, OpCounter
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import REGISTRY, Binder, Bound, FormulaRegistry
 from flopcalc.report import LayerRow, Report, Status, Totals
+from flopcalc.symbolic import ClosedForm, SymbolicShapes, SymbolicTraceError, user_symbol
 
 
 @dataclass
@@ -60,8 +62,9 @@ def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
 class _Tracer:
     """Hooks that keep a stack of open module calls, and the sink that charges each op to the innermost one."""
 
-    def __init__(self, model: nn.Module, registry: FormulaRegistry):
+    def __init__(self, model: nn.Module, registry: FormulaRegistry, symbolic: SymbolicShapes | None = None):
         self.registry = registry
+        self.symbolic = symbolic
         self.calls: list[_Call] = []
         self.stack: list[int] = []
         self.claimed: set[int] = set()
@@ -75,8 +78,11 @@ class _Tracer:
             name = f"{name}#{self.times_called[id(module)]}"
         binder = self.registry.binder_for(module)
         bound, error = self._bind(binder, module, args, kwargs)
+        if bound is not None and self.symbolic is not None:
+            bound = Bound(bound.formula, {k: self.symbolic.to_expr(v) for k, v in bound.values.items()})
         parent = self.stack[-1] if self.stack else None
-        self.calls.append(_Call(module, name, parent, len(self.stack), _shapes((args, kwargs)), bound, error))
+        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        self.calls.append(_Call(module, name, parent, len(self.stack), shapes, bound, error))
         if parent is not None:
             self.calls[parent].children.append(len(self.calls) - 1)
         self.stack.append(len(self.calls) - 1)
@@ -92,7 +98,7 @@ class _Tracer:
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
-        call.output_shapes = _shapes(output)
+        call.output_shapes = self._symbolic_shapes(_shapes(output))
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
         owned = module.parameters() if call.bound else module.parameters(recurse=False)
@@ -107,8 +113,17 @@ class _Tracer:
         call = self.calls[self.stack[-1]]
         if count is None:
             call.uncounted[str(func)] += 1
+        elif self.symbolic is not None:
+            to_expr = self.symbolic.to_expr
+            ops = {kind: to_expr(n) for kind, n in count.ops.items()}
+            call.self_count = call.self_count + Count(to_expr(count.macs), ops)
         else:
             call.self_count = call.self_count + count
+
+    def _symbolic_shapes(self, shapes: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Number, ...], ...]:
+        if self.symbolic is None:
+            return shapes
+        return tuple(tuple(self.symbolic.to_expr(d) for d in shape) for shape in shapes)
 
     @contextlib.contextmanager
     def hooks(self, model: nn.Module) -> Iterator[None]:
@@ -151,6 +166,7 @@ def analyze(
     extra: Mapping[type, Binder] | None = None,
     strict: bool = False,
     name: str | None = None,
+    hints: Mapping[str, int] | None = None,
 ) -> Report:
     """Count parameters, MACs and other ops of ``model`` per module call, by formula and by measurement.
 
@@ -166,6 +182,9 @@ def analyze(
         extra: binders for further module types (or overriding built-in ones), e.g. ``{MyBlock: bind_block}``.
         strict: raise :class:`UncountedOpsError` if any executed op has no counting rule.
         name: the model's name in the report (default: its class name).
+        hints: for inputs with named dimensions (``(1, 3, "H", "W")``), the value torch assumes for each name
+            where the model branches on a size (defaults in :mod:`flopcalc.symbolic`). Counts then come out as
+            closed forms in those names, valid where ``report.closed_form.conditions`` hold.
 
     Raises:
         ForwardError: the forward pass raised; the message names the failing layer and its input shapes.
@@ -176,13 +195,47 @@ def analyze(
         raise InputError(f"device must be 'meta' or 'cpu', not {device!r}")
     model_inputs = to_model_inputs(inputs, kwargs)
     registry = REGISTRY.extended(extra) if extra else REGISTRY
-    tracer = _Tracer(model, registry)
-    _run(model, model_inputs, tracer, device, training)
-    report = _build_report(model, model_inputs, tracer, device, name or type(model).__name__)
+    name = name or type(model).__name__
+    if model_inputs.is_symbolic:
+        report = _analyze_symbolic(model, model_inputs, registry, device, training, name, hints)
+    else:
+        tracer = _Tracer(model, registry)
+        _run(model, model_inputs, tracer, device, training)
+        report = _build_report(model, model_inputs, tracer, device, name)
     if strict and report.uncounted:
         listed = ", ".join(f"{op} ×{n}" for op, n in report.uncounted.items())
         raise UncountedOpsError(f"ops without a counting rule ran: {listed}")
     return report
+
+
+def _analyze_symbolic(
+    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str,
+    hints: Mapping[str, int] | None,
+) -> Report:
+    """A closed-form report, or :class:`SymbolicTraceError` carrying the concrete report at the hints."""
+    symbolic = SymbolicShapes(hints)
+    tracer = _Tracer(model, registry, symbolic)
+    try:
+        _run(model, inputs, tracer, device, training)
+        pinned = symbolic.specialized()
+        problem = f"the model fixes {'; '.join(pinned.values())}" if pinned else ""
+    except ForwardError as exc:
+        sizes = ", ".join(f"{k}={v}" for k, v in symbolic.hints.items())
+        problem = f"the forward pass fails with symbolic sizes {sizes} (other sizes can be set as hints): {exc}"
+    if not problem:
+        return _build_report(model, inputs, tracer, device, name)
+    at = {**symbolic.hints, **(hints or {})}
+    concrete_inputs = inputs.with_sizes(at)
+    concrete = None
+    for concrete_device in dict.fromkeys((device, "cpu")):  # data-dependent models need real values
+        try:
+            concrete = analyze(model, concrete_inputs, device=concrete_device, training=training, name=name)
+            break
+        except (ForwardError, InputError):
+            continue
+    sizes = ", ".join(f"{k}={v}" for k, v in at.items())
+    fallback = f"concrete count at {sizes} instead" if concrete else f"no concrete count at {sizes} either"
+    raise SymbolicTraceError(f"{name} cannot be counted in closed form: {problem}; {fallback}", concrete)
 
 
 def _run(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device: str, training: bool) -> None:
@@ -190,8 +243,11 @@ def _run(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device: str, tr
     on_meta = model_device is not None and model_device.type == "meta"
     if device == "cpu" and on_meta:
         raise InputError("the model's weights are on the meta device; analyse it with device='meta'")
+    symbolic = tracer.symbolic
     fake = None
-    if device == "meta" and not on_meta:
+    if symbolic is not None:
+        fake = symbolic.fake_mode
+    elif device == "meta" and not on_meta:
         fake = FakeTensorMode(allow_non_fake_inputs=True)
     target = "meta" if on_meta else (model_device or torch.device("cpu"))
     with contextlib.ExitStack() as stack:
@@ -199,7 +255,8 @@ def _run(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device: str, tr
         stack.enter_context(_mode(model, training))
         if fake is not None:
             stack.enter_context(fake)
-            args, kwargs = inputs.materialize(target, convert=fake.from_tensor)
+            resolve = symbolic.symint if symbolic else None
+            args, kwargs = inputs.materialize(target, convert=fake.from_tensor, resolve=resolve)
         elif on_meta:
             args, kwargs = inputs.materialize(target, convert=lambda t: t.to("meta"))
         else:
@@ -230,8 +287,12 @@ def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
 
 
-def _compare(call: _Call, evaluation: Evaluation, measured: Count) -> tuple[str, ...]:
-    """Every field where the formula and the measurement disagree, as 'field: formula X, measured Y'."""
+def _compare(call: _Call, evaluation: Evaluation, measured: Count, at: Mapping[str, int]) -> tuple[str, ...]:
+    """Every field where the formula and the measurement disagree, as 'field: formula X, measured Y'.
+
+    Symbolic counts are compared at the hints ``at``: the two sides may write the same integer division
+    differently, and both are exact there.
+    """
     module = call.module
     checks: list[tuple[str, Any, Any]] = [
         ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
@@ -241,11 +302,25 @@ def _compare(call: _Call, evaluation: Evaluation, measured: Count) -> tuple[str,
     ]
     if evaluation.output_shape and call.output_shapes:
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
-    return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)
+    point = {user_symbol(name): value for name, value in at.items()}
+
+    def concrete(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: concrete(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return tuple(concrete(v) for v in value)
+        if not (point and isinstance(value, sp.Basic)):
+            return value
+        return sp.sympify(value.xreplace(point)).doit()
+
+    return tuple(
+        f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
+    )
 
 
 def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device: str, name: str) -> Report:
     calls = tracer.calls
+    hints = tracer.symbolic.hints if tracer.symbolic else {}
     rows: list[LayerRow | None] = [None] * len(calls)
     for index in reversed(range(len(calls))):  # children are always after their parent
         call = calls[index]
@@ -269,7 +344,7 @@ def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device
             if uncounted:
                 status = Status.FORMULA_ONLY
             else:
-                mismatches = _compare(call, analytic, measured)
+                mismatches = _compare(call, analytic, measured, hints)
                 status = Status.MISMATCH if mismatches else Status.MATCH
         else:
             if call.binding_error:
@@ -294,14 +369,23 @@ def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device
         for module_name, module in model.named_modules()
         if id(module) not in called and any(True for _ in module.parameters(recurse=False))
     }
+    totals = _totals(model, root)
+    closed_form = None
+    if tracer.symbolic is not None:
+        expressions = {"macs": totals.macs, "flops": totals.flops, **{f"ops.{k}": v for k, v in totals.ops.items()}}
+        expressions["measured_macs"] = totals.measured_macs
+        closed_form = ClosedForm(
+            {k: sp.sympify(v) for k, v in expressions.items()}, tracer.symbolic.conditions(), dict(hints)
+        )
     return Report(
         model=name,
         input_shapes=inputs.shapes,
         device=device,
         rows=final_rows,
-        totals=_totals(model, root),
+        totals=totals,
         uncounted=dict(root.uncounted) if root else {},
         uncalled=uncalled,
+        closed_form=closed_form,
     )
 
 

@@ -47,8 +47,11 @@ class FormulaError(ValueError):
     """A formula was evaluated with missing values or gave a non-integer count."""
 
 
-def _as_int(value: sp.Expr, what: str) -> int:
+def _as_int(value: sp.Expr, what: str) -> Number:
+    """The count as an ``int``; an expression if it still holds size symbols (a closed form)."""
     value = sp.nsimplify(value) if isinstance(value, sp.Float) else value
+    if value.free_symbols and all(s.is_integer for s in value.free_symbols):
+        return value
     if not (value.is_Integer or (value.is_Rational and value.q == 1)):
         raise FormulaError(f"{what} evaluated to {value}, not an integer; are all symbols bound?")
     return int(value)
@@ -58,14 +61,14 @@ def _as_int(value: sp.Expr, what: str) -> int:
 class Evaluation:
     """Integer counts of one formula at one set of values."""
 
-    params: int
-    macs: int
-    ops: Mapping[str, int]
-    output_shape: tuple[int, ...]
-    buffers: int = 0
+    params: Number
+    macs: Number
+    ops: Mapping[str, Number]
+    output_shape: tuple[Number, ...]
+    buffers: Number = 0
 
     @property
-    def flops(self) -> int:
+    def flops(self) -> Number:
         """FLOPs: two per MAC plus one per non-MAC operation."""
         return 2 * self.macs + sum(self.ops.values())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,20 +11,32 @@ import torch
 from flopcalc.errors import InputError
 
 
+Dim = int | str
+"""A size: a positive integer, or a name such as ``"H"`` for a closed form over that size."""
+
+DimResolver = Callable[[str, bool], Any]
+"""Turns a named dimension into a symbolic size; the flag says whether it is the batch dimension."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One tensor to create: its full shape (batch included) and dtype."""
 
-    shape: tuple[int, ...]
+    shape: tuple[Dim, ...]
     dtype: torch.dtype = torch.float32
 
-    def make(self, device: torch.device | str) -> torch.Tensor:
+    @property
+    def is_symbolic(self) -> bool:
+        return any(isinstance(d, str) for d in self.shape)
+
+    def make(self, device: torch.device | str, resolve: DimResolver | None = None) -> torch.Tensor:
         """A tensor of this spec; integer tensors are zeros so they are valid indices for any embedding."""
+        shape = [resolve(d, i == 0) if isinstance(d, str) and resolve else d for i, d in enumerate(self.shape)]
         if self.dtype.is_floating_point or self.dtype.is_complex:
-            if torch.device(device).type == "meta":
-                return torch.empty(self.shape, dtype=self.dtype, device=device)
-            return torch.randn(self.shape, dtype=self.dtype, device=device)
-        return torch.zeros(self.shape, dtype=self.dtype, device=device)
+            if torch.device(device).type == "meta" or self.is_symbolic:
+                return torch.empty(shape, dtype=self.dtype, device=device)
+            return torch.randn(shape, dtype=self.dtype, device=device)
+        return torch.zeros(shape, dtype=self.dtype, device=device)
 
 
 @dataclass(frozen=True)
@@ -34,12 +46,15 @@ class ModelInputs:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def materialize(self, device: torch.device | str, convert: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Create the spec tensors on ``device``; pass real tensors through ``convert`` (e.g. to fake tensors)."""
+    def materialize(
+        self, device: torch.device | str, convert: Any = None, resolve: DimResolver | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Create the spec tensors on ``device`` (named dims through ``resolve``); pass real tensors through
+        ``convert`` (e.g. to fake tensors)."""
 
         def build(value: Any) -> Any:
             if isinstance(value, InputSpec):
-                return value.make(device)
+                return value.make(device, resolve)
             if isinstance(value, torch.Tensor):
                 return convert(value) if convert else value
             if isinstance(value, list | tuple):
@@ -51,9 +66,27 @@ class ModelInputs:
         return build(self.args), {k: build(v) for k, v in self.kwargs.items()}
 
     @property
-    def shapes(self) -> tuple[tuple[int, ...], ...]:
+    def is_symbolic(self) -> bool:
+        return any(isinstance(d, str) for shape in self.shapes for d in shape)
+
+    def with_sizes(self, sizes: Mapping[str, int]) -> ModelInputs:
+        """The same inputs with named dimensions replaced by ``sizes``."""
+
+        def concrete(value: Any) -> Any:
+            if isinstance(value, InputSpec):
+                return InputSpec(tuple(sizes[d] if isinstance(d, str) else d for d in value.shape), value.dtype)
+            if isinstance(value, list | tuple):
+                return type(value)(concrete(v) for v in value)
+            if isinstance(value, Mapping):
+                return {k: concrete(v) for k, v in value.items()}
+            return value
+
+        return ModelInputs(concrete(self.args), {k: concrete(v) for k, v in self.kwargs.items()})
+
+    @property
+    def shapes(self) -> tuple[tuple[Dim, ...], ...]:
         """Shapes of every tensor or spec, in argument order."""
-        found: list[tuple[int, ...]] = []
+        found: list[tuple[Dim, ...]] = []
 
         def walk(value: Any) -> None:
             if isinstance(value, InputSpec):
@@ -74,7 +107,7 @@ class ModelInputs:
 
 def _is_shape(value: Any) -> bool:
     return isinstance(value, torch.Size) or (
-        isinstance(value, tuple | list) and len(value) > 0 and all(isinstance(d, int) for d in value)
+        isinstance(value, tuple | list) and len(value) > 0 and all(isinstance(d, int | str) for d in value)
     )
 
 
@@ -104,8 +137,11 @@ def to_model_inputs(inputs: Any, kwargs: Mapping[str, Any] | None = None) -> Mod
     )
 
 
-def _spec(shape: Sequence[int]) -> InputSpec:
-    dims = tuple(int(d) for d in shape)
-    if any(d <= 0 for d in dims):
-        raise InputError(f"input shape {dims} has a dimension <= 0; every dimension must be a positive integer")
+def _spec(shape: Sequence[Dim]) -> InputSpec:
+    dims = tuple(d if isinstance(d, str) else int(d) for d in shape)
+    for d in dims:
+        if isinstance(d, str) and not d.isidentifier():
+            raise InputError(f"input shape {dims}: {d!r} is not a valid symbol name; use a name such as H or W")
+        if isinstance(d, int) and d <= 0:
+            raise InputError(f"input shape {dims} has a dimension <= 0; every dimension must be a positive integer")
     return InputSpec(dims)

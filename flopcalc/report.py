@@ -10,6 +10,7 @@ from typing import Any
 from flopcalc.formula import Evaluation, Number
 from flopcalc.measure.core import Count
 from flopcalc.registry import Bound
+from flopcalc.symbolic import ClosedForm
 
 SCHEMA_VERSION = 1
 
@@ -117,8 +118,19 @@ class Report:
     totals: Totals
     uncounted: Mapping[str, int]
     uncalled: Mapping[str, int]
+    closed_form: ClosedForm | None = None
     convention: str = CONVENTION
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def is_symbolic(self) -> bool:
+        return self.closed_form is not None
+
+    def evaluate(self, **values: int) -> dict[str, int]:
+        """Totals of a symbolic report at one point, e.g. ``report.evaluate(H=224, W=224)["macs"]``."""
+        if self.closed_form is None:
+            raise ValueError("this report has concrete counts; name a dimension (e.g. (1, 3, 'H', 'W')) for a closed form")
+        return self.closed_form.evaluate(**values)
 
     def __iter__(self) -> Iterator[LayerRow]:
         return iter(self.rows)

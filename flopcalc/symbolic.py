@@ -1,0 +1,214 @@
+"""Closed-form counts over symbolic input sizes, on top of torch's own symbolic shapes.
+
+A dimension written as a name (``3xHxW``) becomes a backed ``SymInt`` of a ``ShapeEnv``: torch's fake-tensor
+kernels propagate it through the model, the operator rules and the layer formulas multiply it like a number,
+and every count comes out as an expression in the user's symbols. Each symbol has a *hint* (a concrete value
+torch uses where the model branches on a size); every branch taken is recorded as a guard, and the closed form
+is exact wherever all guards hold. :meth:`ClosedForm.evaluate` checks them and refuses a point outside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import sympy as sp
+import torch
+from torch._dynamo.source import ConstantSource
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
+from torch.utils._sympy import functions as torch_sympy
+
+from flopcalc.errors import FlopcalcError
+
+DEFAULT_HINTS = (229, 233, 239, 241, 251, 257)
+"""Hints for spatial or sequence symbols: distinct, odd and prime, so that no divisibility or equality between
+two sizes is taken for granted, and near 224 so that typical models accept them."""
+
+BATCH_HINT = 3
+
+_LAYOUT_ONLY = ("fake_impls.py", " in conv")
+"""Guards raised where fake convolution picks a memory layout (e.g. ``N >= 16``); they do not change counts."""
+
+_SCAN_LIMIT = 4096
+
+
+class ConditionError(FlopcalcError, ValueError):
+    """A closed form was evaluated at a point where one of its conditions does not hold."""
+
+
+class SymbolicTraceError(FlopcalcError):
+    """The model cannot be counted in closed form (it fixes a size, or branches on data).
+
+    ``concrete`` holds the report at the hints instead (``None`` if even that failed): a concrete count, never
+    a wrong formula.
+    """
+
+    def __init__(self, message: str, concrete: Any = None):
+        super().__init__(message)
+        self.concrete = concrete
+
+
+def user_symbol(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True, positive=True)
+
+
+def _to_plain_sympy(expr: sp.Expr) -> sp.Expr:
+    """torch's integer-division functions rewritten as sympy ``floor``/``Mod``, which print and lambdify."""
+    replacements: list[tuple[Any, Callable[..., sp.Expr]]] = [
+        (torch_sympy.FloorDiv, lambda a, b: sp.floor(a / b)),
+        (torch_sympy.CleanDiv, lambda a, b: a / b),
+        (torch_sympy.PythonMod, lambda a, b: sp.Mod(a, b)),
+        (torch_sympy.IntTrueDiv, lambda a, b: a / b),
+    ]
+    for function, rewrite in replacements:
+        if expr.has(function):
+            expr = expr.replace(function, rewrite)
+    return expr
+
+
+class SymbolicShapes:
+    """The ShapeEnv and fake-tensor mode of one symbolic analysis, and the map back to the user's names."""
+
+    def __init__(self, hints: Mapping[str, int] | None = None):
+        self.shape_env = ShapeEnv(duck_shape=False)
+        self.fake_mode = FakeTensorMode(shape_env=self.shape_env, allow_non_fake_inputs=True)
+        self._requested_hints = dict(hints or {})
+        self._symints: dict[str, torch.SymInt] = {}
+        self._names: dict[sp.Symbol, sp.Symbol] = {}
+        self.hints: dict[str, int] = {}
+
+    def symint(self, name: str, batch: bool = False) -> torch.SymInt:
+        """The size named ``name`` (one SymInt per name, so ``3xSxS`` means a square input)."""
+        if name not in self._symints:
+            default = BATCH_HINT if batch else DEFAULT_HINTS[len(self.hints) % len(DEFAULT_HINTS)]
+            hint = self._requested_hints.get(name, default)
+            if hint < 2:
+                raise ConditionError(f"the hint for {name} must be at least 2 (torch specialises sizes 0 and 1)")
+            source = ConstantSource(name)
+            symbol = self.shape_env.create_symbol(hint, source=source, dynamic_dim=DimDynamic.DYNAMIC)
+            self._symints[name] = self.shape_env.create_symintnode(symbol, hint=hint, source=source)
+            self._names[symbol] = user_symbol(name)
+            self.hints[name] = hint
+        return self._symints[name]
+
+    def specialized(self) -> dict[str, str]:
+        """Names the model pinned to one value (e.g. ViT asserts H == 224), with where it did so."""
+        pinned = {}
+        for symbol, user in self._names.items():
+            replacement = self.shape_env.replacements.get(symbol)
+            value_range = self.shape_env.var_to_range.get(symbol)
+            if replacement is not None and replacement.is_number:
+                where = self.shape_env.replacements_slocs.get(symbol, "")
+                pinned[user.name] = f"{user.name} = {replacement} ({where})"
+            elif value_range is not None and value_range.is_singleton():
+                pinned[user.name] = f"{user.name} = {value_range.lower}"
+        return pinned
+
+    def to_expr(self, value: Any) -> Any:
+        """A SymInt (or int, or sympy expression over torch's symbols) as an expression in the user's names."""
+        if isinstance(value, torch.SymInt):
+            value = value.node.expr
+        if isinstance(value, sp.Basic):
+            expr = _to_plain_sympy(value.xreplace(self._names))
+            return int(expr) if expr.is_Integer else expr
+        return value
+
+    def conditions(self) -> tuple[sp.Basic, ...]:
+        """The guards torch recorded, in the user's names, without layout-only ones; deduplicated."""
+        found: list[sp.Basic] = []
+        for guard in self.shape_env.guards:
+            if all(part in str(guard.sloc) for part in _LAYOUT_ONLY):
+                continue
+            parts = sp.And.make_args(guard.expr)
+            for part in parts:
+                condition = _to_plain_sympy(part.xreplace(self._names))
+                if condition not in found and condition is not sp.true:
+                    found.append(condition)
+        return tuple(found)
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """Totals as expressions in the user's symbols, the conditions under which they hold, and the hints used."""
+
+    expressions: Mapping[str, sp.Expr]
+    conditions: tuple[sp.Basic, ...]
+    hints: Mapping[str, int]
+
+    @property
+    def symbols(self) -> tuple[sp.Symbol, ...]:
+        return tuple(user_symbol(name) for name in self.hints)
+
+    @cached_property
+    def _compiled(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        args = self.symbols
+        values = sp.lambdify(args, [sp.sympify(e) for e in self.expressions.values()], modules="math")
+        checks = sp.lambdify(args, list(self.conditions) or [sp.true], modules="math")
+        return values, checks
+
+    def violated(self, values: Mapping[str, int]) -> list[str]:
+        """The conditions that do not hold at ``values``."""
+        point = self._point(values)
+        results = self._compiled[1](*point)
+        return [str(c) for c, ok in zip(self.conditions, results) if not ok]
+
+    def _point(self, values: Mapping[str, int]) -> list[int]:
+        missing = [name for name in self.hints if name not in values]
+        unknown = [name for name in values if name not in self.hints]
+        if missing or unknown:
+            raise ConditionError(
+                f"evaluate needs exactly the symbols {', '.join(self.hints)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unknown {', '.join(unknown)}" if unknown else "")
+            )
+        point = [int(values[name]) for name in self.hints]
+        if any(v < 1 for v in point):
+            raise ConditionError(f"sizes must be positive integers, got {dict(values)}")
+        return point
+
+    def evaluate(self, **values: int) -> dict[str, int]:
+        """Every total at one point, e.g. ``evaluate(H=224, W=224)["macs"]``; exact integers.
+
+        Raises :class:`ConditionError` where a condition of the closed form fails there: the model takes
+        another branch at that size, so analyse that size concretely instead.
+        """
+        broken = self.violated(values)
+        if broken:
+            raise ConditionError(
+                f"the closed form does not hold at {values}: {'; '.join(broken)}; analyse that size concretely"
+            )
+        results = self._compiled[0](*self._point(values))
+        return {key: _exact(value) for key, value in zip(self.expressions, results)}
+
+    def bounds(self) -> dict[str, tuple[int, int | None]]:
+        """Per symbol, the range of values (others at their hints) where every condition holds, scanned up to
+        4096; ``None`` as the upper end means the scan found no upper limit."""
+        found: dict[str, tuple[int, int | None]] = {}
+        for name in self.hints:
+            valid = [
+                v for v in range(2, _SCAN_LIMIT + 1)
+                if not self.violated({**self.hints, name: v})
+            ] if self.conditions else []
+            if not self.conditions:
+                found[name] = (2, None)
+            elif valid:
+                found[name] = (valid[0], None if valid[-1] == _SCAN_LIMIT else valid[-1])
+        return found
+
+    def describe_conditions(self) -> list[str]:
+        """Human-readable conditions: a lower (and upper) bound per symbol, e.g. ``H >= 63``."""
+        lines = []
+        for name, (low, high) in self.bounds().items():
+            lines.append(f"{name} >= {low}" if high is None else f"{low} <= {name} <= {high}")
+        return lines
+
+
+def _exact(value: Any) -> int:
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConditionError(f"the closed form gave a non-integer {value}")
+        return int(value)
+    return int(value)
