@@ -150,7 +150,7 @@ class LayerFormula:
         return Evaluation(
             params=count(self.params, "params"),
             macs=count(self.macs, "macs"),
-            ops={kind: count(expr, kind) for kind, expr in self.ops.items()},
+            ops={str(kind): n for kind, expr in self.ops.items() if (n := count(expr, kind)) != 0},
             output_shape=tuple(count(d, "output_shape") for d in self.output_shape),
             buffers=count(self.buffers, "buffers"),
         )

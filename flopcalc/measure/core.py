@@ -25,12 +25,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from flopcalc.formula import Number, OpKind
 
 
+def _is_zero(value: Number) -> bool:
+    return isinstance(value, int) and value == 0
+
+
 @dataclass(frozen=True)
 class Count:
     """MACs and non-MAC operations (by :class:`OpKind` value) of one op or one module call."""
 
     macs: Number = 0
     ops: Mapping[str, Number] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One spelling per count: plain-string kinds, and no kind listed with zero operations.
+        if any(type(k) is not str or _is_zero(v) for k, v in self.ops.items()):
+            object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
 
     def __add__(self, other: Count) -> Count:
         ops = dict(self.ops)
