@@ -8,13 +8,17 @@ multiply-accumulates (MACs) and the non-MAC operations by kind. The same express
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
+from functools import cached_property
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
+from sympy.printing.pycode import PythonCodePrinter
 from sympy.printing.str import StrPrinter
 
 Number = int | sp.Expr
@@ -140,8 +144,40 @@ class LayerFormula:
                 resolved[symbol] = sp.simplify(self.expand(symbol).xreplace(_sympify_values(resolved)))
         return resolved
 
-    def evaluate(self, values: Mapping[str | sp.Symbol, int]) -> Evaluation:
-        """Integer counts at concrete values; raises :class:`FormulaError` if a symbol is left unbound."""
+    @cached_property
+    def _compiled(self) -> tuple[tuple[str, ...], Callable[..., list[Fraction]]]:
+        """Every field with intermediates expanded, compiled once to exact rational Python arithmetic."""
+        args = tuple(sorted(self.symbols, key=lambda s: s.name))
+        fields = [self.params, self.macs, self.buffers, *self.ops.values(), *self.output_shape]
+        function = sp.lambdify(
+            args, [self.expand(e) for e in fields], modules=[_EXACT_NAMESPACE], printer=_ExactPrinter
+        )
+        return tuple(s.name for s in args), function
+
+    def evaluate(self, values: Mapping[str | sp.Symbol, Number]) -> Evaluation:
+        """Integer counts at concrete values (or expressions at symbolic ones, for a closed form).
+
+        Raises :class:`FormulaError` if a symbol is left unbound or a count is not an integer.
+        """
+        by_name = {str(k): v for k, v in values.items()}
+        names, function = self._compiled
+        if all(isinstance(by_name.get(n), int | sp.Rational) for n in names):
+            return self._evaluate_exactly(function, [_fraction(by_name[n]) for n in names])
+        return self._evaluate_symbolically(values)
+
+    def _evaluate_exactly(self, function: Callable[..., list[Fraction]], args: list[Fraction]) -> Evaluation:
+        results = function(*args)
+        for result in results:
+            if Fraction(result).denominator != 1:
+                raise FormulaError(f"{self.name} gave the non-integer count {result}")
+        counts = [int(r) for r in results]
+        n_ops = len(self.ops)
+        ops = {str(kind): n for kind, n in zip(self.ops, counts[3 : 3 + n_ops]) if n != 0}
+        return Evaluation(
+            params=counts[0], macs=counts[1], buffers=counts[2], ops=ops, output_shape=tuple(counts[3 + n_ops :])
+        )
+
+    def _evaluate_symbolically(self, values: Mapping[str | sp.Symbol, Number]) -> Evaluation:
         resolved = _sympify_values(self.resolve(values))
 
         def count(expr: sp.Expr, what: str) -> int:
@@ -174,6 +210,30 @@ class LayerFormula:
     def substituted(self, what: str, values: Mapping[str | sp.Symbol, int], latex: bool = False) -> str:
         """The formula with numbers in place of symbols, and its value: ``3·11·11·64 + 64 = 23,296``."""
         return render_substituted(self.field_expr(what), self.resolve(values), latex=latex)
+
+
+_EXACT_NAMESPACE = {"Fraction": Fraction, "math": math}
+
+
+class _ExactPrinter(PythonCodePrinter):
+    """Python code in which rational constants stay exact (``Fraction(7, 4)``, not ``1.75``)."""
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"Fraction({expr.p}, {expr.q})"
+
+    _print_Half = _print_Rational
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        """A generator sum; the bounds are Fractions with denominator 1, so ``range`` gets ``int``s."""
+        loops = " ".join(
+            f"for {self._print(i)} in range(int({self._print(a)}), int({self._print(b)}) + 1)"
+            for i, a, b in expr.limits[::-1]
+        )
+        return f"sum({self._print(expr.function)} {loops})"
+
+
+def _fraction(value: int | sp.Rational) -> Fraction:
+    return Fraction(value) if isinstance(value, int) else Fraction(int(value.p), int(value.q))
 
 
 def _sympify_values(values: Mapping[sp.Symbol, Number]) -> dict[sp.Symbol, sp.Expr]:
