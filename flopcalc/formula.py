@@ -16,6 +16,8 @@ from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
 
+from typing import Any
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pycode import PythonCodePrinter
@@ -149,10 +151,7 @@ class LayerFormula:
         """Every field with intermediates expanded, compiled once to exact rational Python arithmetic."""
         args = tuple(sorted(self.symbols, key=lambda s: s.name))
         fields = [self.params, self.macs, self.buffers, *self.ops.values(), *self.output_shape]
-        function = sp.lambdify(
-            args, [self.expand(e) for e in fields], modules=[_EXACT_NAMESPACE], printer=_ExactPrinter
-        )
-        return tuple(s.name for s in args), function
+        return tuple(s.name for s in args), compile_exact(args, [self.expand(e) for e in fields])
 
     def evaluate(self, values: Mapping[str | sp.Symbol, Number]) -> Evaluation:
         """Integer counts at concrete values (or expressions at symbolic ones, for a closed form).
@@ -223,6 +222,10 @@ class _ExactPrinter(PythonCodePrinter):
 
     _print_Half = _print_Rational
 
+    def _print_Mod(self, expr: sp.Mod) -> str:
+        # sympy's own printing drops the parentheses around an unevaluated product divisor.
+        return f"(({self._print(expr.args[0])}) % ({self._print(expr.args[1])}))"
+
     def _print_Sum(self, expr: sp.Sum) -> str:
         """A generator sum; the bounds are Fractions with denominator 1, so ``range`` gets ``int``s."""
         loops = " ".join(
@@ -230,6 +233,11 @@ class _ExactPrinter(PythonCodePrinter):
             for i, a, b in expr.limits[::-1]
         )
         return f"sum({self._print(expr.function)} {loops})"
+
+
+def compile_exact(args: tuple[sp.Symbol, ...], exprs: list[sp.Basic]) -> Callable[..., list[Any]]:
+    """``exprs`` as one Python function of ``args`` in exact rational arithmetic; call it with Fractions."""
+    return sp.lambdify(args, exprs, modules=[_EXACT_NAMESPACE], printer=_ExactPrinter)
 
 
 def _fraction(value: int | sp.Rational) -> Fraction:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 from torch.utils._sympy import functions as torch_sympy
 
 from flopcalc.errors import FlopcalcError
+from flopcalc.formula import compile_exact
 
 DEFAULT_HINTS = (229, 233, 239, 241, 251, 257)
 """Hints for spatial or sequence symbols: distinct, odd and prime, so that no divisibility or equality between
@@ -145,13 +147,13 @@ class ClosedForm:
     @cached_property
     def _compiled(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         args = self.symbols
-        values = sp.lambdify(args, [sp.sympify(e) for e in self.expressions.values()], modules="math")
-        checks = sp.lambdify(args, list(self.conditions) or [sp.true], modules="math")
+        values = compile_exact(args, [sp.sympify(e) for e in self.expressions.values()])
+        checks = compile_exact(args, list(self.conditions) or [sp.true])
         return values, checks
 
     def violated(self, values: Mapping[str, int]) -> list[str]:
         """The conditions that do not hold at ``values``."""
-        point = self._point(values)
+        point = [Fraction(v) for v in self._point(values)]
         results = self._compiled[1](*point)
         return [str(c) for c, ok in zip(self.conditions, results) if not ok]
 
@@ -180,7 +182,7 @@ class ClosedForm:
             raise ConditionError(
                 f"the closed form does not hold at {values}: {'; '.join(broken)}; analyse that size concretely"
             )
-        results = self._compiled[0](*self._point(values))
+        results = self._compiled[0](*(Fraction(v) for v in self._point(values)))
         return {key: _exact(value) for key, value in zip(self.expressions, results)}
 
     def bounds(self) -> dict[str, tuple[int, int | None]]:
@@ -207,8 +209,6 @@ class ClosedForm:
 
 
 def _exact(value: Any) -> int:
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ConditionError(f"the closed form gave a non-integer {value}")
-        return int(value)
+    if Fraction(value).denominator != 1:
+        raise ConditionError(f"the closed form gave a non-integer {value}")
     return int(value)

@@ -17,10 +17,10 @@ def formula_and_measured(module: nn.Module, *args: Any, **kwargs: Any) -> tuple[
 
     Returns the formula's evaluation, the measured count and the module's output.
     """
+    module.eval()
     binder = REGISTRY.binder_for(module)
     assert binder is not None, f"no formula registered for {type(module).__name__}"
     evaluation = binder(module, args, kwargs).evaluate()
-    module.eval()
     outputs: list[Any] = []
     with torch.no_grad():
         tally = measure(lambda: outputs.append(module(*args, **kwargs)))

@@ -181,7 +181,7 @@ def bind_conv(module: nn.modules.conv._ConvNd, args: tuple[Any, ...], kwargs: Ma
                 args[0], output_size, list(module.stride), list(module.padding), list(module.kernel_size),
                 ndim, list(module.dilation),
             )
-            values.update({s.name: int(v) for s, v in zip(sym["output_padding"], padding)})
+            values.update({s.name: v for s, v in zip(sym["output_padding"], padding)})
         formula = (CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D)[ndim - 1]
     else:
         formula = _pick_conv2d(module) if ndim == 2 else (CONV1D, CONV2D, CONV3D)[ndim - 1]

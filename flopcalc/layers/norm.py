@@ -1,1 +1,231 @@
-"""(in progress)"""
+"""Normalisation layers: BatchNorm1d/2d/3d (and SyncBatchNorm), InstanceNorm1d/2d/3d, GroupNorm, LayerNorm, RMSNorm.
+
+Every one normalises groups of ``M`` elements by a spread statistic and optionally applies a learned scale and
+shift. Their costs are assembled from the pieces below, so each convention is written once.
+
+Symbols: ``N`` batch (LayerNorm/RMSNorm: rows, the product of the leading dimensions ``N_1, N_2, …``), ``C``
+channels, ``G`` groups, ``S`` spatial size per channel (``L``; ``H·W``; ``D·H·W``; or ``S_1·S_2·…``), ``D``
+normalised size (``D_1·D_2·…`` for a multi-dimensional ``normalized_shape``), ``A`` 1 with a learned scale
+(``affine``/``elementwise_affine``), ``B`` 1 with a learned shift (LayerNorm's ``bias``), ``R`` 1 when the layer
+tracks running statistics.
+
+Conventions (docs/conventions.md, "Norms"), per statistics group of ``M`` elements:
+
+- mean, when computed at run time: ``M − 1`` adds and 1 div (RMSNorm has none);
+- spread, when computed at run time: the mean of the squared centred values (of ``x`` for RMSNorm): ``M`` muls,
+  ``M − 1`` adds, 1 div; the centred values are reused for the output, so centring is counted once;
+- ``rstd = 1/√(var + ε)``: 1 add, 1 sqrt, 1 div — per channel when the statistics are running ones;
+- per element: ``(x − mean)·rstd`` is 1 add (not for RMSNorm) and 1 mul; the scale 1 mul, the shift 1 add
+  (``add``, not ``bias_add``: no MAC reduction precedes it).
+
+Inference BatchNorm is counted as written, not folded into a preceding conv nor precomputed into one
+scale-and-shift per channel (which would leave 1 mul and 1 add per element). In training mode with running
+statistics the running mean and variance are each blended ``a·old + b·new`` (2 muls, 1 add per channel; the
+scalars from momentum and Bessel's correction are not counted); BatchNorm adds 1 for ``num_batches_tracked``
+and InstanceNorm averages the per-instance statistics over the batch (``N − 1`` adds and 1 div per channel and
+statistic). Not counted: the backward pass, and dtype conversions.
+
+>>> BATCH_NORM.substituted("buffers", {"C": 64})
+'2·64 + 1 = 129'
+>>> LAYER_NORM.substituted("add", {"N": 6, "D": 20, "B": 1})
+'6·(4·20 - 1) = 474'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import sympy as sp
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.layers.conv import SPATIAL_NAMES
+from flopcalc.layers.linear import numbered, split_parts, split_size, split_values
+from flopcalc.registry import REGISTRY, Bound
+
+N, C, G, S, D = dims("N C G S D")
+A, B, R = flag("A"), flag("B"), flag("R")
+
+Ops = dict[OpKind, sp.Expr]
+
+
+def _total(*parts: Mapping[OpKind, sp.Expr]) -> Ops:
+    total: Ops = {}
+    for part in parts:
+        for kind, expr in part.items():
+            total[kind] = total.get(kind, 0) + expr
+    return {kind: sp.factor(expr) for kind, expr in total.items()}
+
+
+def _times(factor: sp.Expr, part: Mapping[OpKind, sp.Expr]) -> Ops:
+    return {kind: factor * expr for kind, expr in part.items()}
+
+
+def statistics(groups: sp.Expr, size: sp.Expr, centred: bool = True) -> Ops:
+    """Run-time mean (if ``centred``) and mean of squares of ``groups`` groups of ``size`` elements."""
+    mean = {OpKind.ADD: groups * (size - 1), OpKind.DIV: groups} if centred else {}
+    squares = {OpKind.MUL: groups * size, OpKind.ADD: groups * (size - 1), OpKind.DIV: groups}
+    return _total(mean, squares)
+
+
+def rstd(groups: sp.Expr) -> Ops:
+    """``1/√(var + ε)`` per group: the ε add, the square root, the reciprocal."""
+    return {OpKind.ADD: groups, OpKind.SQRT: groups, OpKind.DIV: groups}
+
+
+def normalise(elements: sp.Expr, scale: sp.Expr, shift: sp.Expr, centred: bool = True) -> Ops:
+    """Per element: subtract the mean (if ``centred``), multiply by rstd, then the learned scale and shift."""
+    return _total({OpKind.ADD: elements} if centred else {}, {OpKind.MUL: elements},
+                  {OpKind.MUL: scale * elements, OpKind.ADD: shift * elements})
+
+
+def running_update(channels: sp.Expr) -> Ops:
+    """Training-mode blend ``a·old + b·new`` of the running mean and of the running variance, per channel."""
+    return {OpKind.MUL: 4 * channels, OpKind.ADD: 2 * channels}
+
+
+_BN_ELEMENTS = N * C * S
+BATCH_NORM = LayerFormula(
+    name="batch_norm",
+    description="Batch normalisation in inference (nn.BatchNorm1d/2d/3d, eval): running statistics per channel",
+    params=2 * A * C,
+    macs=sp.Integer(0),
+    ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
+    output_shape=(N, C, S),
+    buffers=2 * C + 1,
+)
+BATCH_NORM_BATCH_STATS = LayerFormula(
+    name="batch_norm_batch_stats",
+    description="Batch normalisation with statistics of the batch (training mode, or track_running_stats=False)",
+    params=2 * A * C,
+    macs=sp.Integer(0),
+    ops=_total(
+        statistics(C, N * S), rstd(C), normalise(_BN_ELEMENTS, A, A),
+        _times(R, _total(running_update(C), {OpKind.ADD: 1})),
+    ),
+    output_shape=(N, C, S),
+    buffers=R * (2 * C + 1),
+)
+INSTANCE_NORM = LayerFormula(
+    name="instance_norm",
+    description="Instance normalisation (nn.InstanceNorm1d/2d/3d): statistics per sample and channel",
+    params=2 * A * C,
+    macs=sp.Integer(0),
+    ops=_total(
+        statistics(N * C, S), rstd(N * C), normalise(N * C * S, A, A),
+        _times(R, _total(running_update(N * C), {OpKind.ADD: 2 * C * (N - 1), OpKind.DIV: 2 * C})),
+    ),
+    output_shape=(N, C, S),
+    buffers=R * (2 * C + 1),
+)
+INSTANCE_NORM_RUNNING = LayerFormula(
+    name="instance_norm_running_stats",
+    description="Instance normalisation in inference with track_running_stats: running statistics per channel",
+    params=2 * A * C,
+    macs=sp.Integer(0),
+    ops=_total(rstd(N * C), normalise(N * C * S, A, A)),
+    output_shape=(N, C, S),
+    buffers=2 * C + 1,
+)
+GROUP_NORM = LayerFormula(
+    name="group_norm",
+    description="Group normalisation (nn.GroupNorm): statistics per sample over each group of C/G channels",
+    params=2 * A * C,
+    macs=sp.Integer(0),
+    ops=_total(statistics(N * G, C * S / G), rstd(N * G), normalise(N * C * S, A, A)),
+    output_shape=(N, C, S),
+)
+LAYER_NORM = LayerFormula(
+    name="layer_norm",
+    description="Layer normalisation (nn.LayerNorm): statistics per row over the last D elements",
+    params=(A + B) * D,
+    macs=sp.Integer(0),
+    ops=_total(statistics(N, D), rstd(N), normalise(N * D, A, B)),
+    output_shape=(N, D),
+)
+RMS_NORM = LayerFormula(
+    name="rms_norm",
+    description="RMS normalisation (nn.RMSNorm): x / √(mean(x²) + ε) per row over the last D elements",
+    params=A * D,
+    macs=sp.Integer(0),
+    ops=_total(statistics(N, D, centred=False), rstd(N), normalise(N * D, A, 0, centred=False)),
+    output_shape=(N, D),
+)
+
+REGISTRY.add_formula(
+    BATCH_NORM, BATCH_NORM_BATCH_STATS, INSTANCE_NORM, INSTANCE_NORM_RUNNING, GROUP_NORM, LAYER_NORM, RMS_NORM,
+)
+_FORMULAS = {f.name: f for f in (BATCH_NORM, BATCH_NORM_BATCH_STATS, INSTANCE_NORM, INSTANCE_NORM_RUNNING,
+                                 GROUP_NORM, LAYER_NORM, RMS_NORM)}
+
+
+def _spatial_symbols(count: int) -> tuple[sp.Symbol, ...]:
+    """``L``; ``H, W``; ``D, H, W`` as in conv, else ``S_1 … S_count``; none for a ``(N, C)`` input."""
+    if count in SPATIAL_NAMES:
+        return tuple(sp.Symbol(name, integer=True, positive=True) for name in SPATIAL_NAMES[count])
+    return numbered("S", count) if count else ()
+
+
+@cache
+def _shaped(name: str, batched: bool, spatial: int) -> LayerFormula:
+    """A channel norm's formula for an input of shape ``(N, C, *spatial)``, or ``(C, *spatial)`` unbatched."""
+    formula = split_size(_FORMULAS[name], S, _spatial_symbols(spatial))
+    return formula if batched else split_size(formula, N, ())
+
+
+@cache
+def _rows(name: str, leading: int, normalised: int) -> LayerFormula:
+    """LayerNorm's or RMSNorm's formula for ``leading`` row dimensions and ``normalised`` normalised ones."""
+    return split_size(split_size(_FORMULAS[name], N, split_parts(N, leading)), D, split_parts(D, normalised))
+
+
+def _spatial_values(sizes: Sequence[int]) -> dict[str, int]:
+    return {s.name: v for s, v in zip(_spatial_symbols(len(sizes)), sizes)}
+
+
+def bind_batch_norm(module: _BatchNorm, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """Running statistics in eval mode when tracked (as torch decides); otherwise the batch's."""
+    shape = tuple(args[0].shape)
+    tracked = module.running_mean is not None
+    name = "batch_norm_batch_stats" if module.training or not tracked else "batch_norm"
+    values = {"N": shape[0], "C": module.num_features, "A": int(module.affine), "R": int(tracked)}
+    return Bound(_shaped(name, True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
+
+
+def bind_instance_norm(module: _InstanceNorm, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """Inputs ``(N, C, *spatial)`` or unbatched ``(C, *spatial)``; spatial rank 1, 2, 3 for the 1d/2d/3d modules."""
+    shape = tuple(args[0].shape)
+    batched = len(shape) == module._get_no_batch_dim() + 1
+    spatial = shape[2:] if batched else shape[1:]
+    tracked = module.track_running_stats
+    name = "instance_norm" if module.training or not tracked else "instance_norm_running_stats"
+    values = {"N": shape[0] if batched else 1, "C": module.num_features, "A": int(module.affine), "R": int(tracked)}
+    return Bound(_shaped(name, batched, len(spatial)), {**values, **_spatial_values(spatial)})
+
+
+def bind_group_norm(module: nn.GroupNorm, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(args[0].shape)
+    values = {"N": shape[0], "C": module.num_channels, "G": module.num_groups, "A": int(module.affine)}
+    return Bound(_shaped("group_norm", True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
+
+
+def bind_layer_norm(module: nn.LayerNorm | nn.RMSNorm, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """Rows are every position of the dimensions before ``normalized_shape``."""
+    shape = tuple(args[0].shape)
+    normalised = tuple(module.normalized_shape)
+    leading = shape[: len(shape) - len(normalised)]
+    name = "rms_norm" if isinstance(module, nn.RMSNorm) else "layer_norm"
+    values = {"A": int(module.weight is not None), "B": int(getattr(module, "bias", None) is not None)}
+    values.update(split_values("N", leading))
+    values.update(split_values("D", normalised))
+    return Bound(_rows(name, len(leading), len(normalised)), values)
+
+
+REGISTRY.bind(_BatchNorm, bind_batch_norm)
+REGISTRY.bind(_InstanceNorm, bind_instance_norm)
+REGISTRY.bind(nn.GroupNorm, bind_group_norm)
+REGISTRY.bind((nn.LayerNorm, nn.RMSNorm), bind_layer_norm)
