@@ -21,7 +21,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from flopcalc import layers as _layers  # noqa: F401  (registers the formulas)
 from flopcalc.errors import ForwardError, InputError, UncountedOpsError
-from flopcalc.formula import Evaluation, FormulaError, Number
+from flopcalc.formula import Evaluation, Number
 from flopcalc.inputs import ModelInputs, to_model_inputs
 from flopcalc.measure import Count, OpCounter
 from flopcalc.measure.core import ZERO
@@ -337,8 +337,8 @@ def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device
         if call.bound is not None:
             try:
                 analytic = call.bound.evaluate()
-            except FormulaError as exc:
-                mismatches = (f"formula: {exc}",)
+            except Exception as exc:  # a formula that cannot be evaluated is a reported mismatch, never fatal
+                mismatches = (f"formula could not be evaluated: {type(exc).__name__}: {exc}",)
         if analytic is not None:
             macs, ops = analytic.macs, dict(analytic.ops)
             if uncounted:
