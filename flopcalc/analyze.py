@@ -363,11 +363,11 @@ def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device
         )
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
-    called = {id(call.module) for call in calls}
+    # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
-        module_name: sum(p.numel() for p in module.parameters(recurse=False))
+        module_name: unowned
         for module_name, module in model.named_modules()
-        if id(module) not in called and any(True for _ in module.parameters(recurse=False))
+        if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
     }
     totals = _totals(model, root)
     closed_form = None

@@ -1,1 +1,201 @@
-"""(in progress)"""
+"""Activations: one elementwise formula, specialised per activation by its cost per element.
+
+Every activation is ``ELEMENTWISE``: ``c_k·E`` operations of each kind ``k`` for ``E`` output elements, with
+the per-element costs ``c_k`` fixed by :meth:`LayerFormula.specialize` (``A``, the learned parameters, is 0
+except for PReLU). Softmax-like layers work on rows of length ``D`` along ``dim``; their row costs are
+written per element (``(D − 1)/D`` adds per element is ``D − 1`` adds per row).
+
+Activations take any shape ``(*)``: a call binds the input sizes ``S_1 … S_r`` (see :func:`any_rank`), and
+``E = S_1⋯S_r`` (the output's sizes for GLU, which halves ``dim``).
+
+Convention (docs/conventions.md): the cost of the mathematical definition, one operation per scalar
+operation, with no MACs; negations and multiplications by the constant 1 are free, and numerical-stability
+work of the kernels (softmax's max subtraction, softplus's threshold switch) is not counted. Per element:
+ReLU 1 compare; ReLU6/Hardtanh 2 compares; LeakyReLU/PReLU/RReLU (eval) 1 compare + 1 mul; Sigmoid
+``1/(1 + e^-x)`` exp + add + div; Tanh 1 exp; SiLU Sigmoid + 1 mul; GELU erf form 1 exp + 3 mul + 1 add,
+tanh form 1 exp + 6 mul + 2 add; Hardsigmoid ``clamp(x + 3, 0, 6)/6`` 1 add + 2 compares + 1 div;
+Hardswish that + 1 mul; Mish ``x·tanh(log(1 + e^x))`` 3 exp + 1 add + 1 mul; ELU 1 compare + 1 exp + 1 add
++ 1 mul (α), SELU + 1 mul (scale), CELU + 1 mul when α ≠ 1 (``x/α``); Softplus ``log(1 + e^{βx})/β`` 2 exp +
+1 add, + 1 mul + 1 div when β ≠ 1; Softmax per row d exp, d − 1 add, d div; LogSoftmax d + 1 exp (the log),
+2d − 1 add (sum, then d subtractions). Training-mode randomness (RReLU's slopes) is not counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+from torch import nn
+
+from flopcalc.formula import LayerFormula, Number, OpKind, flag
+from flopcalc.registry import REGISTRY, Bound
+
+E, A, D = sp.symbols("E A D", integer=True, nonnegative=True)
+COST = {kind: sp.Symbol(f"c_{kind.value}", nonnegative=True) for kind in OpKind if kind is not OpKind.BIAS_ADD}
+delta_alpha, delta_beta = flag("delta_alpha"), flag("delta_beta")
+
+ELEMENTWISE = LayerFormula(
+    name="elementwise",
+    description="Elementwise layer: c_k operations of kind k per output element, A learned parameters",
+    params=A,
+    macs=sp.Integer(0),
+    ops={kind.value: COST[kind] * E for kind in COST},
+)
+
+
+def elementwise(name: str, description: str, learned: bool = False, **costs: sp.Expr | int) -> LayerFormula:
+    """``ELEMENTWISE`` with the given per-element costs (other kinds 0, dropped); ``A = 0`` unless ``learned``."""
+    subs = {symbol: sp.sympify(costs.get(kind.value, 0)) for kind, symbol in COST.items()} | ({} if learned else {A: 0})
+    formula = ELEMENTWISE.specialize(name, description, subs)
+    return dataclasses.replace(formula, ops={k: v for k, v in formula.ops.items() if v != 0})
+
+
+def shape_symbols(rank: int) -> tuple[sp.Symbol, ...]:
+    """``S_1 … S_rank``: the sizes of an input of any shape ``(*)``."""
+    return tuple(sp.Symbol(f"S_{i}", integer=True, positive=True) for i in range(1, rank + 1))
+
+
+_SHAPED: dict[tuple[Any, ...], LayerFormula] = {}
+
+
+def any_rank(
+    formula: LayerFormula,
+    input_shape: Sequence[int],
+    output_shape: Sequence[sp.Expr] | None = None,
+    values: Mapping[str, Number] | None = None,
+    intermediates: Mapping[sp.Symbol, sp.Expr] | None = None,
+) -> Bound:
+    """Bind a formula over ``E`` elements to one input shape: ``E`` is the product of ``output_shape``
+    (default: the input's ``S_1 … S_r``), and ``intermediates`` (e.g. ``D = S_2``) are defined from them."""
+    sizes = shape_symbols(len(input_shape))
+    out = tuple(sizes if output_shape is None else output_shape)
+    extra = dict(intermediates or {})
+    key = (formula.name, out, tuple(extra.items()))
+    if key not in _SHAPED:  # one formula object per shape pattern, so that its compiled form is reused
+        defined = {**formula.intermediates, E: sp.Mul(*out), **extra}
+        _SHAPED[key] = dataclasses.replace(formula, output_shape=out, intermediates=defined)
+    return Bound(_SHAPED[key], {s.name: n for s, n in zip(sizes, input_shape)} | dict(values or {}))
+
+
+RELU = elementwise("relu", "ReLU max(0, x): 1 comparison per element", compare=1)
+HARDTANH = elementwise("hardtanh", "Hardtanh clamp(x, min, max): 2 comparisons per element", compare=2)
+RELU6 = HARDTANH.specialize("relu6", "ReLU6 min(max(0, x), 6): Hardtanh with bounds 0 and 6", {})
+LEAKY_RELU = elementwise("leaky_relu", "LeakyReLU / RReLU in eval: x or slope·x, 1 compare + 1 mul", compare=1, mul=1)
+PRELU = elementwise(
+    "prelu", "PReLU: x or a·x with A learned slopes (1 or C), 1 compare + 1 mul", learned=True, compare=1, mul=1
+)
+THRESHOLD = elementwise("threshold", "Threshold: x if x > threshold else value, 1 compare", compare=1)
+HARDSHRINK = elementwise("hardshrink", "Hardshrink: 0 if -λ ≤ x ≤ λ else x, 2 compares", compare=2)
+SOFTSHRINK = elementwise("softshrink", "Softshrink: x ∓ λ outside [-λ, λ], 2 compares + 1 add", compare=2, add=1)
+SIGMOID = elementwise("sigmoid", "Sigmoid 1/(1 + e^-x): exp + add + div", exp=1, add=1, div=1)
+LOG_SIGMOID = elementwise("log_sigmoid", "LogSigmoid -log(1 + e^-x): 2 exp (exp, log) + 1 add", exp=2, add=1)
+TANH = elementwise("tanh", "Tanh: 1 transcendental evaluation", exp=1)
+TANHSHRINK = elementwise("tanhshrink", "Tanhshrink x - tanh(x): 1 exp + 1 add", exp=1, add=1)
+SOFTSIGN = elementwise("softsign", "Softsign x/(1 + |x|): |x| as 1 compare, 1 add, 1 div", compare=1, add=1, div=1)
+SILU = elementwise("silu", "SiLU x·sigmoid(x): sigmoid + 1 mul", exp=1, add=1, div=1, mul=1)
+GELU = elementwise("gelu", "GELU 0.5·x·(1 + erf(x/√2)): 1 exp (erf) + 3 mul + 1 add", exp=1, mul=3, add=1)
+GELU_TANH = elementwise(
+    "gelu_tanh", "GELU tanh form 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): 1 exp + 6 mul + 2 add",
+    exp=1, mul=6, add=2,
+)
+HARDSIGMOID = elementwise(
+    "hardsigmoid", "Hardsigmoid clamp(x + 3, 0, 6)/6: 1 add + 2 compares + 1 div", add=1, compare=2, div=1
+)
+HARDSWISH = elementwise(
+    "hardswish", "Hardswish x·hardsigmoid(x): hardsigmoid + 1 mul", add=1, compare=2, div=1, mul=1
+)
+MISH = elementwise("mish", "Mish x·tanh(log(1 + e^x)): 3 exp + 1 add + 1 mul", exp=3, add=1, mul=1)
+ELU = elementwise("elu", "ELU x or α·(e^x - 1): 1 compare + 1 exp + 1 add + 1 mul", compare=1, exp=1, add=1, mul=1)
+SELU = elementwise("selu", "SELU scale·ELU: ELU + 1 mul", compare=1, exp=1, add=1, mul=2)
+CELU = elementwise(
+    "celu", "CELU max(0, x) + min(0, α·(e^{x/α} - 1)): ELU + 1 mul (x/α) when α ≠ 1 (δ_α = 1)",
+    compare=1, exp=1, add=1, mul=1 + delta_alpha,
+)
+SOFTPLUS = elementwise(
+    "softplus", "Softplus log(1 + e^{βx})/β: 2 exp + 1 add, + 1 mul + 1 div when β ≠ 1 (δ_β = 1)",
+    exp=2, add=1, mul=delta_beta, div=delta_beta,
+)
+GLU = elementwise("glu", "GLU a·sigmoid(b), halves dim: sigmoid + 1 mul per output", exp=1, add=1, div=1, mul=1)
+SOFTMAX = elementwise(
+    "softmax", "Softmax over rows of length D: per row D exp, D - 1 add, D div", exp=1, add=(D - 1) / D, div=1
+)
+SOFTMIN = elementwise(
+    "softmin", "Softmin softmax(-x): the negation (1 add) + softmax", exp=1, add=(D - 1) / D + 1, div=1
+)
+LOG_SOFTMAX = elementwise(
+    "log_softmax", "LogSoftmax x - log(sum(e^x)) per row of length D: D + 1 exp (one log), 2D - 1 add",
+    exp=(D + 1) / D, add=(2 * D - 1) / D,
+)
+
+REGISTRY.add_formula(
+    ELEMENTWISE, RELU, HARDTANH, RELU6, LEAKY_RELU, PRELU, THRESHOLD, HARDSHRINK, SOFTSHRINK, SIGMOID, LOG_SIGMOID,
+    TANH, TANHSHRINK, SOFTSIGN, SILU, GELU, GELU_TANH, HARDSIGMOID, HARDSWISH, MISH, ELU, SELU, CELU, SOFTPLUS, GLU,
+    SOFTMAX, SOFTMIN, LOG_SOFTMAX,
+)
+
+_FIXED: dict[type[nn.Module], LayerFormula] = {
+    nn.ReLU: RELU, nn.Hardtanh: HARDTANH, nn.ReLU6: RELU6, nn.LeakyReLU: LEAKY_RELU, nn.RReLU: LEAKY_RELU,
+    nn.Threshold: THRESHOLD, nn.Hardshrink: HARDSHRINK, nn.Softshrink: SOFTSHRINK, nn.Sigmoid: SIGMOID,
+    nn.LogSigmoid: LOG_SIGMOID, nn.Tanh: TANH, nn.Tanhshrink: TANHSHRINK, nn.Softsign: SOFTSIGN, nn.SiLU: SILU,
+    nn.Hardsigmoid: HARDSIGMOID, nn.Hardswish: HARDSWISH, nn.Mish: MISH, nn.ELU: ELU, nn.SELU: SELU,
+}
+
+
+def bind_fixed(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """Activations whose cost per element does not depend on their hyperparameters."""
+    formula = next(_FIXED[klass] for klass in type(module).__mro__ if klass in _FIXED)
+    return any_rank(formula, tuple(args[0].shape))
+
+
+def bind_prelu(module: nn.PReLU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return any_rank(PRELU, tuple(args[0].shape), values={"A": module.num_parameters})
+
+
+def bind_gelu(module: nn.GELU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return any_rank(GELU_TANH if module.approximate == "tanh" else GELU, tuple(args[0].shape))
+
+
+def bind_celu(module: nn.CELU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return any_rank(CELU, tuple(args[0].shape), values={"delta_alpha": int(module.alpha != 1)})
+
+
+def bind_softplus(module: nn.Softplus, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return any_rank(SOFTPLUS, tuple(args[0].shape), values={"delta_beta": int(module.beta != 1)})
+
+
+def bind_glu(module: nn.GLU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(args[0].shape)
+    out = list(shape_symbols(len(shape)))
+    out[module.dim % len(shape)] /= 2
+    return any_rank(GLU, shape, output_shape=out)
+
+
+def softmax_dim(module: nn.Module, rank: int) -> int:
+    """The reduced dimension, non-negative; ``dim=None`` is torch's legacy choice (0 for rank 0, 1, 3, else 1)."""
+    if isinstance(module, nn.Softmax2d):
+        return rank - 3
+    dim: int | None = getattr(module, "dim", None)
+    if dim is None:
+        return 0 if rank in (0, 1, 3) else 1
+    return dim % rank if rank else 0
+
+
+_ROW_WISE: dict[type[nn.Module], LayerFormula] = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
+
+
+def bind_softmax(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(args[0].shape)
+    formula = next((f for t, f in _ROW_WISE.items() if isinstance(module, t)), SOFTMAX)
+    row = shape_symbols(len(shape))[softmax_dim(module, len(shape))] if shape else sp.Integer(1)
+    return any_rank(formula, shape, intermediates={D: row})
+
+
+REGISTRY.bind(tuple(_FIXED), bind_fixed)
+REGISTRY.bind(nn.PReLU, bind_prelu)
+REGISTRY.bind(nn.GELU, bind_gelu)
+REGISTRY.bind(nn.CELU, bind_celu)
+REGISTRY.bind(nn.Softplus, bind_softplus)
+REGISTRY.bind(nn.GLU, bind_glu)
+REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)

@@ -1,1 +1,158 @@
-"""(in progress)"""
+"""Attention: scaled dot-product attention (plain, causal, masked, grouped-query) and nn.MultiheadAttention.
+
+``ATTENTION`` is the core ``softmax(Q·Kᵀ·scale + mask)·V`` with the scale applied to Q, as
+nn.MultiheadAttention computes it when it returns its weights (``need_weights=True``); ``SDPA`` adds the scale
+applied to K as well, which is how torch's math kernel computes ``F.scaled_dot_product_attention`` (and the
+operator rules count every fused kernel as the math kernel, see flopcalc/measure/ops_attention.py).
+``MULTIHEAD_ATTENTION`` composes four ``LINEAR`` projections with one of the two.
+
+Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``H_kv`` key/value heads, ``L`` query length,
+``S`` key length, ``E_k`` query/key head dimension, ``E_v`` value head dimension, ``M`` 1 if a mask is added to
+the scores (``attn_mask`` or ``is_causal``). MultiheadAttention: ``E`` embed_dim, ``H`` num_heads, ``D_k``/``D_v``
+the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1 with
+add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
+average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add).
+
+Conventions (docs/conventions.md): Q·Kᵀ and (attention weights)·V are MACs; the scaling is one mul per scaled
+element, the mask one add per score, softmax per row of length S: S exp, S − 1 add, S div (the activation
+formula). NB: a causal mask counts the full L×S square of scores, as torch's math kernel executes it; fused
+kernels may skip fully masked blocks (up to about half the work), and counting the square keeps counts the
+same on every device and backend. NB: grouped-query attention (``H_kv < H_q``) costs as much as ``H_q`` full
+heads: ``H_kv`` does not enter the counts, because the math kernel expands K and V to ``H_q`` heads (a copy)
+before the products and scales the expanded K. Not counted: dropout (inference), the check of fully masked
+rows in torch's ``_safe_softmax``, the conversion of boolean masks to additive ones (a select).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+from torch import nn
+
+from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.layers import activation, linear
+from flopcalc.layers.activation import SOFTMAX
+from flopcalc.registry import REGISTRY, Bound
+
+N, H_q, L, S, E_k, E_v = dims("N H_q L S E_k E_v")
+E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
+M, B, b_kv, Z, W, A, M_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2"))
+
+_SCORES = N * H_q * L * S
+_SOFTMAX_OPS = {kind: sp.sympify(expr).xreplace({activation.E: _SCORES, activation.D: S})
+                for kind, expr in SOFTMAX.ops.items()}
+
+
+def _add_ops(*parts: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
+    total: dict[str, sp.Expr] = {}
+    for part in parts:
+        for kind, expr in part.items():
+            total[kind] = total.get(kind, sp.Integer(0)) + expr
+    return total
+
+
+ATTENTION = LayerFormula(
+    name="attention",
+    description="Dot-product attention softmax(Q·Kᵀ·scale + mask)·V, scale applied to Q",
+    params=sp.Integer(0),
+    macs=_SCORES * E_k + _SCORES * E_v,  # Q·Kᵀ, then the weights times V
+    ops=_add_ops(
+        {OpKind.MUL.value: N * H_q * L * E_k},  # Q·scale
+        {OpKind.ADD.value: M * _SCORES},  # + mask
+        _SOFTMAX_OPS,
+    ),
+    output_shape=(N, H_q, L, E_v),
+)
+
+SDPA = dataclasses.replace(
+    ATTENTION,
+    name="sdpa",
+    description="F.scaled_dot_product_attention, as torch's math kernel computes it: √scale applied to Q and to K",
+    ops=_add_ops(ATTENTION.ops, {OpKind.MUL.value: N * H_q * S * E_k}),  # K·√scale, on the expanded K
+)
+SDPA_CAUSAL = SDPA.specialize(
+    "sdpa_causal", "Causal scaled dot-product attention (is_causal=True): the full L×S square plus the mask", {M: 1}
+)
+
+REGISTRY.add_formula(ATTENTION, SDPA, SDPA_CAUSAL)
+
+
+def _projection(rows: sp.Expr, features: sp.Expr) -> LayerFormula:
+    """One of MultiheadAttention's projections: ``LINEAR`` on ``rows`` vectors of ``features`` to ``E``."""
+    return linear.LINEAR.specialize("projection", "", {linear.N: rows, linear.C_in: features, linear.C_out: E,
+                                                      linear.B: B})
+
+
+def _either(flag_symbol: sp.Symbol, if_set: Mapping[str, sp.Expr], if_unset: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
+    """Ops by kind of two alternatives chosen by a 0/1 flag; a kind costing the same in both is kept as is."""
+    ops: dict[str, sp.Expr] = {}
+    for kind in {**if_set, **if_unset}:
+        a, b = sp.sympify(if_set.get(kind, 0)), sp.sympify(if_unset.get(kind, 0))
+        ops[kind] = a if a == b else flag_symbol * a + (1 - flag_symbol) * b
+    return ops
+
+
+def _multihead() -> LayerFormula:
+    head_dim = E / H
+    projections = [_projection(N * L, E), _projection(N * S, D_k), _projection(N * S, D_v), _projection(N * L, E)]
+    # need_weights (W = 1): Q alone is scaled, and the mask enters as baddbmm's input (a bias add per score);
+    # otherwise MultiheadAttention calls scaled_dot_product_attention (SDPA: K scaled too, the mask an add).
+    core = {N: N, H_q: H, E_k: head_dim, E_v: head_dim, S: S_a}
+    with_weights = ATTENTION.specialize("attention", "", {**core, M: 0})
+    without_weights = SDPA.specialize("sdpa", "", core)
+    scores = N * H * L * S_a
+    extra = {
+        OpKind.BIAS_ADD.value: W * M * scores,
+        OpKind.ADD.value: M_2 * scores + W * A * N * L * S_a * (H - 1),  # mask merge; mean over H heads: H − 1
+        OpKind.DIV.value: W * A * N * L * S_a,  # adds and 1 div per averaged weight
+    }
+    attention = _either(W, with_weights.ops, without_weights.ops)
+    return LayerFormula(
+        name="multihead_attention",
+        description="nn.MultiheadAttention: Q, K, V projections, H-head attention, output projection",
+        params=sum((p.params for p in projections), sp.Integer(0)) + 2 * b_kv * E,  # + bias_k, bias_v
+        macs=sum((p.macs for p in projections), without_weights.macs),
+        ops=_add_ops(*(p.ops for p in projections), attention, extra),
+        output_shape=(L, N, E),
+        intermediates={S_a: S + b_kv + Z},
+    )
+
+
+MULTIHEAD_ATTENTION = _multihead()
+REGISTRY.add_formula(MULTIHEAD_ATTENTION)
+
+
+def _argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """``forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)``."""
+    query, key = _argument(args, kwargs, 0, "query"), _argument(args, kwargs, 1, "key")
+    key_padding_mask = _argument(args, kwargs, 3, "key_padding_mask")
+    need_weights = bool(_argument(args, kwargs, 4, "need_weights", True))
+    attn_mask = _argument(args, kwargs, 5, "attn_mask")
+    average = bool(_argument(args, kwargs, 6, "average_attn_weights", True))
+    if query.dim() == 2:
+        batch, target, source = 1, query.shape[0], key.shape[0]
+        layout: tuple[sp.Expr, ...] = (L, E)
+    elif module.batch_first:
+        batch, target, source = query.shape[0], query.shape[1], key.shape[1]
+        layout = (N, L, E)
+    else:
+        batch, target, source = query.shape[1], query.shape[0], key.shape[0]
+        layout = (L, N, E)
+    values = {
+        "N": batch, "L": target, "S": source, "E": module.embed_dim, "H": module.num_heads, "D_k": module.kdim,
+        "D_v": module.vdim, "B": int(module.in_proj_bias is not None), "b_kv": int(module.bias_k is not None),
+        "Z": int(module.add_zero_attn), "W": int(need_weights), "A": int(average),
+        "M": int(attn_mask is not None or key_padding_mask is not None),
+        "M_2": int(attn_mask is not None and key_padding_mask is not None),
+    }
+    return Bound(dataclasses.replace(MULTIHEAD_ATTENTION, output_shape=layout), values)
+
+
+REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)

@@ -1,1 +1,270 @@
-"""(in progress)"""
+"""Pooling (max, average, adaptive), upsampling in every mode, and the layers that do no arithmetic.
+
+Symbols: ``N`` batch, ``C`` channels; per spatial dimension ``X`` (``L``; ``H, W``; ``D, H, W``) the size ``X``,
+kernel ``K_x``, stride ``s_x``, padding per side ``p_x``, dilation ``d_x`` (max pooling only), output size
+``X_out``; ``c`` is 1 for ``ceil_mode``. Adaptive pools add ``T_x``, the window lengths along ``x`` summed over
+the outputs; interpolation adds the scale ``sigma_x`` and ``P``, the taps per dimension.
+
+Conventions (docs/conventions.md). A pool reduces a window of taps to one value: max pooling is
+``taps − 1`` comparisons per output, average pooling ``taps − 1`` adds and 1 division per output. For
+``MaxPool``/``AvgPool`` a window is the whole kernel, ``prod(K)`` taps, as the kernel is laid over every
+output: taps that fall on padding or, with ``ceil_mode``, past the input are counted as if they were real
+(they are a fixed-size share of the window, however the kernel skips them), and ``count_include_pad`` or
+``divisor_override`` only change the divisor, never the one division. Adaptive pools count their exact,
+unequal windows: output ``i`` of ``O`` over an input of ``I`` covers ``[floor(i·I/O), ceil((i+1)·I/O))``,
+so ``T = Σ_i (ceil((i+1)·I/O) − floor(i·I/O))``, which equals ``I + O − gcd(I, O)`` and reduces to ``I`` when
+``O`` divides ``I``. Windows are products over dimensions, so the total taps are ``N·C·prod(T)``.
+
+Interpolation is a weighted sum of ``P^n`` neighbours per output element (``P = 2`` for linear, bilinear and
+trilinear, ``P = 4`` for bicubic): ``P^n`` muls and ``P^n − 1`` adds. The weights, computed once per output
+coordinate and shared by every channel, and ``align_corners`` (which moves the sample points, not their
+number) are not counted; kernels that interpolate dimension by dimension execute more (torch's bilinear:
+6 muls, 3 adds). Nearest and nearest-exact copy one input element per output: no arithmetic. ``area``
+mode is adaptive average pooling to the target size.
+
+Identity, Dropout (every variant; inference, where it is the identity), Flatten and Unflatten (views) do
+no arithmetic: their formulas have no MACs and no operations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sympy as sp
+from torch import nn
+
+from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.layers.activation import any_rank, elementwise, shape_symbols
+from flopcalc.layers.conv import SPATIAL_NAMES, spatial_symbols
+from flopcalc.registry import REGISTRY, Bound
+
+N, C, P = dims("N C P")
+c = flag("c")
+i = sp.Symbol("i", integer=True, nonnegative=True)
+
+
+def _reduce(reduction: str, results: sp.Expr, merges: sp.Expr) -> dict[str, sp.Expr]:
+    """Ops of reducing windows into ``results`` values with ``merges`` pairwise steps (taps − results)."""
+    if reduction == "max":
+        return {OpKind.COMPARE: merges}
+    return {OpKind.ADD: merges, OpKind.DIV: results}
+
+
+def _window_symbols(ndim: int) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(f"T_{x.lower()}", integer=True, positive=True) for x in SPATIAL_NAMES[ndim])
+
+
+def _scale_symbols(ndim: int) -> tuple[sp.Symbol, ...]:
+    return tuple(sp.Symbol(f"sigma_{x.lower()}", positive=True) for x in SPATIAL_NAMES[ndim])
+
+
+def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
+    sym = spatial_symbols(ndim)
+    dilation = sym["dilation"] if reduction == "max" else (1,) * ndim
+    # floor, or ceil with c = 1 (adding s - 1); torch drops a last window that starts past the input and left
+    # padding, i.e. caps X_out - 1 at floor((X + p - 1)/s). The cap never binds when c = 0 since p <= K/2.
+    out_size = {
+        o: sp.Min(sp.floor((x + 2 * p - d * (k - 1) - 1 + c * (s - 1)) / s), sp.floor((x + p - 1) / s)) + 1
+        for o, x, k, s, p, d in zip(sym["out"], sym["size"], sym["kernel"], sym["stride"], sym["padding"], dilation)
+    }
+    results = N * C * sp.Mul(*sym["out"])
+    full = "max" if reduction == "max" else "average"
+    return LayerFormula(
+        name=f"{reduction}_pool{ndim}d",
+        description=f"{ndim}-d {full} pooling (nn.{reduction.capitalize()}Pool{ndim}d), prod(K) taps per output",
+        params=sp.Integer(0),
+        macs=sp.Integer(0),
+        ops=_reduce(reduction, results, results * (sp.Mul(*sym["kernel"]) - 1)),
+        output_shape=(N, C, *sym["out"]),
+        intermediates=out_size,
+    )
+
+
+def _adaptive_formula(ndim: int, reduction: str) -> LayerFormula:
+    sym = spatial_symbols(ndim)
+    windows = _window_symbols(ndim)
+    taps = {
+        t: sp.Sum(sp.ceiling((i + 1) * x / o) - sp.floor(i * x / o), (i, 0, o - 1))
+        for t, x, o in zip(windows, sym["size"], sym["out"])
+    }
+    full = "max" if reduction == "max" else "average"
+    return LayerFormula(
+        name=f"adaptive_{reduction}_pool{ndim}d",
+        description=f"{ndim}-d adaptive {full} pooling (nn.Adaptive{reduction.capitalize()}Pool{ndim}d), exact windows",
+        params=sp.Integer(0),
+        macs=sp.Integer(0),
+        ops=_reduce(reduction, N * C * sp.Mul(*sym["out"]), N * C * (sp.Mul(*windows) - sp.Mul(*sym["out"]))),
+        output_shape=(N, C, *sym["out"]),
+        intermediates=taps,
+    )
+
+
+def _interpolation_formula(ndim: int) -> LayerFormula:
+    sym = spatial_symbols(ndim)
+    results = N * C * sp.Mul(*sym["out"])
+    return LayerFormula(
+        name=f"interpolate{ndim}d",
+        description=f"{ndim}-d interpolation: a weighted sum of P^{ndim} neighbours per output element",
+        params=sp.Integer(0),
+        macs=sp.Integer(0),
+        ops={OpKind.MUL: P**ndim * results, OpKind.ADD: (P**ndim - 1) * results},
+        output_shape=(N, C, *sym["out"]),
+        intermediates={o: sp.floor(x * f) for o, x, f in zip(sym["out"], sym["size"], _scale_symbols(ndim))},
+    )
+
+
+MAX_POOL1D, MAX_POOL2D, MAX_POOL3D = (_pool_formula(n, "max") for n in (1, 2, 3))
+AVG_POOL1D, AVG_POOL2D, AVG_POOL3D = (_pool_formula(n, "avg") for n in (1, 2, 3))
+ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D = (_adaptive_formula(n, "max") for n in (1, 2, 3))
+ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D = (_adaptive_formula(n, "avg") for n in (1, 2, 3))
+INTERPOLATE1D, INTERPOLATE2D, INTERPOLATE3D = (_interpolation_formula(n) for n in (1, 2, 3))
+
+UPSAMPLE_LINEAR = INTERPOLATE1D.specialize("upsample_linear", "Linear upsampling: 2 neighbours", {P: 2})
+UPSAMPLE_BILINEAR = INTERPOLATE2D.specialize("upsample_bilinear", "Bilinear upsampling: 2×2 neighbours", {P: 2})
+UPSAMPLE_BICUBIC = INTERPOLATE2D.specialize("upsample_bicubic", "Bicubic upsampling: 4×4 neighbours", {P: 4})
+UPSAMPLE_TRILINEAR = INTERPOLATE3D.specialize("upsample_trilinear", "Trilinear upsampling: 2×2×2 neighbours", {P: 2})
+UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D = (
+    dataclasses.replace(
+        formula, name=f"upsample_nearest{n}d", ops={},
+        description=f"{n}-d nearest / nearest-exact upsampling: copies one input element per output, no arithmetic",
+    )
+    for n, formula in ((1, INTERPOLATE1D), (2, INTERPOLATE2D), (3, INTERPOLATE3D))
+)
+
+IDENTITY = elementwise("identity", "Identity: returns its input, no arithmetic")
+DROPOUT = elementwise("dropout", "Dropout (every variant) at inference: the identity; training masks not counted")
+FLATTEN = elementwise("flatten", "Flatten: a view merging start_dim..end_dim, no arithmetic")
+UNFLATTEN = elementwise("unflatten", "Unflatten: a view splitting one dimension, no arithmetic")
+
+REGISTRY.add_formula(
+    MAX_POOL1D, MAX_POOL2D, MAX_POOL3D, AVG_POOL1D, AVG_POOL2D, AVG_POOL3D,
+    ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D,
+    ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D,
+    INTERPOLATE1D, INTERPOLATE2D, INTERPOLATE3D, UPSAMPLE_LINEAR, UPSAMPLE_BILINEAR, UPSAMPLE_BICUBIC,
+    UPSAMPLE_TRILINEAR, UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D,
+    IDENTITY, DROPOUT, FLATTEN, UNFLATTEN,
+)
+
+
+def _per_dim(value: Any, ndim: int) -> tuple[Any, ...]:
+    """A module hyperparameter (an int or a tuple) as one value per spatial dimension."""
+    return tuple(value) if isinstance(value, Sequence) else (value,) * ndim
+
+
+_UNBATCHED: dict[str, LayerFormula] = {}
+
+
+def _batch_values(formula: LayerFormula, shape: Sequence[int], ndim: int) -> tuple[LayerFormula, dict[str, Any]]:
+    """``N``, ``C`` and sizes of a batched ``(N, C, *X)`` or unbatched ``(C, *X)`` input; the unbatched case
+    is the formula with ``N = 1`` and no batch dimension in its output."""
+    values = {"C": shape[-ndim - 1]} | {s.name: n for s, n in zip(spatial_symbols(ndim)["size"], shape[-ndim:])}
+    if len(shape) == ndim + 2:
+        return formula, values | {"N": shape[0]}
+    if formula.name not in _UNBATCHED:
+        single = formula.specialize(formula.name, formula.description, {N: 1})
+        _UNBATCHED[formula.name] = dataclasses.replace(single, output_shape=single.output_shape[1:])
+    return _UNBATCHED[formula.name], values
+
+
+_POOLS: dict[type[nn.Module], tuple[LayerFormula, int]] = {
+    nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
+    nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
+}
+
+
+def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    formula, ndim = _POOLS[type(module)]
+    formula, values = _batch_values(formula, tuple(args[0].shape), ndim)
+    sym = spatial_symbols(ndim)
+    kernel = _per_dim(module.kernel_size, ndim)
+    per_dim = {
+        "kernel": kernel, "stride": _per_dim(module.stride or kernel, ndim),
+        "padding": _per_dim(module.padding, ndim), "dilation": _per_dim(getattr(module, "dilation", 1), ndim),
+    }
+    for role, numbers in per_dim.items():
+        values.update({s.name: n for s, n in zip(sym[role], numbers)})
+    return Bound(formula, values | {"c": 1 if module.ceil_mode else 0})
+
+
+_ADAPTIVE: dict[type[nn.Module], tuple[LayerFormula, int]] = {
+    nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
+    nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
+    nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
+}
+
+
+def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: Sequence[int | None]) -> Bound:
+    """An output size of ``None`` keeps the input size."""
+    formula, values = _batch_values(formula, shape, ndim)
+    sizes = shape[-ndim:]
+    outs = spatial_symbols(ndim)["out"]
+    return Bound(formula, values | {s.name: n if n is not None else x for s, n, x in zip(outs, out, sizes)})
+
+
+def bind_adaptive(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    formula, ndim = _ADAPTIVE[type(module)]
+    return _bind_adaptive(formula, ndim, tuple(args[0].shape), _per_dim(module.output_size, ndim))
+
+
+_INTERPOLATION: dict[str, LayerFormula] = {
+    "linear": UPSAMPLE_LINEAR, "bilinear": UPSAMPLE_BILINEAR, "bicubic": UPSAMPLE_BICUBIC,
+    "trilinear": UPSAMPLE_TRILINEAR,
+}
+_NEAREST = {1: UPSAMPLE_NEAREST1D, 2: UPSAMPLE_NEAREST2D, 3: UPSAMPLE_NEAREST3D}
+
+
+def bind_upsample(module: nn.Upsample, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """Output sizes are ``size`` when given, else ``floor(X·sigma)`` as torch computes them (in double)."""
+    shape = tuple(args[0].shape)
+    ndim = len(shape) - 2
+    sym = spatial_symbols(ndim)
+    if module.mode == "area":
+        if module.size is not None:
+            out = _per_dim(module.size, ndim)
+        else:
+            out = tuple(math.floor(x * f) for x, f in zip(shape[2:], _per_dim(module.scale_factor, ndim)))
+        area = (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D)[ndim - 1]
+        return _bind_adaptive(area, ndim, shape, out)
+    formula = _NEAREST[ndim] if module.mode in ("nearest", "nearest-exact") else _INTERPOLATION[module.mode]
+    formula, values = _batch_values(formula, shape, ndim)
+    if module.size is not None:
+        values.update({s.name: n for s, n in zip(sym["out"], _per_dim(module.size, ndim))})
+    else:
+        scales = (int(f) if float(f).is_integer() else float(f) for f in _per_dim(module.scale_factor, ndim))
+        values.update({s.name: f for s, f in zip(_scale_symbols(ndim), scales)})
+    return Bound(formula, values)
+
+
+def bind_identity(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return any_rank(IDENTITY if isinstance(module, nn.Identity) else DROPOUT, tuple(args[0].shape))
+
+
+def bind_flatten(module: nn.Flatten, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(args[0].shape)
+    sizes = shape_symbols(len(shape))
+    start, end = module.start_dim % len(shape), module.end_dim % len(shape)
+    return any_rank(FLATTEN, shape, output_shape=(*sizes[:start], sp.Mul(*sizes[start : end + 1]), *sizes[end + 1 :]))
+
+
+def bind_unflatten(module: nn.Unflatten, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """A ``-1`` in ``unflattened_size`` is the split dimension divided by the other sizes."""
+    shape = tuple(args[0].shape)
+    sizes = shape_symbols(len(shape))
+    dim = module.dim % len(shape)
+    known = math.prod(n for n in module.unflattened_size if n != -1)
+    parts = tuple(sizes[dim] / known if n == -1 else n for n in module.unflattened_size)
+    return any_rank(UNFLATTEN, shape, output_shape=(*sizes[:dim], *parts, *sizes[dim + 1 :]))
+
+
+REGISTRY.bind(tuple(_POOLS), bind_pool)
+REGISTRY.bind(tuple(_ADAPTIVE), bind_adaptive)
+REGISTRY.bind(nn.Upsample, bind_upsample)
+REGISTRY.bind(
+    (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
+    bind_identity,
+)
+REGISTRY.bind(nn.Flatten, bind_flatten)
+REGISTRY.bind(nn.Unflatten, bind_unflatten)

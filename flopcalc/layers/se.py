@@ -1,1 +1,121 @@
-"""(in progress)"""
+"""Squeeze-and-excitation: ``x ⊙ σ(W_2·δ(W_1·avgpool(x) + b_1) + b_2)`` (torchvision.ops.SqueezeExcitation).
+
+Composed from the other families, never restated: global average pooling is ``ADAPTIVE_AVG_POOL2D`` with a
+1×1 output, the two fully connected layers are ``POINTWISE_CONV2D`` on a 1×1 map (with bias, as torchvision
+builds them), ``δ`` and ``σ`` are the activation formulas (ReLU and Sigmoid by default; Hardsigmoid in
+MobileNetV3, SiLU in EfficientNet), and the rescaling is one mul per input element.
+
+Symbols: ``N`` batch, ``C`` channels, ``C_sq`` squeeze channels, ``H``, ``W`` the spatial size.
+
+Convention: the block's formula counts the whole block; torchvision calls its parts as modules, so a
+per-layer report also has a row for each part, and the block's row is their sum plus the final multiply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import sympy as sp
+import torch
+from torch import nn
+from torchvision.ops import SqueezeExcitation
+
+from flopcalc.formula import LayerFormula, Number, OpKind, dims
+from flopcalc.layers import activation, conv, pooling
+from flopcalc.layers.activation import HARDSIGMOID, RELU, SIGMOID, SILU
+from flopcalc.registry import REGISTRY, Bound
+
+N, C, C_sq, H, W = dims("N C C_sq H W")
+
+_SPATIAL = conv.spatial_symbols(2)
+_ONE_BY_ONE = dict(zip(_SPATIAL["out"], (1, 1)))
+
+POOL = pooling.ADAPTIVE_AVG_POOL2D.specialize(
+    "global_avg_pool2d", "Global average pooling to 1×1: H·W taps per channel",
+    {**_ONE_BY_ONE, **dict(zip(pooling.ADAPTIVE_AVG_POOL2D.intermediates, (H, W)))},  # window sums T_h, T_w
+)
+
+
+def _fully_connected(c_in: sp.Expr, c_out: sp.Expr) -> LayerFormula:
+    """A biased 1×1 convolution on a 1×1 map: a fully connected layer."""
+    ones = {**dict(zip(_SPATIAL["size"], (1, 1))), **_ONE_BY_ONE, **dict(zip(_SPATIAL["stride"], (1, 1))),
+            **dict(zip(_SPATIAL["padding"], (0, 0))), **dict(zip(_SPATIAL["dilation"], (1, 1)))}
+    subs = {conv.C_in: c_in, conv.C_out: c_out, conv.G: 1, conv.B: 1, **ones}
+    return conv.POINTWISE_CONV2D.specialize("fully_connected", "", subs)
+
+
+def _on(formula: LayerFormula, elements: sp.Expr) -> LayerFormula:
+    """An elementwise formula applied to ``elements`` values."""
+    return formula.specialize(formula.name, formula.description, {activation.E: elements})
+
+
+def squeeze_excitation(act: LayerFormula, scale: LayerFormula, name: str, description: str) -> LayerFormula:
+    """The block with activation ``act`` after the first layer and ``scale`` before the multiply."""
+    parts = [POOL, _fully_connected(C, C_sq), _on(act, N * C_sq), _fully_connected(C_sq, C), _on(scale, N * C)]
+    ops: dict[str, sp.Expr] = {OpKind.MUL.value: N * C * H * W}  # x ⊙ scale, broadcast over H·W
+    for part in parts:
+        for kind, expr in part.ops.items():
+            ops[str(kind)] = ops.get(str(kind), sp.Integer(0)) + expr
+    return LayerFormula(
+        name=name,
+        description=description,
+        params=sum((p.params for p in parts), sp.Integer(0)),
+        macs=sum((p.macs for p in parts), sp.Integer(0)),
+        ops=ops,
+        output_shape=(N, C, H, W),
+    )
+
+
+SQUEEZE_EXCITATION = squeeze_excitation(
+    RELU, SIGMOID, "se", "Squeeze-and-excitation block SE(C, C_sq) with ReLU and Sigmoid (torchvision default)"
+)
+SQUEEZE_EXCITATION_HARDSIGMOID = squeeze_excitation(
+    RELU, HARDSIGMOID, "se_hardsigmoid", "Squeeze-and-excitation with ReLU and Hardsigmoid (MobileNetV3)"
+)
+SQUEEZE_EXCITATION_SILU = squeeze_excitation(
+    SILU, SIGMOID, "se_silu", "Squeeze-and-excitation with SiLU and Sigmoid (EfficientNet)"
+)
+_BUILT = {(f.name, g.name): se for f, g, se in (
+    (RELU, SIGMOID, SQUEEZE_EXCITATION), (RELU, HARDSIGMOID, SQUEEZE_EXCITATION_HARDSIGMOID),
+    (SILU, SIGMOID, SQUEEZE_EXCITATION_SILU),
+)}
+
+REGISTRY.add_formula(POOL, SQUEEZE_EXCITATION, SQUEEZE_EXCITATION_HARDSIGMOID, SQUEEZE_EXCITATION_SILU)
+
+
+def _activation(module: nn.Module) -> tuple[LayerFormula, dict[str, Number]]:
+    """The registered elementwise formula of an activation module, and the values of its own flags."""
+    binder = REGISTRY.binder_for(module)
+    if binder is None:
+        raise TypeError(f"no formula for the activation {type(module).__name__}")
+    bound = binder(module, (torch.empty(1, device="meta"),), {})
+    own = {s.name for s in bound.formula.symbols} - {s.name for s in activation.shape_symbols(1)}
+    return bound.formula, {k: v for k, v in bound.values.items() if k in own}
+
+
+@cache
+def _composed(act_name: str, scale_name: str) -> LayerFormula:
+    act, scale = REGISTRY.formula(act_name), REGISTRY.formula(scale_name)
+    return _BUILT.get((act_name, scale_name)) or squeeze_excitation(
+        act, scale, f"se_{act_name}_{scale_name}",
+        f"Squeeze-and-excitation with the {act_name} and {scale_name} formulas",
+    )
+
+
+def bind_squeeze_excitation(module: SqueezeExcitation, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """A batched ``(N, C, H, W)`` or unbatched ``(C, H, W)`` input."""
+    shape = tuple(args[0].shape)
+    act, act_values = _activation(module.activation)
+    scale, scale_values = _activation(module.scale_activation)
+    formula = _composed(act.name, scale.name)
+    values = {"N": shape[0] if len(shape) == 4 else 1, "C": shape[-3], "H": shape[-2], "W": shape[-1],
+              "C_sq": module.fc1.out_channels, **act_values, **scale_values}
+    if len(shape) == 3:
+        formula = dataclasses.replace(formula, output_shape=formula.output_shape[1:])
+    return Bound(formula, values)
+
+
+REGISTRY.bind(SqueezeExcitation, bind_squeeze_excitation)

@@ -28,12 +28,16 @@ _PER_ELEMENT: dict[str, dict[str, int]] = {
     "relu": {"compare": 1},
     "leaky_relu": {"compare": 1, "mul": 1},
     "_prelu_kernel": {"compare": 1, "mul": 1},
+    "rrelu_with_noise": {"compare": 1, "mul": 1},  # eval: leaky_relu with slope (lower + upper) / 2
+    "threshold": {"compare": 1},  # x if x > threshold else value
+    "hardshrink": {"compare": 2},  # 0 if -λ ≤ x ≤ λ else x
+    "softshrink": {"compare": 2, "add": 1},  # x - λ if x > λ, x + λ if x < -λ, else 0
     "sigmoid": {"exp": 1, "add": 1, "div": 1},  # 1 / (1 + e^-x)
     "silu": {"exp": 1, "add": 1, "div": 1, "mul": 1},  # x · sigmoid(x)
     "hardsigmoid": {"add": 1, "compare": 2, "div": 1},  # clamp(x + 3, 0, 6) / 6
     "hardswish": {"add": 1, "compare": 2, "div": 1, "mul": 1},  # x · hardsigmoid(x)
     "mish": {"exp": 3, "add": 1, "mul": 1},  # x · tanh(log(1 + e^x))
-    "softplus": {"exp": 2, "add": 1},  # log(1 + e^x), β = 1
+    "glu": {"exp": 1, "add": 1, "div": 1, "mul": 1},  # a · sigmoid(b), per output element
 }
 
 
@@ -75,6 +79,30 @@ def count_elu(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count
     scale = args[2] if len(args) > 2 else kwargs.get("scale", 1)
     input_scale = args[3] if len(args) > 3 else kwargs.get("input_scale", 1)
     return per_element(out, compare=1, exp=1, add=1, mul=1 + (scale != 1) + (input_scale != 1))
+
+
+@op_rule(aten.celu, aten.celu_)
+def count_celu(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``max(0, x) + min(0, α·(e^{x/α} − 1))``: ELU with ``input_scale = 1/α``, so one more mul when α ≠ 1."""
+    alpha = args[1] if len(args) > 1 else kwargs.get("alpha", 1)
+    return per_element(out, compare=1, exp=1, add=1, mul=1 + (alpha != 1))
+
+
+@op_rule(aten.softplus)
+def count_softplus(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``log(1 + e^{βx}) / β``: exp, log and one add; β ≠ 1 adds the multiply and the divide.
+
+    The kernel's switch to ``x`` above ``threshold`` is numerical stability, not part of the definition.
+    """
+    beta = args[1] if len(args) > 1 else kwargs.get("beta", 1)
+    scaled = int(beta != 1)
+    return per_element(out, exp=2, add=1, mul=scaled, div=scaled)
+
+
+@op_rule(aten.log_sigmoid_forward)
+def count_log_sigmoid(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``−log(1 + e^{−x})``: exp, log and one add; the op also returns a buffer for backward (not counted)."""
+    return per_element(out[0], exp=2, add=1)
 
 
 @op_rule(aten.pow)

@@ -1,0 +1,296 @@
+"""The ``flopcalc`` command: parse the arguments, call the library, pick a renderer.
+
+``flopcalc MODEL --input 3x224x224`` analyses a model (the ``analyze`` command is the default, so its name may
+be left out); ``flopcalc formula``, ``flopcalc ratio`` and ``flopcalc compare`` are the other commands. Reports
+go to stdout and diagnostics to stderr. A domain error (unknown model, malformed shape, failing forward pass,
+missing file or factory) is one line on stderr and exit status 2; ``--check`` and ``--strict`` exit 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+from collections.abc import Callable, Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import sympy as sp
+import torch
+import typer
+from rich.console import Console, RenderableType
+from rich.progress import Progress
+from typer.core import TyperGroup
+
+from flopcalc.analyze import analyze
+from flopcalc.errors import FlopcalcError, InputError
+from flopcalc.formula import FormulaError, to_text
+from flopcalc.inputs import InputSpec
+from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
+from flopcalc.models import load_model
+from flopcalc.registry import REGISTRY
+from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
+from flopcalc.render.csv import to_csv
+from flopcalc.render.formulas import formula_sheet
+from flopcalc.render.html import to_html
+from flopcalc.render.json import to_json
+from flopcalc.render.latex import to_latex
+from flopcalc.render.markdown import to_markdown
+from flopcalc.report import Report
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    LATEX = "latex"
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
+class Device(StrEnum):
+    META = "meta"
+    CPU = "cpu"
+
+
+class FormulaFormat(StrEnum):
+    TEXT = "text"
+    LATEX = "latex"
+
+
+class RatioKind(StrEnum):
+    DEPTHWISE_SEPARABLE = "depthwise-separable"
+    GROUP = "group"
+
+
+RENDERERS: dict[Format, Callable[[Report, int | None, bool], str]] = {
+    Format.TABLE: to_plain_text,
+    Format.MARKDOWN: to_markdown,
+    Format.LATEX: to_latex,
+    Format.CSV: to_csv,
+    Format.JSON: to_json,
+    Format.HTML: to_html,
+}
+
+RATIOS = {
+    RatioKind.DEPTHWISE_SEPARABLE: (
+        depthwise_separable_ratio,
+        "depthwise-separable (K×K depthwise + 1×1 pointwise) / standard K×K convolution, M output channels",
+    ),
+    RatioKind.GROUP: (group_ratio, "group convolution with G groups / standard convolution"),
+}
+
+SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
+
+
+def parse_shape(text: str, batch: int = 1) -> InputSpec:
+    """``"3x224x224"`` -> ``InputSpec((batch, 3, 224, 224))``; ``"128:int64"`` -> an int64 spec of ``(batch, 128)``.
+
+    Raises:
+        InputError: empty, non-numeric, zero or negative dimensions, or an unknown dtype.
+    """
+    dims_text, _, dtype_name = text.strip().partition(":")
+    parts = dims_text.lower().split("x")
+    if not dims_text or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise InputError(f"malformed input shape {text!r}: expected {SHAPE_HELP}")
+    dims = tuple(int(p) for p in parts)
+    if any(d <= 0 for d in dims):
+        raise InputError(f"input shape {text!r} has a dimension <= 0; every dimension must be a positive integer")
+    dtype = getattr(torch, dtype_name, None) if dtype_name else torch.float32
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"unknown dtype {dtype_name!r} in {text!r}; use e.g. float32, float16, int64, bool")
+    return InputSpec((batch, *dims), dtype)
+
+
+def parse_assignment(text: str) -> tuple[str, int]:
+    """``"C_in=3"`` -> ``("C_in", 3)``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value.strip().lstrip("-").isdigit():
+        raise InputError(f"malformed value {text!r}: expected SYMBOL=INTEGER, e.g. C_in=3")
+    return name.strip(), int(value)
+
+
+def read_accuracy(path: Path) -> dict[str, float]:
+    """The ``model`` and ``accuracy`` columns of a CSV file (header names compared case-insensitively)."""
+    if not path.is_file():
+        raise InputError(f"no such accuracy file: {path}; give a CSV with columns model,accuracy")
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = {name.strip().lower(): name for name in reader.fieldnames or ()}
+        if "model" not in columns or "accuracy" not in columns:
+            raise InputError(f"{path} needs a header with columns model,accuracy; it has {reader.fieldnames}")
+        found: dict[str, float] = {}
+        for line, record in enumerate(reader, start=2):
+            try:
+                found[record[columns["model"]].strip()] = float(record[columns["accuracy"]])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{line}: accuracy {record[columns['accuracy']]!r} is not a number") from None
+    return found
+
+
+class _DefaultsToAnalyze(TyperGroup):
+    """Dispatch ``flopcalc MODEL ...`` to the ``analyze`` command when the first word names no other command."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["analyze", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=_DefaultsToAnalyze,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Parameters, MACs and FLOPs of PyTorch models, per layer, with the formula behind each number.",
+)
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn a domain error into one line on stderr and exit status 2, never a traceback."""
+    try:
+        yield
+    except (FlopcalcError, FormulaError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        typer.echo(f"Error: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _write(text: str, output: Path | None) -> None:
+    """``text`` to stdout, or to ``output`` with a note on stderr."""
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
+    """``renderable`` in colour on a terminal; ``plain()`` (no colour, as wide as the table needs) when stdout
+    is redirected, where rich would otherwise wrap the table at 80 columns."""
+    console = Console()
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        typer.echo(plain(), nl=False)
+
+
+MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
+Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
+Batch = Annotated[int, typer.Option(min=1, help="batch size N, prepended to every input shape")]
+DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
+
+
+@app.command("analyze")
+def analyze_command(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
+    inputs: Inputs,
+    batch: Batch = 1,
+    depth: Annotated[int | None, typer.Option(min=1, help="fold the hierarchy below this depth")] = None,
+    formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
+    check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
+    strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
+    device: DeviceOption = Device.META,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
+) -> None:
+    """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
+    with _one_line_errors():
+        specs = [parse_shape(text, batch) for text in inputs]
+        report = analyze(load_model(model, device), specs, device=device.value, name=model)
+        if output_format is Format.TABLE and output is None:
+            _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+        else:
+            _write(RENDERERS[output_format](report, depth, formulas), output)
+    if check and report.mismatches:
+        names = ", ".join(row.name or report.model for row in report.mismatches)
+        typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
+        raise typer.Exit(1)
+    if strict and report.uncounted:
+        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(report.uncounted.items()))
+        typer.echo(f"strict: ops without a counting rule ran: {listed}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("formula")
+def formula_command(
+    family: Annotated[str | None, typer.Argument(help="formula name; leave out to list them")] = None,
+    values: Annotated[list[str] | None, typer.Argument(help="SYMBOL=VALUE, e.g. C_in=3 K_h=11")] = None,
+    output_format: Annotated[FormulaFormat, typer.Option("--format", "-f")] = FormulaFormat.TEXT,
+) -> None:
+    """A layer family's formulas, symbolically and with the given numbers substituted."""
+    with _one_line_errors():
+        if family is None:
+            for name, formula in sorted(REGISTRY.formulas.items()):
+                typer.echo(f"{name:<24} {formula.description}")
+            return
+        if family not in REGISTRY.formulas:
+            close = difflib.get_close_matches(family, list(REGISTRY.formulas), n=5, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            known = ", ".join(sorted(REGISTRY.formulas))
+            raise InputError(f"unknown formula {family!r}; {hint}known formulas: {known}")
+        formula = REGISTRY.formula(family)
+        assigned = dict(parse_assignment(text) for text in values or ())
+        typer.echo(formula_sheet(formula, assigned, latex=output_format is FormulaFormat.LATEX), nl=False)
+
+
+@app.command("ratio")
+def ratio_command(
+    kind: Annotated[RatioKind, typer.Argument(help="which convolution to compare with a standard one")],
+    params: Annotated[bool, typer.Option("--params", help="the ratio of parameters instead of MACs")] = False,
+) -> None:
+    """The cost ratio of a convolution variant to a standard convolution, simplified by sympy."""
+    derive, description = RATIOS[kind]
+    expr = derive("params" if params else "macs")
+    typer.echo(f"{description}; {'params' if params else 'MACs'}, biases left out")
+    typer.echo(f"text:  {to_text(expr)}")
+    typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
+
+
+@app.command("compare")
+def compare_command(
+    models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
+    inputs: Inputs,
+    batch: Batch = 1,
+    device: DeviceOption = Device.META,
+    accuracy: Annotated[Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name")] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")] = None,
+) -> None:
+    """Several models side by side: params, MACs, FLOPs and parameter memory."""
+    with _one_line_errors():
+        specs = [parse_shape(text, batch) for text in inputs]
+        accuracies = read_accuracy(accuracy) if accuracy else {}
+        if plot:
+            check_plot_path(plot)
+        entries = [
+            ComparisonEntry(name, report, accuracies.get(name))
+            for name, report in zip(models, _analyze_all(models, specs, device), strict=True)
+        ]
+        missing = [entry.name for entry in entries if accuracy and entry.accuracy is None]
+        if missing:
+            typer.echo(f"no accuracy for {', '.join(missing)} in {accuracy}", err=True)
+        table = comparison_to_rich(entries)
+        _print(table, lambda: plain_text(table))
+        if plot:
+            plot_comparison(entries, plot)
+            typer.echo(f"wrote {plot}", err=True)
+
+
+def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) -> list[Report]:
+    """Analyse each model in turn, with a progress bar on stderr."""
+    reports = []
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("analysing", total=len(models))
+        for name in models:
+            progress.update(task, description=f"analysing {name}")
+            reports.append(analyze(load_model(name, device), specs, device=device.value, name=name))
+            progress.advance(task)
+    return reports
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="flopcalc")

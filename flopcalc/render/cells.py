@@ -1,0 +1,216 @@
+"""The one step every renderer shares: report rows -> typed values -> formatted cells, and the totals block.
+
+Each format (console, markdown, LaTeX, CSV, HTML, JSON) takes its columns, values and totals lines from here,
+so two formats of the same report cannot disagree; they differ only in escaping and layout. Nothing here
+mutates the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from flopcalc.formula import Number
+from flopcalc.report import LayerRow, Report
+
+KIB = 1024
+"""1 kB = 1024 B, as PyTorch and Keras summaries (and seed report 003) count parameter memory."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the layer table. ``numeric`` columns are right-aligned; ``math`` columns hold formulas,
+    which LaTeX sets in math mode instead of escaping."""
+
+    key: str
+    header: str
+    numeric: bool = False
+    math: bool = False
+
+
+COLUMNS = (
+    Column("name", "Layer"),
+    Column("type", "Type"),
+    Column("output_shape", "Output shape"),
+    Column("params", "Params", numeric=True),
+    Column("macs", "MACs", numeric=True),
+    Column("share", "% MACs", numeric=True),
+    Column("other_ops", "Other ops", numeric=True),
+    Column("status", "Status"),
+)
+FORMULA_COLUMNS = (
+    Column("formula", "Formula"),
+    Column("params_formula", "Params = formula", math=True),
+    Column("macs_formula", "MACs = formula", math=True),
+)
+
+LISTED = 5
+"""How many never-called modules the notes name before summarising the rest."""
+UNCOUNTED_MARK = "*"
+UNCOUNTED_NOTE = f"{UNCOUNTED_MARK} ops without a counting rule ran inside this layer: its counts are a lower bound."
+
+
+def columns(formulas: bool = False) -> tuple[Column, ...]:
+    """The layer table's columns, with the three formula columns when ``formulas`` is set."""
+    return COLUMNS + FORMULA_COLUMNS if formulas else COLUMNS
+
+
+def visible_rows(report: Report, depth: int | None = None) -> tuple[LayerRow, ...]:
+    """Rows shown at ``depth``: every module call from depth 1 (the model's children) to ``depth``.
+
+    Counts are inclusive, so a row at the deepest shown level stands for its whole subtree. The model's own
+    row (depth 0) is the totals block; it is shown only when the model is a single layer with no children.
+    """
+    rows = tuple(r for r in report.rows if r.depth >= 1 and (depth is None or r.depth <= depth))
+    return rows or report.rows[:1]
+
+
+def display_name(report: Report, row: LayerRow) -> str:
+    """The qualified module name, or the model's name for the model itself."""
+    return row.name or report.model
+
+
+def status_text(row: LayerRow) -> str:
+    """The row status, marked when an op without a counting rule ran inside the layer."""
+    return row.status.value + (UNCOUNTED_MARK if row.uncounted else "")
+
+
+def formula_text(row: LayerRow, what: str, latex: bool = False) -> str:
+    """The row's formula for ``what`` with its numbers substituted (``3·64·11·11 + 64 = 23,296``), or ''."""
+    if row.bound is None or row.analytic is None:
+        return ""
+    return row.bound.formula.substituted(what, row.bound.values, latex=latex)
+
+
+def share(row: LayerRow, report: Report) -> float | None:
+    """The row's MACs as a percentage of the model's, or None when the model has no MACs."""
+    total = report.totals.macs
+    return float(100 * row.macs / total) if total else None
+
+
+def layer_values(report: Report, row: LayerRow, formulas: bool = False, latex: bool = False) -> dict[str, object]:
+    """Typed values of one row, keyed like :data:`COLUMNS`: counts stay numbers, shapes stay tuples."""
+    values: dict[str, object] = {
+        "name": display_name(report, row),
+        "type": row.type,
+        "output_shape": row.output_shapes,
+        "params": row.params,
+        "macs": row.macs,
+        "share": share(row, report),
+        "other_ops": row.other_ops,
+        "status": status_text(row),
+    }
+    if formulas:
+        values["formula"] = row.formula_name or ""
+        values["params_formula"] = formula_text(row, "params", latex)
+        values["macs_formula"] = formula_text(row, "macs", latex)
+    return values
+
+
+def fmt_count(value: Number) -> str:
+    """An exact count with thousands separators (``61,100,840``); a symbolic count as sympy prints it."""
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def fmt_scaled(value: Number, unit: str) -> str:
+    """A count with its unit, exact and then scaled for reading: ``714,188,480 MACs (714.19 M)``."""
+    if not isinstance(value, int):
+        return f"{value} {unit}"
+    for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
+        if abs(value) >= factor:
+            return f"{value:,} {unit} ({value / factor:.2f} {prefix})"
+    return f"{value:,} {unit}"
+
+
+def fmt_shapes(shapes: Sequence[Sequence[Number]], times: str = "×") -> str:
+    """Output shapes joined by ``times``; several outputs separated by commas."""
+    return ", ".join(times.join(str(d) for d in shape) for shape in shapes)
+
+
+def fmt_bytes(n: int) -> str:
+    """Bytes, kB and MB with 1 kB = 1024 B: ``3,905,936 B = 3,814.391 kB = 3.725 MB``."""
+    return f"{n:,} B = {n / KIB:,.3f} kB = {n / KIB**2:,.3f} MB"
+
+
+def format_value(key: str, value: object, raw: bool = False) -> str:
+    """One cell as text. ``raw`` keeps numbers machine-readable (no separators) for CSV."""
+    if value is None:
+        return ""
+    if key == "output_shape":
+        return fmt_shapes(value, "x" if raw else "×")  # type: ignore[arg-type]
+    if key == "share":
+        return f"{value:.4f}" if raw else f"{value:.1f}"
+    if isinstance(value, str):
+        return value
+    return str(value) if raw else fmt_count(value)  # type: ignore[arg-type]
+
+
+def layer_cells(
+    report: Report, depth: int | None = None, formulas: bool = False, latex: bool = False, raw: bool = False
+) -> list[tuple[LayerRow, dict[str, str]]]:
+    """Every visible row with its formatted cells, keyed by column key."""
+    return [
+        (row, {k: format_value(k, v, raw) for k, v in layer_values(report, row, formulas, latex).items()})
+        for row in visible_rows(report, depth)
+    ]
+
+
+def total_cells(report: Report, formulas: bool = False, raw: bool = False) -> dict[str, str]:
+    """The table's closing row: the model's params, MACs and other ops, keyed like :func:`columns`."""
+    t = report.totals
+    values: dict[str, object] = {"name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops}
+    values["share"] = 100.0 if t.macs else None
+    return {column.key: format_value(column.key, values.get(column.key, ""), raw) for column in columns(formulas)}
+
+
+def _by_kind(ops: Mapping[str, Number]) -> str:
+    return ", ".join(f"{kind} {fmt_count(n)}" for kind, n in sorted(ops.items()))
+
+
+def totals_items(report: Report) -> list[tuple[str, str]]:
+    """The totals block as (label, value) lines; every count names its unit (params, MACs, FLOPs, bytes)."""
+    t = report.totals
+    by_dtype = ", ".join(f"{dtype} {n:,} B" for dtype, n in sorted(t.param_bytes_by_dtype.items()))
+    items = [
+        ("Total params", fmt_count(t.params)),
+        ("Trainable params", fmt_count(t.trainable_params)),
+        (
+            "Non-trainable params",
+            f"{t.non_trainable_params:,} (Keras: frozen params {t.frozen_params:,} "
+            f"+ floating-point buffer elements {t.non_trainable_params - t.frozen_params:,})",
+        ),
+        ("Keras total params", f"{t.keras_total_params:,} (trainable + non-trainable)"),
+        ("Buffers", f"{t.buffers:,} elements, {t.buffer_bytes:,} B"),
+        ("Parameter memory", fmt_bytes(t.param_bytes) + (f" ({by_dtype})" if by_dtype else "")),
+        ("MACs", fmt_scaled(t.macs, "MACs")),
+        ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
+        ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
+        ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
+    ]
+    return items
+
+
+def notes(report: Report) -> list[tuple[str, str]]:
+    """What a reader must know besides the numbers: the convention, gaps and disagreements."""
+    found = [("Convention", report.convention)]
+    if report.uncounted:
+        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(report.uncounted.items()))
+        found.append(("Uncounted ops", f"{listed} (no counting rule; the counts above are lower bounds)"))
+    else:
+        found.append(("Uncounted ops", "none"))
+    for row in report.mismatches:
+        found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
+    if report.uncalled:
+        uncalled = sorted(report.uncalled.items())
+        listed = ", ".join(f"{name} ({n:,} params)" for name, n in uncalled[:LISTED])
+        more = f" and {len(uncalled) - LISTED} more" if len(uncalled) > LISTED else ""
+        found.append(("Never called", f"{listed}{more}: the forward pass did not call these modules; "
+                      "their parameters are in the params totals"))
+    if any(row.uncounted for row in report.rows):
+        found.append(("Note", UNCOUNTED_NOTE))
+    return found
+
+
+def title(report: Report) -> str:
+    """``AlexNet: input 1×3×224×224 (meta device)``."""
+    return f"{report.model}: input {fmt_shapes(report.input_shapes) or 'none'} ({report.device} device)"

@@ -1,0 +1,96 @@
+"""A formula sheet: one layer family's formulas, symbolically and with the user's numbers substituted.
+
+Behind ``flopcalc formula conv2d C_in=3 C_out=64 ...``: params, MACs, each other-op kind, buffers, the
+output shape and the intermediate sizes, as plain text or as a LaTeX ``align*`` block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sympy as sp
+
+from flopcalc.errors import InputError
+from flopcalc.formula import LayerFormula, Number, render_substituted, to_text
+
+
+def _known_values(formula: LayerFormula, values: Mapping[str, int]) -> dict[sp.Symbol, Number]:
+    """The given values plus every intermediate that they determine completely (a number, not an expression),
+    so that a partially bound formula keeps ``H_out`` as a symbol rather than a half-substituted expression."""
+    resolved = formula.resolve(values)
+    return {s: v for s, v in resolved.items() if not getattr(sp.sympify(v), "free_symbols", set())}
+
+
+def _fields(formula: LayerFormula) -> list[tuple[str, sp.Expr]]:
+    fields = [("params", formula.field_expr("params")), ("MACs", formula.field_expr("macs"))]
+    fields += [(str(kind), formula.field_expr(str(kind))) for kind in formula.ops]
+    if sp.sympify(formula.buffers) != 0:
+        fields.append(("buffers", formula.field_expr("buffers")))
+    return fields
+
+
+def _check(formula: LayerFormula, values: Mapping[str, int]) -> None:
+    names = {s.name for s in formula.symbols}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(
+            f"{formula.name} has no symbol {', '.join(unknown)}; its symbols are {', '.join(sorted(names))}"
+        )
+
+
+def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None, latex: bool = False) -> str:
+    """The formula's fields, each symbolic and (when ``values`` are given) with numbers substituted.
+
+    Raises:
+        InputError: a value names a symbol the formula does not have.
+    """
+    values = dict(values or {})
+    _check(formula, values)
+    known = _known_values(formula, values) if values else {}
+    shape = sp.Tuple(*formula.output_shape)
+    word = _text if latex else str
+    lines: list[tuple[str, str, str | None]] = []
+    for label, expr in _fields(formula):
+        symbolic = sp.latex(expr) if latex else to_text(expr)
+        lines.append((word(label), symbolic, render_substituted(expr, known, latex) if values else None))
+    if formula.output_shape:
+        numbers = shape.xreplace({s: sp.sympify(v) for s, v in known.items()})
+        show = sp.latex if latex else (lambda t: "(" + ", ".join(to_text(d) for d in t) + ")")
+        lines.append((word("output shape"), show(shape), show(numbers) if values else None))
+    for symbol, expr in formula.intermediates.items():
+        symbolic = sp.latex(expr) if latex else to_text(expr)
+        label = sp.latex(symbol) if latex else f"where {symbol.name}"
+        lines.append((label, symbolic, render_substituted(expr, known, latex) if values else None))
+    unbound = sorted(s.name for s in formula.symbols if values and s.name not in values)
+    return _latex_sheet(formula, lines, unbound) if latex else _text_sheet(formula, lines, unbound)
+
+
+def _text_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], unbound: list[str]) -> str:
+    width = max(len(label) for label, _, _ in lines)
+    out = [f"{formula.name}: {formula.description}", f"symbols: {', '.join(sorted(s.name for s in formula.symbols))}"]
+    for label, symbolic, substituted in lines:
+        out.append(f"  {label:<{width}} = {symbolic}")
+        if substituted is not None:
+            out.append(f"  {'':<{width}} = {substituted}")
+    if unbound:
+        out.append(f"unbound: {', '.join(unbound)}")
+    return "\n".join(out) + "\n"
+
+
+def _latex_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], unbound: list[str]) -> str:
+    out = [f"% {formula.name}: {formula.description}", r"\begin{align*}"]
+    body = []
+    for label, symbolic, substituted in lines:
+        body.append(f"{label} &= {symbolic}")
+        if substituted is not None:
+            body.append(f"&= {substituted}")
+    out.append(" \\\\\n".join(body))
+    out.append(r"\end{align*}")
+    if unbound:
+        out.append(f"% unbound: {', '.join(unbound)}")
+    return "\n".join(out) + "\n"
+
+
+def _text(label: str) -> str:
+    """A word in math mode: ``\\text{bias\\_add}``."""
+    return r"\text{" + label.replace("_", r"\_") + "}"

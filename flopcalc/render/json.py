@@ -1,0 +1,104 @@
+"""JSON with a versioned schema (docs/json-schema.md): the whole report, counts as integers.
+
+The layer entries carry the same values as the table columns (from :mod:`flopcalc.render.cells`) plus what a
+program needs besides: per-kind ops, the measured counts, the hierarchy and the formula.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from flopcalc.formula import Number
+from flopcalc.render import cells
+from flopcalc.report import LayerRow, Report
+
+
+def _number(value: Number) -> int | str:
+    """Counts are integers; a symbolic count (symbolic input sizes) is its sympy text."""
+    return value if isinstance(value, int) else str(value)
+
+
+def _ops(ops: Mapping[str, Number]) -> dict[str, int | str]:
+    return {kind: _number(n) for kind, n in sorted(ops.items())}
+
+
+def _formula(row: LayerRow) -> dict[str, Any] | None:
+    if row.bound is None:
+        return None
+    formula = row.bound.formula
+    return {
+        "name": formula.name,
+        "description": formula.description,
+        "params": formula.to_text("params"),
+        "macs": formula.to_text("macs"),
+        "ops": {kind: formula.to_text(kind) for kind in sorted(formula.ops)},
+        "values": {symbol: _number(v) for symbol, v in row.bound.values.items()},
+        "params_substituted": cells.formula_text(row, "params"),
+        "macs_substituted": cells.formula_text(row, "macs"),
+    }
+
+
+def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
+    """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself)."""
+    return {
+        "index": row.index,
+        "name": row.name,
+        "type": row.type,
+        "depth": row.depth,
+        "parent": None if row.parent is None else report.rows[row.parent].name,
+        "input_shapes": [list(s) for s in row.input_shapes],
+        "output_shapes": [list(s) for s in row.output_shapes],
+        "params": _number(row.params),
+        "macs": _number(row.macs),
+        "ops": _ops(row.ops),
+        "other_ops": _number(row.other_ops),
+        "flops": _number(row.flops),
+        "share_of_macs": cells.share(row, report),
+        "measured_macs": _number(row.measured.macs),
+        "measured_ops": _ops(row.measured.ops),
+        "measured_flops": _number(row.measured.flops),
+        "status": row.status.value,
+        "uncounted_ops": dict(sorted(row.uncounted.items())),
+        "formula": _formula(row),
+        "mismatches": list(row.mismatches),
+    }
+
+
+def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
+    """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default)."""
+    t = report.totals
+    return {
+        "schema_version": report.schema_version,
+        "model": report.model,
+        "inputs": [{"shape": list(shape)} for shape in report.input_shapes],
+        "device": report.device,
+        "convention": report.convention,
+        "totals": {
+            "params": t.params,
+            "trainable_params": t.trainable_params,
+            "frozen_params": t.frozen_params,
+            "non_trainable_params": t.non_trainable_params,
+            "keras_total_params": t.keras_total_params,
+            "buffers": t.buffers,
+            "param_bytes": t.param_bytes,
+            "param_bytes_by_dtype": dict(sorted(t.param_bytes_by_dtype.items())),
+            "buffer_bytes": t.buffer_bytes,
+            "macs": _number(t.macs),
+            "ops": _ops(t.ops),
+            "other_ops": _number(t.other_ops),
+            "flops": _number(t.flops),
+            "measured_macs": _number(t.measured_macs),
+            "measured_flops": _number(t.measured_flops),
+        },
+        "uncounted_ops": dict(sorted(report.uncounted.items())),
+        "uncalled_params": dict(sorted(report.uncalled.items())),
+        "layers": [layer_record(report, row) for row in cells.visible_rows(report, depth)],
+    }
+
+
+def to_json(report: Report, depth: int | None = None, formulas: bool = False) -> str:
+    """The report as indented JSON. ``formulas`` is accepted for a uniform signature: JSON always has them."""
+    del formulas
+    return json.dumps(to_dict(report, depth), indent=2, ensure_ascii=False) + "\n"
