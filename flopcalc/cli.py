@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -26,12 +27,12 @@ from typer.core import TyperGroup
 from flopcalc.analyze import analyze
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
-from flopcalc.inputs import InputSpec
+from flopcalc.inputs import Dim, InputSpec
 from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
 from flopcalc.models import load_model
 from flopcalc.registry import REGISTRY
 from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
-from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
+from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
@@ -39,6 +40,7 @@ from flopcalc.render.json import to_json
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
+from flopcalc.symbolic import SymbolicTraceError
 
 
 class Format(StrEnum):
@@ -82,26 +84,64 @@ RATIOS = {
     RatioKind.GROUP: (group_ratio, "group convolution with G groups / standard convolution"),
 }
 
-SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
+SHAPE_HELP = (
+    "dims without the batch joined by x, e.g. 3x224x224, or with capitalised names for a closed form, e.g. 3xHxW; "
+    "optional dtype suffix, e.g. 128:int64"
+)
 
 
-def parse_shape(text: str, batch: int = 1) -> InputSpec:
-    """``"3x224x224"`` -> ``InputSpec((batch, 3, 224, 224))``; ``"128:int64"`` -> an int64 spec of ``(batch, 128)``.
+def parse_dim(text: str, whole: str) -> Dim:
+    """One dimension: a positive integer, or a name starting with a capital letter (``H``, ``Seq``) for a
+    closed form over that size."""
+    text = text.strip()
+    if text.isidentifier() and text[0].isupper():
+        return text
+    if not text.lstrip("-").isdigit():
+        raise InputError(f"malformed input shape {whole!r}: expected {SHAPE_HELP}")
+    if int(text) <= 0:
+        raise InputError(f"input shape {whole!r} has a dimension <= 0; every dimension must be a positive integer")
+    return int(text)
+
+
+def parse_shape(text: str, batch: Dim = 1) -> InputSpec:
+    """``"3x224x224"`` -> ``InputSpec((batch, 3, 224, 224))``; ``"128:int64"`` -> an int64 spec of ``(batch, 128)``;
+    ``"3xHxW"`` names two sizes, for closed-form counts.
 
     Raises:
-        InputError: empty, non-numeric, zero or negative dimensions, or an unknown dtype.
+        InputError: empty, zero or negative dimensions, other characters, or an unknown dtype.
     """
     dims_text, _, dtype_name = text.strip().partition(":")
-    parts = dims_text.lower().split("x")
-    if not dims_text or not all(p.strip().lstrip("-").isdigit() for p in parts):
+    if not dims_text:
         raise InputError(f"malformed input shape {text!r}: expected {SHAPE_HELP}")
-    dims = tuple(int(p) for p in parts)
-    if any(d <= 0 for d in dims):
-        raise InputError(f"input shape {text!r} has a dimension <= 0; every dimension must be a positive integer")
+    dims = tuple(parse_dim(part, text) for part in re.split(r"x|(?<=\d)X(?=\d)", dims_text))
     dtype = getattr(torch, dtype_name, None) if dtype_name else torch.float32
     if not isinstance(dtype, torch.dtype):
         raise InputError(f"unknown dtype {dtype_name!r} in {text!r}; use e.g. float32, float16, int64, bool")
     return InputSpec((batch, *dims), dtype)
+
+
+def parse_batch(text: str) -> Dim:
+    """``--batch``: a positive integer, or a symbol name (``N``) for a closed form in the batch size."""
+    return parse_dim(text, f"--batch {text}")
+
+
+def parse_points(text: str, symbols: Sequence[str]) -> list[dict[str, int]]:
+    """``--at 224x224,320x320``: one size per symbol, in the order the symbols first appear in the inputs."""
+    points = []
+    for point in text.split(","):
+        values = point.strip().split("x")
+        if len(values) != len(symbols) or not all(v.strip().isdigit() and int(v) > 0 for v in values):
+            raise InputError(
+                f"malformed --at point {point!r}: give {len(symbols)} positive sizes joined by x for "
+                f"{'x'.join(symbols)}, points separated by commas, e.g. --at {'x'.join(['224'] * len(symbols))}"
+            )
+        points.append({name: int(v) for name, v in zip(symbols, values)})
+    return points
+
+
+def symbols_of(specs: Sequence[InputSpec]) -> list[str]:
+    """Symbol names in the inputs, in order of first appearance."""
+    return list(dict.fromkeys(d for spec in specs for d in spec.shape if isinstance(d, str)))
 
 
 def parse_assignment(text: str) -> tuple[str, int]:
@@ -180,7 +220,7 @@ def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
 
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
 Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
-Batch = Annotated[int, typer.Option(min=1, help="batch size N, prepended to every input shape")]
+Batch = Annotated[str, typer.Option(help="batch size prepended to every input shape: a number, or a name (N)")]
 DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
 
 
@@ -188,7 +228,7 @@ DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing c
 def analyze_command(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
     inputs: Inputs,
-    batch: Batch = 1,
+    batch: Batch = "1",
     depth: Annotated[int | None, typer.Option(min=1, help="fold the hierarchy below this depth")] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
@@ -196,15 +236,33 @@ def analyze_command(
     device: DeviceOption = Device.META,
     output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
+    at: Annotated[str | None, typer.Option(help="evaluate a closed form at sizes, e.g. 224x224,320x320")] = None,
+    hint: Annotated[
+        list[str] | None, typer.Option(help="size torch assumes for a named dim while tracing, e.g. H=224")
+    ] = None,
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
     with _one_line_errors():
-        specs = [parse_shape(text, batch) for text in inputs]
-        report = analyze(load_model(model, device), specs, device=device.value, name=model)
+        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
+        symbols = symbols_of(specs)
+        if (at or hint) and not symbols:
+            raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
+        points = parse_points(at, symbols) if at else []
+        hints = dict(parse_assignment(text) for text in hint or ())
+        loaded = load_model(model, device)
+        try:
+            report = analyze(loaded, specs, device=device.value, name=model, hints=hints)
+        except SymbolicTraceError as exc:
+            if exc.concrete is None:
+                raise
+            typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
+            report, points = exc.concrete, []
         if output_format is Format.TABLE and output is None:
             _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
         else:
             _write(RENDERERS[output_format](report, depth, formulas), output)
+        if points:
+            _print(evaluations_to_rich(report, points), lambda: plain_text(evaluations_to_rich(report, points)))
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
@@ -254,14 +312,14 @@ def ratio_command(
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
     inputs: Inputs,
-    batch: Batch = 1,
+    batch: Batch = "1",
     device: DeviceOption = Device.META,
     accuracy: Annotated[Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name")] = None,
     plot: Annotated[Path | None, typer.Option(help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")] = None,
 ) -> None:
     """Several models side by side: params, MACs, FLOPs and parameter memory."""
     with _one_line_errors():
-        specs = [parse_shape(text, batch) for text in inputs]
+        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
         accuracies = read_accuracy(accuracy) if accuracy else {}
         if plot:
             check_plot_path(plot)

@@ -191,11 +191,11 @@ class ClosedForm:
         found: dict[str, tuple[int, int | None]] = {}
         for name in self.hints:
             valid = [
-                v for v in range(2, _SCAN_LIMIT + 1)
+                v for v in range(1, _SCAN_LIMIT + 1)
                 if not self.violated({**self.hints, name: v})
             ] if self.conditions else []
             if not self.conditions:
-                found[name] = (2, None)
+                found[name] = (1, None)
             elif valid:
                 found[name] = (valid[0], None if valid[-1] == _SCAN_LIMIT else valid[-1])
         return found

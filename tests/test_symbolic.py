@@ -87,3 +87,45 @@ def test_data_dependent_model_gives_a_concrete_count_instead() -> None:
         flopcalc.analyze(Gate(), (1, "L"))
     assert caught.value.concrete is not None
     assert caught.value.concrete.input_shapes == ((1, 229),)
+
+
+def test_cli_closed_form_json_table_and_latex(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from flopcalc.cli import app
+
+    runner = CliRunner()
+    model_file = tmp_path / "net.py"
+    model_file.write_text("import torch\ndef make():\n    return torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)\n")
+    args = [f"{model_file}:make", "--input", "3xHxW", "--batch", "N"]
+    as_json = runner.invoke(app, [*args, "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    import json
+
+    data = json.loads(as_json.stdout)
+    names = {name: sp.Symbol(name) for name in data["closed_form"]["symbols"]}  # N is also sympy's N()
+    n, h, w = names["N"], names["H"], names["W"]
+    expected = n * 8 * (sp.floor((h - 1) / 2) + 1) * (sp.floor((w - 1) / 2) + 1) * 3 * 9
+    assert sp.simplify(sp.parse_expr(data["totals"]["macs"], local_dict=names) - expected) == 0
+    assert data["closed_form"]["symbols"] == ["N", "H", "W"]
+    table = runner.invoke(app, [*args, "--at", "1x224x224,2x225x301"])
+    assert table.exit_code == 0, table.output
+    assert f"{1 * 8 * 112 * 112 * 3 * 9:,}" in table.stdout
+    assert f"{2 * 8 * 113 * 151 * 3 * 9:,}" in table.stdout  # ⌊224/2⌋ + 1 = 113, ⌊300/2⌋ + 1 = 151
+    latex = runner.invoke(app, [*args, "--format", "latex"])
+    assert r"\left\lfloor" in latex.stdout
+
+
+def test_cli_falls_back_to_a_concrete_count() -> None:
+    from typer.testing import CliRunner
+
+    from flopcalc.cli import app
+
+    runner = CliRunner()
+    pinned = runner.invoke(app, ["vit_b_16", "--input", "3xHxW", "--hint", "H=224", "--hint", "W=224"])
+    assert pinned.exit_code == 0
+    assert "cannot be counted in closed form: the model fixes H = 224" in pinned.stderr
+    assert "17,563,828,224" in pinned.stdout  # the concrete MACs at 224×224 (equal to the meta analysis above)
+    failing = runner.invoke(app, ["vit_b_16", "--input", "3xHxW"])
+    assert failing.exit_code == 2
+    assert len(failing.stderr.strip().splitlines()) == 1 and "Traceback" not in failing.output

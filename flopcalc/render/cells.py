@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import sympy as sp
+
 from flopcalc.formula import Number
 from flopcalc.report import LayerRow, Report
 
@@ -83,8 +85,11 @@ def formula_text(row: LayerRow, what: str, latex: bool = False) -> str:
 
 
 def share(row: LayerRow, report: Report) -> float | None:
-    """The row's MACs as a percentage of the model's, or None when the model has no MACs."""
+    """The row's MACs as a percentage of the model's; None when the model has no MACs or they are symbolic
+    (the share then depends on the input size)."""
     total = report.totals.macs
+    if not (isinstance(total, int) and isinstance(row.macs, int)):
+        return None
     return float(100 * row.macs / total) if total else None
 
 
@@ -124,7 +129,10 @@ def fmt_scaled(value: Number, unit: str) -> str:
 
 def fmt_shapes(shapes: Sequence[Sequence[Number]], times: str = "×") -> str:
     """Output shapes joined by ``times``; several outputs separated by commas."""
-    return ", ".join(times.join(str(d) for d in shape) for shape in shapes)
+    def dim(d: Number) -> str:
+        return str(d) if isinstance(d, int) or getattr(d, "is_Atom", False) else f"({d})"
+
+    return ", ".join(times.join(dim(d) for d in shape) for shape in shapes)
 
 
 def fmt_bytes(n: int) -> str:
@@ -132,10 +140,13 @@ def fmt_bytes(n: int) -> str:
     return f"{n:,} B = {n / KIB:,.3f} kB = {n / KIB**2:,.3f} MB"
 
 
-def format_value(key: str, value: object, raw: bool = False) -> str:
-    """One cell as text. ``raw`` keeps numbers machine-readable (no separators) for CSV."""
+def format_value(key: str, value: object, raw: bool = False, latex: bool = False) -> str:
+    """One cell as text. ``raw`` keeps numbers machine-readable (no separators) for CSV; ``latex`` writes a
+    symbolic count as LaTeX."""
     if value is None:
         return ""
+    if latex and isinstance(value, sp.Basic):
+        return sp.latex(value)
     if key == "output_shape":
         return fmt_shapes(value, "x" if raw else "×")  # type: ignore[arg-type]
     if key == "share":
@@ -150,17 +161,19 @@ def layer_cells(
 ) -> list[tuple[LayerRow, dict[str, str]]]:
     """Every visible row with its formatted cells, keyed by column key."""
     return [
-        (row, {k: format_value(k, v, raw) for k, v in layer_values(report, row, formulas, latex).items()})
+        (row, {k: format_value(k, v, raw, latex) for k, v in layer_values(report, row, formulas, latex).items()})
         for row in visible_rows(report, depth)
     ]
 
 
-def total_cells(report: Report, formulas: bool = False, raw: bool = False) -> dict[str, str]:
+def total_cells(report: Report, formulas: bool = False, raw: bool = False, latex: bool = False) -> dict[str, str]:
     """The table's closing row: the model's params, MACs and other ops, keyed like :func:`columns`."""
     t = report.totals
     values: dict[str, object] = {"name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops}
-    values["share"] = 100.0 if t.macs else None
-    return {column.key: format_value(column.key, values.get(column.key, ""), raw) for column in columns(formulas)}
+    values["share"] = 100.0 if t.macs and not report.is_symbolic else None
+    return {
+        column.key: format_value(column.key, values.get(column.key, ""), raw, latex) for column in columns(formulas)
+    }
 
 
 def _by_kind(ops: Mapping[str, Number]) -> str:
@@ -187,7 +200,39 @@ def totals_items(report: Report) -> list[tuple[str, str]]:
         ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
         ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
     ]
-    return items
+    return items + closed_form_items(report)
+
+
+def closed_form_items(report: Report) -> list[tuple[str, str]]:
+    """For a symbolic report: where its closed forms hold, and the sizes torch assumed while tracing."""
+    closed_form = report.closed_form
+    if closed_form is None:
+        return []
+    bounds = ", ".join(closed_form.describe_conditions()) or "every size"
+    hints = ", ".join(f"{name}={value}" for name, value in closed_form.hints.items())
+    return [
+        ("Valid for", f"{bounds} (from torch's shape guards; {len(closed_form.conditions)} conditions checked "
+                      "by evaluate)"),
+        ("Traced at", f"{hints} (hints: where the model branches on a size, it took the branch for these)"),
+    ]
+
+
+def evaluation_rows(report: Report, points: Sequence[Mapping[str, int]]) -> list[dict[str, str]]:
+    """The closed form at each point: sizes, params, MACs, FLOPs (or why it does not hold there)."""
+    assert report.closed_form is not None
+    rows = []
+    for point in points:
+        sizes = ", ".join(f"{name}={value}" for name, value in point.items())
+        try:
+            counts = report.evaluate(**point)
+        except ValueError as exc:
+            rows.append({"at": sizes, "params": fmt_count(report.totals.params), "macs": str(exc), "flops": ""})
+            continue
+        rows.append({
+            "at": sizes, "params": fmt_count(report.totals.params), "macs": fmt_count(counts["macs"]),
+            "flops": fmt_count(counts["flops"]),
+        })
+    return rows
 
 
 def notes(report: Report) -> list[tuple[str, str]]:

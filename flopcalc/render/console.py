@@ -7,7 +7,7 @@ This and ``flopcalc.cli`` are the only modules that import rich. ``Report.__rich
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -111,6 +111,16 @@ def comparison_to_rich(entries: Sequence[ComparisonEntry]) -> RenderableType:
         )
     for values in comparison_cells(entries):
         table.add_row(*(values[column.key] for column in cols))
+    return table
+
+
+def evaluations_to_rich(report: Report, points: Sequence[Mapping[str, int]]) -> RenderableType:
+    """The closed form evaluated at ``points`` (``--at``), one row per point."""
+    table = Table(title=f"{report.model}: closed form evaluated", box=box.SIMPLE_HEAD)
+    for header, justify in (("At", "left"), ("Params", "right"), ("MACs", "right"), ("FLOPs", "right")):
+        table.add_column(header, justify=justify)  # type: ignore[arg-type]
+    for row in cells.evaluation_rows(report, points):
+        table.add_row(row["at"], row["params"], row["macs"], row["flops"])
     return table
 
 

@@ -48,8 +48,8 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
         "type": row.type,
         "depth": row.depth,
         "parent": None if row.parent is None else report.rows[row.parent].name,
-        "input_shapes": [list(s) for s in row.input_shapes],
-        "output_shapes": [list(s) for s in row.output_shapes],
+        "input_shapes": [[_number(d) for d in s] for s in row.input_shapes],
+        "output_shapes": [[_number(d) for d in s] for s in row.output_shapes],
         "params": _number(row.params),
         "macs": _number(row.macs),
         "ops": _ops(row.ops),
@@ -66,13 +66,26 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
     }
 
 
+def _closed_form(report: Report) -> dict[str, Any] | None:
+    """For symbolic inputs: the guards (sympy text), per-symbol bounds and the hints the trace used."""
+    closed_form = report.closed_form
+    if closed_form is None:
+        return None
+    return {
+        "symbols": list(closed_form.hints),
+        "conditions": [str(c) for c in closed_form.conditions],
+        "bounds": closed_form.describe_conditions(),
+        "hints": dict(closed_form.hints),
+    }
+
+
 def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
     """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default)."""
     t = report.totals
     return {
         "schema_version": report.schema_version,
         "model": report.model,
-        "inputs": [{"shape": list(shape)} for shape in report.input_shapes],
+        "inputs": [{"shape": [_number(d) for d in shape]} for shape in report.input_shapes],
         "device": report.device,
         "convention": report.convention,
         "totals": {
@@ -92,6 +105,7 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
             "measured_macs": _number(t.measured_macs),
             "measured_flops": _number(t.measured_flops),
         },
+        "closed_form": _closed_form(report),
         "uncounted_ops": dict(sorted(report.uncounted.items())),
         "uncalled_params": dict(sorted(report.uncalled.items())),
         "layers": [layer_record(report, row) for row in cells.visible_rows(report, depth)],

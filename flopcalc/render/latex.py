@@ -31,6 +31,11 @@ def escape(text: str) -> str:
     return "".join(_ESCAPES.get(char, char) for char in text)
 
 
+def _symbolic(column: cells.Column, report: Report) -> bool:
+    """Counts of a symbolic report are formulas: set in math mode, from sympy's LaTeX."""
+    return report.is_symbolic and column.key in ("params", "macs", "other_ops")
+
+
 def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -> str:
     """The report as a LaTeX ``table`` of two booktabs tabulars; arguments as for the console table."""
     cols = cells.columns(formulas)
@@ -51,15 +56,18 @@ def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -
         out = []
         for column in cols:
             text = values[column.key]
-            text = (f"${text}$" if text else "") if column.math else escape(text)
+            text = (f"${text}$" if text else "") if column.math or _symbolic(column, report) else escape(text)
             if column.key == "name":
                 text = INDENT * (row.depth - top) + text
             if column.key == "status" and row.status is Status.MISMATCH:
                 text = f"\\textbf{{{text}}}"
             out.append(text)
         lines.append(" & ".join(out) + " \\\\")
-    total = cells.total_cells(report, formulas)
-    lines += ["\\midrule", " & ".join(escape(total[column.key]) for column in cols) + " \\\\"]
+    total = cells.total_cells(report, formulas, latex=True)
+    lines += [
+        "\\midrule",
+        " & ".join(f"${total[c.key]}$" if _symbolic(c, report) else escape(total[c.key]) for c in cols) + " \\\\",
+    ]
     lines += ["\\bottomrule", "\\end{tabular}", "", "\\medskip", "", "\\begin{tabular}{lp{0.7\\linewidth}}"]
     lines.append("\\toprule")
     lines += [f"{escape(label)} & {escape(value)} \\\\" for label, value in cells.totals_items(report)]
