@@ -143,7 +143,7 @@ class LayerFormula:
                 resolved[symbol] = value
         for symbol in self.intermediates:
             if symbol not in resolved:
-                resolved[symbol] = sp.simplify(self.expand(symbol).xreplace(_sympify_values(resolved)))
+                resolved[symbol] = sp.simplify(self.expand(symbol).xreplace(_sympify_values(resolved)).doit())
         return resolved
 
     @cached_property

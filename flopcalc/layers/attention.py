@@ -4,23 +4,24 @@
 nn.MultiheadAttention computes it when it returns its weights (``need_weights=True``); ``SDPA`` adds the scale
 applied to K as well, which is how torch's math kernel computes ``F.scaled_dot_product_attention`` (and the
 operator rules count every fused kernel as the math kernel, see flopcalc/measure/ops_attention.py).
-``MULTIHEAD_ATTENTION`` composes four ``LINEAR`` projections with one of the two.
+``MULTIHEAD_ATTENTION`` composes four ``LINEAR`` projections with ``ATTENTION`` when it returns its weights and
+with ``SDPA`` when it does not.
 
-Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``H_kv`` key/value heads, ``L`` query length,
-``S`` key length, ``E_k`` query/key head dimension, ``E_v`` value head dimension, ``M`` 1 if a mask is added to
-the scores (``attn_mask`` or ``is_causal``). MultiheadAttention: ``E`` embed_dim, ``H`` num_heads, ``D_k``/``D_v``
-the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1 with
-add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
+Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``L`` query length, ``S`` key length,
+``E_k`` query/key head dimension, ``E_v`` value head dimension, ``M`` 1 if a mask is added to the scores
+(``attn_mask``, ``is_causal`` or a key padding mask). MultiheadAttention: ``E`` embed_dim, ``H`` num_heads,
+``D_k``/``D_v`` the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1
+with add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
 average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add).
 
 Conventions (docs/conventions.md): Q·Kᵀ and (attention weights)·V are MACs; the scaling is one mul per scaled
 element, the mask one add per score, softmax per row of length S: S exp, S − 1 add, S div (the activation
 formula). NB: a causal mask counts the full L×S square of scores, as torch's math kernel executes it; fused
 kernels may skip fully masked blocks (up to about half the work), and counting the square keeps counts the
-same on every device and backend. NB: grouped-query attention (``H_kv < H_q``) costs as much as ``H_q`` full
-heads: ``H_kv`` does not enter the counts, because the math kernel expands K and V to ``H_q`` heads (a copy)
-before the products and scales the expanded K. Not counted: dropout (inference), the check of fully masked
-rows in torch's ``_safe_softmax``, the conversion of boolean masks to additive ones (a select).
+same on every device and backend. NB: grouped-query attention (``H_kv < H_q`` key/value heads) costs as much
+as ``H_q`` full heads, and ``H_kv`` does not enter the counts: the math kernel expands K and V to ``H_q``
+heads (a copy) before the products and scales the expanded K. Not counted: dropout (inference), the check of
+fully masked rows in torch's ``_safe_softmax``, the conversion of boolean masks to additive ones (a select).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _projection(rows: sp.Expr, features: sp.Expr) -> LayerFormula:
                                                       linear.B: B})
 
 
-def _either(flag_symbol: sp.Symbol, if_set: Mapping[str, sp.Expr], if_unset: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
+def _either(flag_symbol: sp.Symbol, if_set: Mapping[str, sp.Expr],
+            if_unset: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
     """Ops by kind of two alternatives chosen by a 0/1 flag; a kind costing the same in both is kept as is."""
     ops: dict[str, sp.Expr] = {}
     for kind in {**if_set, **if_unset}:

@@ -6,9 +6,9 @@ several: the formulas keep ``N``, the output shape has the input's rank); ``C_in
 
 Conventions (docs/conventions.md, "Linear"): Linear is ``N·C_in·C_out`` MACs and ``N·C_out`` bias adds.
 Bilinear computes ``y_k = x1ᵀA_k x2 + b_k`` as ``(x1ᵀA_k)·x2``: ``C_in1·C_in2`` MACs for the row vector
-``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is counted as ``add``, not ``bias_add``:
-torch adds it with a separate broadcast ``aten.add`` that the operator counter cannot tell from any other
-addition, and the two sides must agree.
+``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is a ``bias_add`` (torch adds it with a
+broadcast ``aten.add``, which the operator counter reads as a bias add); for an unbatched input it is a plain
+vector + vector ``add``, which no count can tell from any other (flag ``U``).
 
 >>> LINEAR.substituted("params", {"C_in": 9216, "C_out": 4096, "B": 1})
 '9216·4096 + 4096 = 37,752,832'
@@ -29,6 +29,7 @@ from flopcalc.registry import REGISTRY, Bound
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
 B = flag("B")
+U = flag("U")
 
 
 def numbered(prefix: str, count: int) -> tuple[sp.Symbol, ...]:
@@ -79,7 +80,8 @@ BILINEAR = LayerFormula(
     description="Bilinear layer (nn.Bilinear): y_k = (x1ᵀ·A_k)·x2 + b_k for k < C_out",
     params=C_out * C_in1 * C_in2 + B * C_out,
     macs=N * C_out * (C_in1 * C_in2 + C_in2),
-    ops={OpKind.ADD: B * N * C_out},
+    # An unbatched (1-d) output gets its bias as a vector + vector add, indistinguishable from any other add.
+    ops={OpKind.BIAS_ADD: B * (1 - U) * N * C_out, OpKind.ADD: B * U * N * C_out},
     output_shape=(N, C_out),
 )
 
@@ -103,7 +105,7 @@ def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[st
     leading = tuple(args[0].shape[:-1])
     values = {
         "C_in1": module.in1_features, "C_in2": module.in2_features, "C_out": module.out_features,
-        "B": int(module.bias is not None),
+        "B": int(module.bias is not None), "U": int(not leading),
     }
     return Bound(_with_leading("bilinear", len(leading)), {**values, **split_values("N", leading)})
 

@@ -15,7 +15,8 @@ add per gate element. The hidden projection runs at every step, the first one in
 because torch computes it. Gate nonlinearities are the activation formulas (sigmoid = exp + add + div,
 tanh = exp, ReLU = compare). Not counted: dropout between layers (training only; inference is the default), the
 stacking and concatenation of outputs (data movement). A packed sequence is bound as a single sequence of all
-its tokens (``N = 1``, ``L`` = packed length): exact, because every count is linear in ``N·L``.
+its tokens (``N = 1``, ``L`` = packed length): exact, because every count is linear in ``N·L``. Batch-first,
+unbatched and packed calls bind the same formula with torch's order of output dimensions.
 """
 
 from __future__ import annotations
@@ -141,17 +142,13 @@ def _with_output_shape(formula: LayerFormula, shape: tuple[sp.Expr, ...]) -> Lay
     return dataclasses.replace(formula, output_shape=shape)
 
 
+_STACKS = {"RNN_TANH": RNN_TANH, "RNN_RELU": RNN_RELU, "LSTM": LSTM, "GRU": GRU}
+
+
 def bind_rnn(module: nn.RNNBase, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """nn.RNN/LSTM/GRU on a batched, unbatched or packed input (``input`` positional or keyword)."""
     x = args[0] if args else kwargs["input"]
-    directions = 2 if module.bidirectional else 1
-    out_size = module.proj_size or module.hidden_size
-    if module.mode == "LSTM":
-        formula = LSTM
-    elif module.mode == "GRU":
-        formula = GRU
-    else:
-        formula = RNN_TANH if module.mode == "RNN_TANH" else RNN_RELU
+    formula = _STACKS[module.mode]
     width = D * (H_out if formula is LSTM else H)
     if isinstance(x, PackedSequence):
         steps, batch = x.data.shape[0], 1
@@ -163,11 +160,11 @@ def bind_rnn(module: nn.RNNBase, args: tuple[Any, ...], kwargs: Mapping[str, Any
         steps, batch = (x.shape[1], x.shape[0]) if module.batch_first else (x.shape[0], x.shape[1])
         layout = (N, L, width) if module.batch_first else (L, N, width)
     values = {
-        "N": batch, "L": steps, "H_in": module.input_size, "H": module.hidden_size, "D": directions,
-        "N_layers": module.num_layers, "B": int(module.bias),
+        "N": batch, "L": steps, "H_in": module.input_size, "H": module.hidden_size,
+        "D": 2 if module.bidirectional else 1, "N_layers": module.num_layers, "B": int(module.bias),
     }
     if formula is LSTM:
-        values.update({"H_out": out_size, "R": int(module.proj_size > 0)})
+        values.update({"H_out": module.proj_size or module.hidden_size, "R": int(module.proj_size > 0)})
     return Bound(_with_output_shape(formula, layout), values)
 
 

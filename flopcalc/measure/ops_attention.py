@@ -63,10 +63,11 @@ def _mul(*shape: Number) -> Count:
 
 
 def attention_count(batch: Sequence[Number], heads: Number, length: Number, keys: Number, e_k: Number,
-                    e_v: Number, masked: bool, dropout: bool = False, scale_k: bool = True,
+                    e_v: Number, mask: Sequence[Number] | None, dropout: bool = False, scale_k: bool = True,
                     mask_in_bmm: bool = False) -> Count:
     """The math kernel on ``(*batch, heads, ·, ·)`` inputs: √scale on Q (and on the expanded K if ``scale_k``),
-    Q·Kᵀ, the mask, softmax, dropout, weights·V.
+    Q·Kᵀ, the mask (of shape ``mask``, broadcast to the scores; ``None`` without one), softmax, dropout,
+    weights·V.
 
     ``mask_in_bmm`` is MultiheadAttention's ``need_weights`` path, which adds the mask as the input of
     ``baddbmm`` and calls ``_softmax``; the math kernel adds it with ``add`` and calls ``_safe_softmax``.
@@ -74,13 +75,13 @@ def attention_count(batch: Sequence[Number], heads: Number, length: Number, keys
     n = numel(batch) * heads
     scores = stand_in(*batch, heads, length, keys)
     total = _mul(*batch, heads, length, e_k) + (_mul(*batch, heads, e_k, keys) if scale_k else ZERO)
-    if masked and mask_in_bmm:
+    if mask is not None and mask_in_bmm:
         q, k_t, s = stand_in(n, length, e_k), stand_in(n, e_k, keys), stand_in(n, length, keys)
         total += cost_of(aten.baddbmm.default, stand_in(1, length, keys), q, k_t, out=s)
     else:
         total += _bmm(n, length, e_k, keys)
-        if masked:
-            total += cost_of(aten.add.Tensor, scores, stand_in(length, keys), out=scores)
+        if mask is not None:
+            total += cost_of(aten.add.Tensor, scores, stand_in(*mask), out=scores)
     softmax = aten._softmax.default if mask_in_bmm else aten._safe_softmax.default
     total += cost_of(softmax, scores, -1, out=scores)
     if dropout:
@@ -88,12 +89,14 @@ def attention_count(batch: Sequence[Number], heads: Number, length: Number, keys
     return total + _bmm(n, length, keys, e_v)
 
 
-def _sdpa(query: Any, key: Any, value: Any, masked: bool, dropout_p: float, heads_dim: int = -3) -> Count:
-    """A fused SDPA kernel on ``(N, H, L, E)`` inputs (``heads_dim=-3``) or ``(N, L, H, E)`` (``-2``)."""
+def _sdpa(query: Any, key: Any, value: Any, mask: Any, causal: bool, dropout_p: float, heads_dim: int = -3) -> Count:
+    """A fused SDPA kernel on ``(N, H, L, E)`` inputs (``heads_dim=-3``) or ``(N, L, H, E)`` (``-2``), with an
+    explicit ``mask`` tensor or a ``causal`` one (the math kernel's ``(L, S)`` matrix)."""
     q, k, v = shape_of(query), shape_of(key), shape_of(value)
     seq_dim = -2 if heads_dim == -3 else -3
-    batch = q[:-3]
-    return attention_count(batch, q[heads_dim], q[seq_dim], k[seq_dim], q[-1], v[-1], masked, dropout_p > 0)
+    length, keys = q[seq_dim], k[seq_dim]
+    mask_shape = shape_of(mask) if mask is not None else (length, keys) if causal else None
+    return attention_count(q[:-3], q[heads_dim], length, keys, q[-1], v[-1], mask_shape, dropout_p > 0)
 
 
 def _get(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -103,48 +106,52 @@ def _get(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, 
 @op_rule(aten._scaled_dot_product_flash_attention_for_cpu)
 def count_flash_attention_for_cpu(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(query, key, value, dropout_p, is_causal, *, attn_mask, scale)``; GQA is implied by K's head count."""
-    masked = bool(_get(args, kwargs, 4, "is_causal", False)) or kwargs.get("attn_mask") is not None
-    return _sdpa(args[0], args[1], args[2], masked, _get(args, kwargs, 3, "dropout_p", 0.0))
+    causal = bool(_get(args, kwargs, 4, "is_causal", False))
+    return _sdpa(args[0], args[1], args[2], kwargs.get("attn_mask"), causal, _get(args, kwargs, 3, "dropout_p", 0.0))
 
 
 @op_rule(aten._scaled_dot_product_flash_attention)
 def count_flash_attention(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(query, key, value, dropout_p, is_causal, ...)``: no explicit mask."""
-    masked = bool(_get(args, kwargs, 4, "is_causal", False))
-    return _sdpa(args[0], args[1], args[2], masked, _get(args, kwargs, 3, "dropout_p", 0.0))
+    causal = bool(_get(args, kwargs, 4, "is_causal", False))
+    return _sdpa(args[0], args[1], args[2], None, causal, _get(args, kwargs, 3, "dropout_p", 0.0))
 
 
 @op_rule(aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention)
 def count_efficient_attention(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(query, key, value, attn_bias, compute_log_sumexp, dropout_p, is_causal, ...)``."""
-    masked = _get(args, kwargs, 3, "attn_bias") is not None or bool(_get(args, kwargs, 6, "is_causal", False))
-    return _sdpa(args[0], args[1], args[2], masked, _get(args, kwargs, 5, "dropout_p", 0.0))
+    mask, causal = _get(args, kwargs, 3, "attn_bias"), bool(_get(args, kwargs, 6, "is_causal", False))
+    return _sdpa(args[0], args[1], args[2], mask, causal, _get(args, kwargs, 5, "dropout_p", 0.0))
 
 
 @op_rule(aten._scaled_dot_product_fused_attention_overrideable)
 def count_overrideable_attention(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(query, key, value, attn_bias, dropout_p, is_causal, ...)``."""
-    masked = _get(args, kwargs, 3, "attn_bias") is not None or bool(_get(args, kwargs, 5, "is_causal", False))
-    return _sdpa(args[0], args[1], args[2], masked, _get(args, kwargs, 4, "dropout_p", 0.0))
+    mask, causal = _get(args, kwargs, 3, "attn_bias"), bool(_get(args, kwargs, 5, "is_causal", False))
+    return _sdpa(args[0], args[1], args[2], mask, causal, _get(args, kwargs, 4, "dropout_p", 0.0))
 
 
-def _varlen(query: Any, value: Any, cu_q: Any, cu_k: Any, masked: bool, dropout_p: float) -> Count:
+def _varlen(query: Any, value: Any, cu_q: Any, cu_k: Any, causal: bool, dropout_p: float) -> Count:
     """Packed variable-length sequences (nested tensors on GPUs): ``(total, H, E)`` tokens and cumulative
     sequence lengths; each sequence is attention of its own ``L_i × S_i`` (read from the offsets)."""
     q, v = shape_of(query), shape_of(value)
     offsets_q, offsets_k = cu_q.tolist(), cu_k.tolist()
-    return sum((attention_count((1,), q[-2], q_end - q_start, k_end - k_start, q[-1], v[-1], masked, dropout_p > 0)
-                for q_start, q_end, k_start, k_end in zip(offsets_q, offsets_q[1:], offsets_k, offsets_k[1:])), ZERO)
+    total = ZERO
+    for q_start, q_end, k_start, k_end in zip(offsets_q, offsets_q[1:], offsets_k, offsets_k[1:]):
+        length, keys = q_end - q_start, k_end - k_start
+        mask = (length, keys) if causal else None
+        total += attention_count((1,), q[-2], length, keys, q[-1], v[-1], mask, dropout_p > 0)
+    return total
 
 
 @op_rule(aten._efficient_attention_forward)
 def count_efficient_attention_forward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(query, key, value, bias, cu_seqlens_q, cu_seqlens_k, max_q, max_k, dropout_p, custom_mask_type, ...)``
     on ``(N, L, H, E)`` inputs; ``custom_mask_type`` 1 or 2 is a causal mask."""
-    masked = args[3] is not None or args[9] != 0
+    causal = args[9] != 0
     if args[4] is not None:
-        return _varlen(args[0], args[2], args[4], args[5], masked, args[8])
-    return _sdpa(args[0], args[1], args[2], masked, args[8], heads_dim=-2)
+        return _varlen(args[0], args[2], args[4], args[5], causal, args[8])
+    return _sdpa(args[0], args[1], args[2], args[3], causal, args[8], heads_dim=-2)
 
 
 @op_rule(aten._flash_attention_forward)
@@ -153,7 +160,7 @@ def count_flash_attention_forward(args: Sequence[Any], kwargs: Mapping[str, Any]
     ``(N, L, H, E)`` inputs; a sliding window is counted as the full square, like a causal mask."""
     if args[3] is not None:
         return _varlen(args[0], args[2], args[3], args[4], bool(args[8]), args[7])
-    return _sdpa(args[0], args[1], args[2], bool(args[8]), args[7], heads_dim=-2)
+    return _sdpa(args[0], args[1], args[2], None, bool(args[8]), args[7], heads_dim=-2)
 
 
 def _linear(x: Sequence[Number], out_features: Number, contiguous: bool) -> Count:
@@ -177,7 +184,8 @@ def _multihead(batch: Number, length: Number, embed_dim: Number, heads: Number, 
     """
     total = _linear((length, batch, embed_dim), 3 * embed_dim, contiguous)
     head_dim = embed_dim // heads
-    total += attention_count((batch,), heads, length, length, head_dim, head_dim, masked, scale_k=not need_weights,
+    mask = (length, length) if masked else None
+    total += attention_count((batch,), heads, length, length, head_dim, head_dim, mask, scale_k=not need_weights,
                              mask_in_bmm=need_weights)
     total += _linear((length * batch, embed_dim), embed_dim, contiguous=True)
     if need_weights and average:

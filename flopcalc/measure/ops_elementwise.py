@@ -18,7 +18,7 @@ aten = torch.ops.aten
 
 _PER_ELEMENT: dict[str, dict[str, int]] = {
     # arithmetic
-    "add": {"add": 1}, "sub": {"add": 1}, "rsub": {"add": 1}, "neg": {"add": 1},
+    "sub": {"add": 1}, "rsub": {"add": 1}, "neg": {"add": 1},
     "mul": {"mul": 1}, "div": {"div": 1}, "reciprocal": {"div": 1},
     "exp": {"exp": 1}, "log": {"exp": 1}, "log1p": {"exp": 1}, "expm1": {"exp": 1}, "tanh": {"exp": 1},
     "erf": {"exp": 1}, "sin": {"exp": 1}, "cos": {"exp": 1},
@@ -51,6 +51,21 @@ def _elementwise(name: str) -> None:
 
 for _name in _PER_ELEMENT:
     _elementwise(_name)
+
+
+@op_rule(aten.add, aten.add_)
+def count_add(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """One add per element; a 1-d operand added along the last dimension of a ≥2-d result is a bias add.
+
+    ``F.linear`` on a non-contiguous input runs ``mm`` then adds its bias as a broadcast ``add`` instead of
+    folding it into ``addmm``; both must read as bias adds, or the count would depend on memory layout.
+    """
+    out_shape = shape_of(out)
+    for operand in args[:2]:
+        shape = shape_of(operand)
+        if len(shape) == 1 and len(out_shape) >= 2 and shape[0] == out_shape[-1]:
+            return per_element(out, bias_add=1)
+    return per_element(out, add=1)
 
 
 @op_rule(aten.hardtanh, aten.hardtanh_)

@@ -78,7 +78,7 @@ def test_alexnet_1024_classifier_totals() -> None:
 
 BILINEAR_CASES = [
     # MACs per row and output: C_in1·C_in2 for x1ᵀA_k, then C_in2 for the dot product with x2
-    ("batch", nn.Bilinear(3, 4, 5), ((2, 3), (2, 4)), 5 * 3 * 4 + 5, 2 * 5 * (3 * 4 + 4), {"add": 2 * 5}, (2, 5)),
+    ("batch", nn.Bilinear(3, 4, 5), ((2, 3), (2, 4)), 5 * 3 * 4 + 5, 2 * 5 * (3 * 4 + 4), {"bias_add": 2 * 5}, (2, 5)),
     ("rows-no-bias", nn.Bilinear(3, 4, 5, bias=False), ((2, 6, 3), (2, 6, 4)), 5 * 3 * 4, 2 * 6 * 5 * (3 * 4 + 4),
      {}, (2, 6, 5)),
     ("unbatched", nn.Bilinear(3, 4, 5), ((3,), (4,)), 5 * 3 * 4 + 5, 5 * (3 * 4 + 4), {"add": 5}, (5,)),

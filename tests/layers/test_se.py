@@ -1,0 +1,121 @@
+"""Squeeze-and-excitation: hand counts, formula == the sum of its parts' formulas + the rescale, == measured."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import formula_and_measured, param_count
+from torch import nn
+from torchvision.ops import SqueezeExcitation
+
+from flopcalc.layers.se import SQUEEZE_EXCITATION
+from flopcalc.registry import REGISTRY
+
+DEVICES = ("cpu", "meta")
+PROPERTY = settings(max_examples=30, deadline=None, derandomize=True)
+
+
+def nonzero(ops: Mapping[str, int]) -> dict[str, int]:
+    return {str(kind): n for kind, n in ops.items() if n}
+
+
+def tensor(*shape: int, device: str) -> torch.Tensor:
+    return torch.randn(shape) if device == "cpu" else torch.empty(shape, device=device)
+
+
+def check(module: nn.Module, shape: tuple[int, ...], device: str) -> Any:
+    module = copy.deepcopy(module).to(device)
+    evaluation, count, out = formula_and_measured(module, tensor(*shape, device=device))
+    assert evaluation.macs == count.macs
+    assert nonzero(evaluation.ops) == nonzero(count.ops)
+    assert evaluation.output_shape == tuple(out.shape)
+    assert evaluation.params == param_count(module)
+    return evaluation
+
+
+# SE(C = 8, C_sq = 3) on N = 2, H×W = 5×7.
+POOL = {"add": 2 * 8 * (5 * 7 - 1), "div": 2 * 8}  # mean of 35 values per channel: 34 adds, 1 div
+FC_BIAS = {"bias_add": 2 * 3 + 2 * 8}  # fc1 (8 → 3) and fc2 (3 → 8), one bias add per output
+RESCALE = {"mul": 2 * 8 * 5 * 7}  # x ⊙ scale
+SIGMOID_8 = {"exp": 2 * 8, "add": 2 * 8, "div": 2 * 8}  # on the 2·8 scales
+
+
+def merged(*parts: Mapping[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for kind, n in part.items():
+            total[kind] = total.get(kind, 0) + n
+    return total
+
+
+HAND = [
+    ("relu-sigmoid", {}, merged(POOL, FC_BIAS, {"compare": 2 * 3}, SIGMOID_8, RESCALE)),
+    ("relu-hardsigmoid", {"scale_activation": nn.Hardsigmoid},  # clamp(x + 3, 0, 6)/6: add, 2 compares, div
+     merged(POOL, FC_BIAS, {"compare": 2 * 3}, {"add": 2 * 8, "compare": 2 * 2 * 8, "div": 2 * 8}, RESCALE)),
+    ("silu-sigmoid", {"activation": nn.SiLU},  # x·sigmoid(x) on the 2·3 squeezed values
+     merged(POOL, FC_BIAS, {"exp": 2 * 3, "add": 2 * 3, "div": 2 * 3, "mul": 2 * 3}, SIGMOID_8, RESCALE)),
+]
+
+
+@pytest.mark.parametrize("options, ops", [c[1:] for c in HAND], ids=[c[0] for c in HAND])
+@pytest.mark.parametrize("device", DEVICES)
+def test_by_hand(options: dict[str, Any], ops: dict[str, int], device: str) -> None:
+    evaluation = check(SqueezeExcitation(8, 3, **options), (2, 8, 5, 7), device)
+    assert evaluation.macs == 2 * 8 * 3 + 2 * 3 * 8  # two fully connected layers on 1×1 maps
+    assert evaluation.params == (8 * 3 + 3) + (3 * 8 + 8)
+    assert nonzero(evaluation.ops) == ops
+
+
+def test_named_formula_is_torchvisions_default() -> None:
+    values = {"N": 2, "C": 8, "C_sq": 3, "H": 5, "W": 7}
+    evaluation = SQUEEZE_EXCITATION.evaluate(values)
+    assert nonzero(evaluation.ops) == HAND[0][2]
+    assert REGISTRY.formula("se") is SQUEEZE_EXCITATION
+
+
+def children_total(module: SqueezeExcitation, x: torch.Tensor) -> tuple[int, int, dict[str, int]]:
+    """Params, MACs and ops of the block's parts, each from its own registered formula on its actual input."""
+    evaluations = []
+
+    def hook(child: nn.Module, args: tuple[Any, ...]) -> None:
+        binder = REGISTRY.binder_for(child)
+        assert binder is not None, type(child).__name__
+        evaluations.append(binder(child, args, {}).evaluate())
+
+    handles = [child.register_forward_pre_hook(hook) for child in module.children()]
+    with torch.no_grad():
+        module(x)
+    for handle in handles:
+        handle.remove()
+    ops = merged(*(nonzero(e.ops) for e in evaluations))
+    return sum(e.params for e in evaluations), sum(e.macs for e in evaluations), ops
+
+
+@pytest.mark.parametrize("options", [{}, {"scale_activation": nn.Hardsigmoid}, {"activation": nn.PReLU}],
+                         ids=["default", "hardsigmoid", "prelu"])
+@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (8, 4, 4)], ids=["batched", "unbatched"])
+def test_formula_is_sum_of_children(options: dict[str, Any], shape: tuple[int, ...]) -> None:
+    module = SqueezeExcitation(8, 3, **options)
+    x = torch.randn(shape)
+    params, macs, ops = children_total(module, x)
+    evaluation = check(module, shape, "cpu")
+    rescale = {"mul": 8 * shape[-2] * shape[-1] * (shape[0] if len(shape) == 4 else 1)}
+    assert (evaluation.params, evaluation.macs, nonzero(evaluation.ops)) == (params, macs, merged(ops, rescale))
+
+
+@PROPERTY
+@given(channels=st.integers(1, 6), squeeze=st.integers(1, 6), batch=st.integers(0, 3), height=st.integers(1, 5),
+       width=st.integers(1, 5), scale=st.sampled_from([nn.Sigmoid, nn.Hardsigmoid]),
+       act=st.sampled_from([nn.ReLU, nn.SiLU, nn.GELU]))
+def test_property(channels: int, squeeze: int, batch: int, height: int, width: int, scale: type[nn.Module],
+                  act: type[nn.Module]) -> None:
+    module = SqueezeExcitation(channels, squeeze, activation=act, scale_activation=scale)
+    shape = (channels, height, width) if batch == 0 else (batch, channels, height, width)
+    for device in DEVICES:
+        check(module, shape, device)
