@@ -57,9 +57,12 @@ class FormulaRegistry:
         return binder
 
     def binder_for(self, module: nn.Module) -> Binder | None:
+        """The binder of the nearest registered class in the MRO, if the module still runs that class's
+        ``forward``: a subclass that overrides ``forward`` (torchvision's ``LayerNorm2d`` permutes around
+        ``F.layer_norm``) computes something else, so it gets no inherited formula and is measured instead."""
         for klass in type(module).__mro__:
             if klass in self._binders:
-                return self._binders[klass]
+                return self._binders[klass] if type(module).forward is klass.forward else None
         return None
 
     @property

@@ -208,7 +208,7 @@ def test_a_formula_that_disagrees_fails_with_formula_and_measured_side_by_side()
 def test_a_formula_that_cannot_be_evaluated_fails_and_the_counts_fall_back_to_measurement():
     report = analyze(conv(), SHAPE, extra={nn.Conv2d: bind_five_groups})
     message = failure(assert_layers_match, report)
-    assert line_with(message, "(model)", "Conv2d", "mismatch", "formula: ")
+    assert line_with(message, "(model)", "Conv2d", "mismatch", "formula could not be evaluated")
     message = failure(assert_counts, report, params=CONV_PARAMS + 1)
     assert line_with(message, "(model)", "Conv2d", "224", "measured, formula failed")
     assert line_with(message, "note: layers whose formula disagrees", "(model)")

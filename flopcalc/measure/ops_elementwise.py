@@ -120,6 +120,31 @@ def count_log_sigmoid(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) 
     return per_element(out[0], exp=2, add=1)
 
 
+@op_rule(aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.eq_, aten.ne_, aten.lt_, aten.le_, aten.gt_,
+         aten.ge_)
+def count_comparison(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """Elementwise comparisons (masks built in forward, e.g. Swin's shifted windows): one compare each."""
+    return per_element(out, compare=1)
+
+
+@op_rule(aten.linalg_vector_norm)
+def count_vector_norm(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """Per reduced group of n: the 2-norm squares (n mul), sums (n − 1 add) and takes a root (1 sqrt); the
+    1-norm takes n absolute values (compare) and sums; the ∞-norm n abs and n − 1 compares; any other p
+    raises each |x| to p (compare, 2 exp, 1 mul), sums, and takes the p-th root (2 exp, 1 mul)."""
+    order = args[1] if len(args) > 1 else kwargs.get("ord", 2)
+    terms, outputs = _reduced(args, out)
+    if order == 2:
+        per_group = {"mul": terms, "add": terms - 1, "sqrt": 1}
+    elif order == 1:
+        per_group = {"compare": terms, "add": terms - 1}
+    elif order == float("inf"):
+        per_group = {"compare": 2 * terms - 1}
+    else:
+        per_group = {"compare": terms, "exp": 2 * terms + 2, "mul": terms + 1, "add": terms - 1}
+    return Count(0, {kind: n * outputs for kind, n in per_group.items()})
+
+
 @op_rule(aten.pow)
 def count_pow(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """x² is one multiply, xⁿ is n − 1; √x is a square root; any other power is ``exp(b·log a)``."""
