@@ -225,7 +225,7 @@ def bind_layer_norm(module: nn.LayerNorm | nn.RMSNorm, args: tuple[Any, ...], kw
     return Bound(_rows(name, len(leading), len(normalised)), values)
 
 
-REGISTRY.bind(_BatchNorm, bind_batch_norm)
+REGISTRY.bind((_BatchNorm, nn.SyncBatchNorm), bind_batch_norm)  # SyncBatchNorm: the same single-process pass
 REGISTRY.bind(_InstanceNorm, bind_instance_norm)
 REGISTRY.bind(nn.GroupNorm, bind_group_norm)
 REGISTRY.bind((nn.LayerNorm, nn.RMSNorm), bind_layer_norm)
