@@ -63,20 +63,32 @@ def _as_int(value: sp.Expr, what: str) -> Number:
     return int(value)
 
 
+class CountTotals:
+    """What follows from ``macs`` and ``ops`` wherever counts are kept (formula, measurement, report)."""
+
+    macs: Number
+    ops: Mapping[str, Number]
+
+    @property
+    def other_ops(self) -> Number:
+        """All non-MAC operations together."""
+        return sum(self.ops.values(), 0)
+
+    @property
+    def flops(self) -> Number:
+        """FLOPs: two per MAC plus one per non-MAC operation."""
+        return 2 * self.macs + self.other_ops
+
+
 @dataclass(frozen=True)
-class Evaluation:
-    """Integer counts of one formula at one set of values."""
+class Evaluation(CountTotals):
+    """Integer counts of one formula at one set of values (expressions, for a closed form)."""
 
     params: Number
     macs: Number
     ops: Mapping[str, Number]
     output_shape: tuple[Number, ...]
     buffers: Number = 0
-
-    @property
-    def flops(self) -> Number:
-        """FLOPs: two per MAC plus one per non-MAC operation."""
-        return 2 * self.macs + sum(self.ops.values())
 
 
 @dataclass(frozen=True)

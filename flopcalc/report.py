@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from flopcalc.formula import Evaluation, Number
+from flopcalc.formula import CountTotals, Evaluation, Number
 from flopcalc.measure.core import Count
 from flopcalc.registry import Bound
 from flopcalc.symbolic import ClosedForm
@@ -31,7 +31,7 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
-class LayerRow:
+class LayerRow(CountTotals):
     """One module call. ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise
     the measured ops of this call plus the reported counts of its children."""
 
@@ -54,13 +54,6 @@ class LayerRow:
     mismatches: tuple[str, ...] = ()
     uncounted: Mapping[str, int] = field(default_factory=dict)
 
-    @property
-    def other_ops(self) -> Number:
-        return sum(self.ops.values(), 0)
-
-    @property
-    def flops(self) -> Number:
-        return 2 * self.macs + self.other_ops
 
     @property
     def measured_macs(self) -> Number:
@@ -76,7 +69,7 @@ class LayerRow:
 
 
 @dataclass(frozen=True)
-class Totals:
+class Totals(CountTotals):
     """Whole-model counts. ``non_trainable_params`` is Keras' figure: frozen parameters plus floating-point
     buffers (BatchNorm running mean and variance); ``buffers`` counts every buffer element."""
 
@@ -98,13 +91,6 @@ class Totals:
         """Keras' 'Total params': trainable plus non-trainable."""
         return self.trainable_params + self.non_trainable_params
 
-    @property
-    def other_ops(self) -> Number:
-        return sum(self.ops.values(), 0)
-
-    @property
-    def flops(self) -> Number:
-        return 2 * self.macs + self.other_ops
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,3 +36,19 @@ def param_count(module: nn.Module) -> int:
 
 def buffer_count(module: nn.Module) -> int:
     return sum(b.numel() for b in module.buffers())
+
+
+Inputs = Callable[[str], tuple[Any, ...]]
+"""Builds a module's inputs on a device (``"cpu"`` or ``"meta"``)."""
+
+
+def assert_agrees(module: nn.Module, make_inputs: Inputs) -> Evaluation:
+    """Formula == measured (MACs and ops by kind) on cpu and on meta; params and output shape match torch."""
+    module.eval()
+    for device in ("cpu", "meta"):
+        evaluation, measured, out = formula_and_measured(copy.deepcopy(module).to(device), *make_inputs(device))
+        assert evaluation.macs == measured.macs, device
+        assert evaluation.ops == measured.ops, device
+        assert evaluation.output_shape == tuple(out.shape), device
+    assert evaluation.params == param_count(module)
+    return evaluation

@@ -22,7 +22,7 @@ import torch
 from torch._ops import OpOverload, OpOverloadPacket
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from flopcalc.formula import Number, OpKind
+from flopcalc.formula import CountTotals, Number, OpKind
 
 
 def _is_zero(value: Number) -> bool:
@@ -30,7 +30,7 @@ def _is_zero(value: Number) -> bool:
 
 
 @dataclass(frozen=True)
-class Count:
+class Count(CountTotals):
     """MACs and non-MAC operations (by :class:`OpKind` value) of one op or one module call."""
 
     macs: Number = 0
@@ -47,15 +47,6 @@ class Count:
             ops[kind] = ops.get(kind, 0) + value
         return Count(self.macs + other.macs, ops)
 
-    @property
-    def other_ops(self) -> Number:
-        """All non-MAC operations together."""
-        return sum(self.ops.values(), 0)
-
-    @property
-    def flops(self) -> Number:
-        """Two FLOPs per MAC plus one per other operation."""
-        return 2 * self.macs + self.other_ops
 
 
 ZERO = Count()
