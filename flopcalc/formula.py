@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
-
 from typing import Any
 
 import sympy as sp

@@ -10,7 +10,6 @@ import torch
 
 from flopcalc.errors import InputError
 
-
 Dim = int | str
 """A size: a positive integer, or a name such as ``"H"`` for a closed form over that size."""
 

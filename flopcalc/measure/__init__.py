@@ -1,7 +1,14 @@
 """Operator-level measurement; importing this package registers every op rule."""
 
 from flopcalc.measure import (
-    ops_attention, ops_data, ops_elementwise, ops_embedding, ops_linalg, ops_norm, ops_pool, ops_recurrent,
+    ops_attention,
+    ops_data,
+    ops_elementwise,
+    ops_embedding,
+    ops_linalg,
+    ops_norm,
+    ops_pool,
+    ops_recurrent,
 )
 from flopcalc.measure.core import Count, OpCounter, Tally, measure
 

@@ -107,6 +107,23 @@ def per_element(out: Any, **kinds: Number) -> Count:
     return Count(0, {OpKind(kind).value: n * k for kind, k in kinds.items() if k})
 
 
+def stand_in(*shape: Number) -> torch.Tensor:
+    """A meta tensor of ``shape``, to apply an op rule to the shapes a fused kernel works on internally."""
+    return torch.empty(shape, device="meta")
+
+
+def cost_of(op: OpOverload, *args: Any, out: Any, **kwargs: Any) -> Count:
+    """What the registered rule for ``op`` counts for these arguments.
+
+    Fused kernels are counted as the sum of the unfused ops they replace, each through its own rule, so that
+    a convention (softmax, sigmoid, layer norm, ...) lives in one place and the fused count follows it.
+    """
+    rule = rule_for(op)
+    if rule is None:
+        raise RuntimeError(f"no counting rule for {op}, which a fused-kernel rule is composed from")
+    return ZERO if isinstance(rule, str) else rule(args, kwargs, out)
+
+
 OpSink = Callable[[OpOverload, Count | None], None]
 
 

@@ -22,29 +22,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch._ops import OpOverload
 
 from flopcalc.formula import Number
-from flopcalc.measure.core import ZERO, Count, numel, op_rule, rule_for, shape_of, zero_cost
+from flopcalc.measure.core import ZERO, Count, cost_of, numel, op_rule, shape_of, stand_in, zero_cost
 
 aten = torch.ops.aten
-
-
-def stand_in(*shape: Number) -> torch.Tensor:
-    """A meta tensor of ``shape``, to apply an op rule to the shapes a fused kernel works on internally."""
-    return torch.empty(shape, device="meta")
-
-
-def cost_of(op: OpOverload, *args: Any, out: Any, **kwargs: Any) -> Count:
-    """What the registered rule for ``op`` counts for these arguments.
-
-    Fused kernels are counted as the sum of the unfused ops they replace, each through its own rule, so that
-    a convention (softmax, sigmoid, layer norm, ...) lives in one place and the fused count follows it.
-    """
-    rule = rule_for(op)
-    if rule is None:
-        raise RuntimeError(f"no counting rule for {op}, which a fused-kernel rule is composed from")
-    return ZERO if isinstance(rule, str) else rule(args, kwargs, out)
 
 
 @op_rule(aten._safe_softmax)

@@ -16,7 +16,7 @@ zero_cost(
      aten.unsafe_split, aten.unbind, aten.chunk, aten.alias, aten.detach, aten.lift_fresh, aten.unfold,
      aten.diagonal, aten.narrow, aten.view_as_real, aten.view_as_complex, prims.device, aten.sym_size,
      aten.sym_stride, aten.sym_numel, aten.sym_storage_offset, aten.t_, aten.transpose_, aten.squeeze_,
-     aten.unsqueeze_, aten.resize_],
+     aten.unsqueeze_, aten.resize_, aten.as_strided_],
 )
 zero_cost(
     "data movement: copies, concatenation, padding and layout changes do no arithmetic",

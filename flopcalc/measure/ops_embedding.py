@@ -1,4 +1,4 @@
-"""Lookup tables (embedding, embedding bags, max-norm renormalisation) and the bilinear form ``_trilinear``.
+"""Lookup tables: embedding, embedding bags, max-norm renormalisation.
 
 A lookup copies rows: no arithmetic. A bag of ``n`` rows is reduced as ``n − 1`` adds (sum, mean) or compares
 (max) per output element; mean adds 1 div per output element; per-sample weights add 1 mul per looked-up
@@ -7,7 +7,6 @@ element. Bag sizes are data: from shapes alone the count assumes no bag is empty
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -67,38 +66,3 @@ def count_embedding_bag(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any
     if _arg(args, kwargs, 6, "per_sample_weights", None) is not None:
         ops[MUL] = lookups * dim
     return Count(0, ops)
-
-
-def _expanded_dims(rank: int, expand: Sequence[int]) -> set[int]:
-    """Dimensions of the full ``_trilinear`` index space that an operand carries (all but its unsqueezed ones)."""
-    return set(range(rank)) - set(expand)
-
-
-@op_rule(aten._trilinear)
-def count_trilinear(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
-    """``Σ_sumdim i1·i2·i3`` (each operand unsqueezed at its ``expand`` dims), contracted as ``(i1·i2)·i3``.
-
-    First ``i1`` with ``i2``, summing the ``sumdim`` dimensions that ``i3`` does not carry, then the result with
-    ``i3`` over the remaining ``sumdim``. A product that feeds a sum is a MAC; one with nothing to sum is a mul.
-    For ``nn.Bilinear`` (``i1 = x1``, ``i2`` the weight) this is ``(x1ᵀA_k)·x2``: ``N·C_out·C_in1·C_in2`` then
-    ``N·C_out·C_in2`` MACs.
-    """
-    operands = args[:3]
-    expands = [list(e) for e in args[3:6]]
-    sumdim = set(args[6])
-    rank = len(shape_of(operands[0])) + len(expands[0])
-    sizes = [1] * rank
-    for operand, expand in zip(operands, expands):
-        carried = sorted(_expanded_dims(rank, expand))
-        for dim, size in zip(carried, shape_of(operand)):
-            sizes[dim] = max(sizes[dim], size)
-    carried1, carried2, carried3 = (_expanded_dims(rank, e) for e in expands)
-    first_space = carried1 | carried2
-    first_summed = (sumdim & first_space) - carried3
-    second_space = (first_space - first_summed) | carried3
-    second_summed = sumdim - first_summed
-    count = Count()
-    for space, summed in ((first_space, first_summed), (second_space, second_summed)):
-        work = math.prod(sizes[d] for d in space)
-        count = count + (Count(work) if summed else Count(0, {MUL: work}))
-    return count

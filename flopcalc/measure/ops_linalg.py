@@ -6,6 +6,7 @@ views), so these rules cover them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,3 +63,38 @@ def count_convolution(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) 
     has_bias = len(args) > 2 and args[2] is not None
     bias_adds = numel(out_shape) if has_bias else 0
     return Count(batch * positions * numel(w_shape), {OpKind.BIAS_ADD.value: bias_adds})
+
+
+def _expanded_dims(rank: int, expand: Sequence[int]) -> set[int]:
+    """Dimensions of the full ``_trilinear`` index space that an operand carries (all but its unsqueezed ones)."""
+    return set(range(rank)) - set(expand)
+
+
+@op_rule(aten._trilinear)
+def count_trilinear(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``Σ_sumdim i1·i2·i3`` (each operand unsqueezed at its ``expand`` dims), contracted as ``(i1·i2)·i3``.
+
+    First ``i1`` with ``i2``, summing the ``sumdim`` dimensions that ``i3`` does not carry, then the result with
+    ``i3`` over the remaining ``sumdim``. A product that feeds a sum is a MAC; one with nothing to sum is a mul.
+    For ``nn.Bilinear`` (``i1 = x1``, ``i2`` the weight) this is ``(x1ᵀA_k)·x2``: ``N·C_out·C_in1·C_in2`` then
+    ``N·C_out·C_in2`` MACs.
+    """
+    operands = args[:3]
+    expands = [list(e) for e in args[3:6]]
+    sumdim = set(args[6])
+    rank = len(shape_of(operands[0])) + len(expands[0])
+    sizes = [1] * rank
+    for operand, expand in zip(operands, expands):
+        carried = sorted(_expanded_dims(rank, expand))
+        for dim, size in zip(carried, shape_of(operand)):
+            sizes[dim] = max(sizes[dim], size)
+    carried1, carried2, carried3 = (_expanded_dims(rank, e) for e in expands)
+    first_space = carried1 | carried2
+    first_summed = (sumdim & first_space) - carried3
+    second_space = (first_space - first_summed) | carried3
+    second_summed = sumdim - first_summed
+    count = Count()
+    for space, summed in ((first_space, first_summed), (second_space, second_summed)):
+        work = math.prod(sizes[d] for d in space)
+        count = count + (Count(work) if summed else Count(0, {OpKind.MUL.value: work}))
+    return count

@@ -110,7 +110,3 @@ zero_cost(
     [aten.upsample_nearest1d, aten.upsample_nearest2d, aten.upsample_nearest3d, aten._upsample_nearest_exact1d,
      aten._upsample_nearest_exact2d, aten._upsample_nearest_exact3d],
 )
-zero_cost(
-    "in-place restride (adaptive average pooling of a channels-last 3-d input to size 1 restrides its mean)",
-    [aten.as_strided_],
-)

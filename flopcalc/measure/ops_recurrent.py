@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from flopcalc.formula import Number, OpKind
-from flopcalc.measure.core import ZERO, Count, numel, op_rule, shape_of, zero_cost
-from flopcalc.measure.ops_attention import cost_of, stand_in
+from flopcalc.measure.core import ZERO, Count, cost_of, numel, op_rule, shape_of, stand_in, zero_cost
 
 aten = torch.ops.aten
 
