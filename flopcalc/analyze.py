@@ -318,6 +318,15 @@ def _compare(call: _Call, evaluation: Evaluation, measured: Count, at: Mapping[s
     )
 
 
+def _container_status(call: _Call, children: list[LayerRow | None]) -> Status:
+    """A module without a formula matches when it is a pure container: no work of its own, and every child
+    call matches, so its count is the sum of checked formulas. Otherwise part of its count is measured only."""
+    pure = not call.self_count.macs and not call.self_count.ops and not call.uncounted
+    if children and pure and all(child and child.status is Status.MATCH for child in children):
+        return Status.MATCH
+    return Status.MEASURED_ONLY
+
+
 def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device: str, name: str) -> Report:
     calls = tracer.calls
     hints = tracer.symbolic.hints if tracer.symbolic else {}
@@ -354,7 +363,7 @@ def _build_report(model: nn.Module, inputs: ModelInputs, tracer: _Tracer, device
                 assert child is not None
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
-            status = Status.MISMATCH if mismatches else Status.MEASURED_ONLY
+            status = Status.MISMATCH if mismatches else _container_status(call, children)
         rows[index] = LayerRow(
             index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,

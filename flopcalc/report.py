@@ -24,9 +24,10 @@ CONVENTION = (
 class Status(StrEnum):
     """How a row's formula compares with what the forward pass executed."""
 
-    MATCH = "match"  # formula and measurement agree on params, buffers, MACs, other ops and output shape
+    MATCH = "match"  # formula and measurement agree on params, buffers, MACs, other ops and output shape;
+    # for a container: no work of its own and every child call matches
     MISMATCH = "mismatch"  # both exist and disagree; ``LayerRow.mismatches`` says where
-    MEASURED_ONLY = "measured-only"  # no formula for this module type: the count is the measured one
+    MEASURED_ONLY = "measured-only"  # no formula for (part of) this call: that part's count is the measured one
     FORMULA_ONLY = "formula-only"  # the measurement is incomplete (an uncounted op ran inside)
 
 
