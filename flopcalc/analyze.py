@@ -199,13 +199,19 @@ def analyze(
     if model_inputs.is_symbolic:
         report = _analyze_symbolic(model, model_inputs, registry, device, training, name, hints)
     else:
-        tracer = _Tracer(model, registry)
-        _run(model, model_inputs, tracer, device, training)
-        report = _build_report(model, model_inputs, tracer, device, name)
+        report = _analyze_concrete(model, model_inputs, registry, device, training, name)
     if strict and report.uncounted:
         listed = ", ".join(f"{op} ×{n}" for op, n in report.uncounted.items())
         raise UncountedOpsError(f"ops without a counting rule ran: {listed}")
     return report
+
+
+def _analyze_concrete(
+    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str
+) -> Report:
+    tracer = _Tracer(model, registry)
+    _run(model, inputs, tracer, device, training)
+    return _build_report(model, inputs, tracer, device, name)
 
 
 def _analyze_symbolic(
@@ -229,7 +235,7 @@ def _analyze_symbolic(
     concrete = None
     for concrete_device in dict.fromkeys((device, "cpu")):  # data-dependent models need real values
         try:
-            concrete = analyze(model, concrete_inputs, device=concrete_device, training=training, name=name)
+            concrete = _analyze_concrete(model, concrete_inputs, registry, concrete_device, training, name)
             break
         except (ForwardError, InputError):
             continue
