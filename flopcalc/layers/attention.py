@@ -125,6 +125,10 @@ def _multihead() -> LayerFormula:
 
 MULTIHEAD_ATTENTION = _multihead()
 REGISTRY.add_formula(MULTIHEAD_ATTENTION)
+# One formula object per output layout, built once, so each is compiled once rather than on every call.
+_BY_LAYOUT = {
+    layout: dataclasses.replace(MULTIHEAD_ATTENTION, output_shape=layout) for layout in ((L, E), (N, L, E), (L, N, E))
+}
 
 
 def _argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
@@ -154,7 +158,7 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
         "M": int(attn_mask is not None or key_padding_mask is not None),
         "M_2": int(attn_mask is not None and key_padding_mask is not None),
     }
-    return Bound(dataclasses.replace(MULTIHEAD_ATTENTION, output_shape=layout), values)
+    return Bound(_BY_LAYOUT[layout], values)
 
 
 REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)
