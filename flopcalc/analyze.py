@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from flopcalc.measure import Count, OpCounter
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import REGISTRY, Binder, Bound, FormulaRegistry
 from flopcalc.report import LayerRow, Report, Status, Totals
-from flopcalc.symbolic import ClosedForm, SymbolicShapes, SymbolicTraceError, user_symbol
+from flopcalc.symbolic import ClosedForm, ConditionError, SymbolicShapes, SymbolicTraceError, user_symbol
 
 
 @dataclass
@@ -204,6 +204,30 @@ def analyze(
         listed = ", ".join(f"{op} ×{n}" for op, n in report.uncounted.items())
         raise UncountedOpsError(f"ops without a counting rule ran: {listed}")
     return report
+
+
+def evaluate_at(
+    model: nn.Module, inputs: Any, report: Report, points: Sequence[Mapping[str, int]], device: str = "meta"
+) -> list[dict[str, Any]]:
+    """Totals of a closed-form ``report`` at each point, e.g. ``[{"H": 224, "W": 224}]``.
+
+    Where the closed form's conditions hold the totals come from it (``"source": "closed form"``); elsewhere
+    the model takes another branch at that size, so that size is analysed concretely (``"concrete"``).
+    ``inputs`` are the symbolic inputs the report was made from.
+    """
+    if report.closed_form is None:
+        raise InputError("evaluate_at needs a report of named sizes, e.g. analyze(model, (1, 3, 'H', 'W'))")
+    results = []
+    for point in points:
+        try:
+            closed = report.evaluate(**point)
+            macs, flops, source = closed["macs"], closed["flops"], "closed form"
+        except ConditionError:
+            totals = analyze(model, to_model_inputs(inputs).with_sizes(point), device=device).totals
+            macs, flops, source = totals.macs, totals.flops, "concrete"
+        results.append({"at": dict(point), "params": report.totals.params, "macs": macs, "flops": flops,
+                        "source": source})
+    return results
 
 
 def _analyze_concrete(

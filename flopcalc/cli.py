@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
@@ -24,7 +25,7 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 from typer.core import TyperGroup
 
-from flopcalc.analyze import analyze
+from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
 from flopcalc.inputs import Dim, InputSpec
@@ -36,7 +37,7 @@ from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, pla
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
-from flopcalc.render.json import to_json
+from flopcalc.render.json import to_dict, to_json
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
@@ -257,12 +258,24 @@ def analyze_command(
                 raise
             typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
             report, points = exc.concrete, []
-        if output_format is Format.TABLE and output is None:
+        if points and output_format not in (Format.TABLE, Format.JSON):
+            raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
+        evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
+        if output_format is Format.JSON:
+            data = to_dict(report, depth)
+            if evaluated:
+                data["evaluated"] = evaluated
+            _write(json.dumps(data, indent=2, ensure_ascii=False) + "\n", output)
+        elif output is None and output_format is Format.TABLE:
             _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
         else:
             _write(RENDERERS[output_format](report, depth, formulas), output)
-        if points:
-            _print(evaluations_to_rich(report, points), lambda: plain_text(evaluations_to_rich(report, points)))
+        if evaluated and output_format is Format.TABLE:
+            table = evaluations_to_rich(report, evaluated)
+            if output is None:
+                _print(table, lambda: plain_text(table))
+            else:
+                output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
@@ -320,6 +333,9 @@ def compare_command(
     """Several models side by side: params, MACs, FLOPs and parameter memory."""
     with _one_line_errors():
         specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
+        if symbols_of(specs):
+            raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
+                             "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
         if plot:
             check_plot_path(plot)
@@ -350,5 +366,16 @@ def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) 
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="flopcalc")
+    """Console-script entry point. Usage errors (a missing --input, an unknown option or choice) are one line
+    on stderr with exit status 2, like every other error, instead of typer's multi-line box."""
+    try:
+        status = app(prog_name="flopcalc", standalone_mode=False)
+    except Exception as exc:
+        # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context else ""
+        typer.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        raise SystemExit(2) from None
+    raise SystemExit(status if isinstance(status, int) else 0)

@@ -340,3 +340,16 @@ def test_seed_examples_check_and_strict(reference, shape):
         assert (totals["params"], totals["macs"]) == (45_442_856, 698_533_568)
     if reference.startswith("keras_cnn"):  # seed 001: Keras summary, trainable + non-trainable
         assert (totals["trainable_params"], totals["non_trainable_params"]) == (4_741_415, 5_056)
+
+
+@pytest.mark.parametrize("argv", [["alexnet"], ["alexnet", "--input", "3x8x8", "--format", "foo"], ["ratio", "foo"]],
+                         ids=["missing-input", "bad-format", "bad-ratio"])
+def test_usage_errors_are_one_line(argv, monkeypatch, capsys):
+    from flopcalc.cli import main
+
+    monkeypatch.setattr("sys.argv", ["flopcalc", *argv])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("Error: ")

@@ -235,3 +235,19 @@ def test_never_called_modules_are_noted():
 
     notes = dict(cells.notes(analyze(Spare(), (1, 4))))
     assert notes["Never called"].startswith("unused (10 params): the forward pass did not call")  # 4·2 + 2
+
+
+def test_console_shows_names_verbatim_not_as_markup():
+    """A module named like rich markup or an emoji code is printed as written."""
+    model = torch.nn.ModuleDict({"[red]y": torch.nn.Linear(2, 2), "y:fire:": torch.nn.ReLU()})
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x):
+            return self.inner["y:fire:"](self.inner["[red]y"](x))
+
+    text = to_plain_text(analyze(Wrapper(), (1, 2), name="net:fire:"))
+    assert "inner.[red]y" in text and "inner.y:fire:" in text and "net:fire:" in text

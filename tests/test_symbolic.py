@@ -129,3 +129,27 @@ def test_cli_falls_back_to_a_concrete_count() -> None:
     failing = runner.invoke(app, ["vit_b_16", "--input", "3xHxW"])
     assert failing.exit_code == 2
     assert len(failing.stderr.strip().splitlines()) == 1 and "Traceback" not in failing.output
+
+
+def test_cli_at_outside_the_conditions_analyses_concretely() -> None:
+    from typer.testing import CliRunner
+
+    from flopcalc.cli import app
+
+    result = CliRunner().invoke(app, ["resnet18", "--input", "3xHxW", "--at", "16x16", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    (point,) = json.loads(result.stdout)["evaluated"]
+    assert point["source"] == "concrete"  # H >= 33 fails at 16
+    assert point["macs"] == flopcalc.analyze(torchvision.models.resnet18(), (1, 3, 16, 16)).totals.macs
+
+
+def test_cli_rejects_named_sizes_in_compare() -> None:
+    from typer.testing import CliRunner
+
+    from flopcalc.cli import app
+
+    result = CliRunner().invoke(app, ["compare", "alexnet", "resnet18", "--input", "3xHxW"])
+    assert result.exit_code == 2
+    assert "compare needs concrete sizes" in result.stderr

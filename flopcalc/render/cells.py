@@ -217,22 +217,18 @@ def closed_form_items(report: Report) -> list[tuple[str, str]]:
     ]
 
 
-def evaluation_rows(report: Report, points: Sequence[Mapping[str, int]]) -> list[dict[str, str]]:
-    """The closed form at each point: sizes, params, MACs, FLOPs (or why it does not hold there)."""
-    assert report.closed_form is not None
-    rows = []
-    for point in points:
-        sizes = ", ".join(f"{name}={value}" for name, value in point.items())
-        try:
-            counts = report.evaluate(**point)
-        except ValueError as exc:
-            rows.append({"at": sizes, "params": fmt_count(report.totals.params), "macs": str(exc), "flops": ""})
-            continue
-        rows.append({
-            "at": sizes, "params": fmt_count(report.totals.params), "macs": fmt_count(counts["macs"]),
-            "flops": fmt_count(counts["flops"]),
-        })
-    return rows
+def evaluation_cells(evaluations: Sequence[Mapping[str, object]]) -> list[dict[str, str]]:
+    """Rows of the ``--at`` table from :func:`flopcalc.analyze.evaluate_at`: sizes, counts and their source."""
+    return [
+        {
+            "at": ", ".join(f"{name}={value}" for name, value in e["at"].items()),  # type: ignore[union-attr]
+            "params": fmt_count(e["params"]),  # type: ignore[arg-type]
+            "macs": fmt_count(e["macs"]),  # type: ignore[arg-type]
+            "flops": fmt_count(e["flops"]),  # type: ignore[arg-type]
+            "source": str(e["source"]),
+        }
+        for e in evaluations
+    ]
 
 
 def notes(report: Report) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ FOLD_WIDTH = 10
 def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
     """Rows indented by depth; numeric and status columns keep their full width, text columns may fold."""
     table = Table(
-        title=cells.title(report), box=box.SIMPLE_HEAD, title_justify="left", show_footer=True, collapse_padding=True
+        title=Text(cells.title(report)), box=box.SIMPLE_HEAD, title_justify="left", show_footer=True, collapse_padding=True
     )
     total = cells.total_cells(report, formulas)
     visible = cells.layer_cells(report, depth, formulas)
@@ -49,7 +49,7 @@ def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
         fixed = column.numeric or column.key == "status"
         table.add_column(
             column.header,
-            footer=total[column.key],
+            footer=Text(total[column.key]),
             justify="right" if column.numeric else "left",
             no_wrap=fixed,
             overflow="fold",
@@ -71,7 +71,8 @@ def _styled(row: LayerRow, values: dict[str, str], formulas: bool) -> list[Text 
     out: list[Text | str] = []
     for column in cells.columns(formulas):
         text = values[column.key]
-        out.append(Text(text, style=STATUS_STYLES[row.status]) if column.key == "status" else text)
+        # Text, not str: module and model names are shown as written, never read as rich markup or emoji codes.
+        out.append(Text(text, style=STATUS_STYLES[row.status] if column.key == "status" else ""))
     return out
 
 
@@ -114,13 +115,15 @@ def comparison_to_rich(entries: Sequence[ComparisonEntry]) -> RenderableType:
     return table
 
 
-def evaluations_to_rich(report: Report, points: Sequence[Mapping[str, int]]) -> RenderableType:
-    """The closed form evaluated at ``points`` (``--at``), one row per point."""
-    table = Table(title=f"{report.model}: closed form evaluated", box=box.SIMPLE_HEAD)
-    for header, justify in (("At", "left"), ("Params", "right"), ("MACs", "right"), ("FLOPs", "right")):
+def evaluations_to_rich(report: Report, evaluations: Sequence[Mapping[str, object]]) -> RenderableType:
+    """The ``--at`` table: one row per point, from the closed form or (outside its conditions) a concrete run."""
+    table = Table(title=Text(f"{report.model}: evaluated at sizes"), box=box.SIMPLE_HEAD, title_justify="left")
+    columns = (("At", "left", "at"), ("Params", "right", "params"), ("MACs", "right", "macs"),
+               ("FLOPs", "right", "flops"), ("From", "left", "source"))
+    for header, justify, _ in columns:
         table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for row in cells.evaluation_rows(report, points):
-        table.add_row(row["at"], row["params"], row["macs"], row["flops"])
+    for row in cells.evaluation_cells(evaluations):
+        table.add_row(*(Text(row[key]) for _, _, key in columns))
     return table
 
 

@@ -17,7 +17,9 @@ from flopcalc.report import LayerRow, Report
 
 def _number(value: Number) -> int | str:
     """Counts are integers; a symbolic count (symbolic input sizes) is its sympy text."""
-    return value if isinstance(value, int) else str(value)
+    if isinstance(value, int):
+        return value
+    return int(value) if getattr(value, "is_Integer", False) else str(value)
 
 
 def _ops(ops: Mapping[str, Number]) -> dict[str, int | str]:
