@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -56,7 +57,14 @@ def _torchvision_factory(name: str) -> Callable[[], nn.Module]:
     no_download = {"weights": None}
     if "weights_backbone" in inspect.signature(builder).parameters:
         no_download["weights_backbone"] = None
-    return lambda: builder(**no_download)
+
+    def build() -> nn.Module:
+        # Random weights are what flopcalc wants: silence torchvision's notice that their default init changes.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+            return builder(**no_download)
+
+    return build
 
 
 def _timm_factory(name: str) -> Callable[[], nn.Module]:
@@ -104,8 +112,10 @@ def _load_file(path: Path) -> ModuleType:
 
 
 def _import(module_name: str) -> ModuleType:
+    """Import ``module_name`` as ``python -m`` would: the current directory first."""
     try:
-        return importlib.import_module(module_name)
+        with _on_path(Path.cwd()):
+            return importlib.import_module(module_name)
     except ImportError as exc:
         raise UnknownModelError(
             f"cannot import {module_name!r} ({exc}); is it installed or on PYTHONPATH? (MODEL is {FORMS})"
