@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
@@ -37,7 +36,7 @@ from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, pla
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
-from flopcalc.render.json import to_dict, to_json
+from flopcalc.render.json import to_json
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
@@ -262,10 +261,7 @@ def analyze_command(
             raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
         if output_format is Format.JSON:
-            data = to_dict(report, depth)
-            if evaluated:
-                data["evaluated"] = evaluated
-            _write(json.dumps(data, indent=2, ensure_ascii=False) + "\n", output)
+            _write(to_json(report, depth, formulas, evaluated), output)
         elif output is None and output_format is Format.TABLE:
             _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
         else:

@@ -51,18 +51,12 @@ class ModelInputs:
         """Create the spec tensors on ``device`` (named dims through ``resolve``); pass real tensors through
         ``convert`` (e.g. to fake tensors)."""
 
-        def build(value: Any) -> Any:
+        def build(value: InputSpec | torch.Tensor) -> Any:
             if isinstance(value, InputSpec):
                 return value.make(device, resolve)
-            if isinstance(value, torch.Tensor):
-                return convert(value) if convert else value
-            if isinstance(value, list | tuple):
-                return type(value)(build(v) for v in value)
-            if isinstance(value, Mapping):
-                return {k: build(v) for k, v in value.items()}
-            return value
+            return convert(value) if convert else value
 
-        return build(self.args), {k: build(v) for k, v in self.kwargs.items()}
+        return self._map(build)
 
     @property
     def is_symbolic(self) -> bool:
@@ -71,37 +65,38 @@ class ModelInputs:
     def with_sizes(self, sizes: Mapping[str, int]) -> ModelInputs:
         """The same inputs with named dimensions replaced by ``sizes``."""
 
-        def concrete(value: Any) -> Any:
+        def concrete(value: InputSpec | torch.Tensor) -> Any:
             if isinstance(value, InputSpec):
                 return InputSpec(tuple(sizes[d] if isinstance(d, str) else d for d in value.shape), value.dtype)
-            if isinstance(value, list | tuple):
-                return type(value)(concrete(v) for v in value)
-            if isinstance(value, Mapping):
-                return {k: concrete(v) for k, v in value.items()}
             return value
 
-        return ModelInputs(concrete(self.args), {k: concrete(v) for k, v in self.kwargs.items()})
+        return ModelInputs(*self._map(concrete))
 
     @property
     def shapes(self) -> tuple[tuple[Dim, ...], ...]:
         """Shapes of every tensor or spec, in argument order."""
         found: list[tuple[Dim, ...]] = []
 
-        def walk(value: Any) -> None:
-            if isinstance(value, InputSpec):
-                found.append(value.shape)
-            elif isinstance(value, torch.Tensor):
-                found.append(tuple(value.shape))
-            elif isinstance(value, list | tuple):
-                for v in value:
-                    walk(v)
-            elif isinstance(value, Mapping):
-                for v in value.values():
-                    walk(v)
+        def collect(value: InputSpec | torch.Tensor) -> Any:
+            found.append(tuple(value.shape))
+            return value
 
-        walk(self.args)
-        walk(dict(self.kwargs))
+        self._map(collect)
         return tuple(found)
+
+    def _map(self, leaf: Callable[[InputSpec | torch.Tensor], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Arguments with every spec and tensor replaced by ``leaf(it)``, through nested lists, tuples and dicts."""
+        return _map_leaves(self.args, leaf), {k: _map_leaves(v, leaf) for k, v in self.kwargs.items()}
+
+
+def _map_leaves(value: Any, leaf: Callable[[InputSpec | torch.Tensor], Any]) -> Any:
+    if isinstance(value, InputSpec | torch.Tensor):
+        return leaf(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_map_leaves(v, leaf) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    return value
 
 
 def _is_shape(value: Any) -> bool:

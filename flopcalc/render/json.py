@@ -7,7 +7,7 @@ program needs besides: per-kind ops, the measured counts, the hierarchy and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flopcalc.formula import Number
@@ -114,7 +114,13 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
     }
 
 
-def to_json(report: Report, depth: int | None = None, formulas: bool = False) -> str:
-    """The report as indented JSON. ``formulas`` is accepted for a uniform signature: JSON always has them."""
+def to_json(
+    report: Report, depth: int | None = None, formulas: bool = False, evaluated: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The report as indented JSON. ``formulas`` is accepted for a uniform signature: JSON always has them.
+    ``evaluated`` (from :func:`flopcalc.analyze.evaluate_at`) is added as ``"evaluated"`` when given."""
     del formulas
-    return json.dumps(to_dict(report, depth), indent=2, ensure_ascii=False) + "\n"
+    data = to_dict(report, depth)
+    if evaluated:
+        data["evaluated"] = list(evaluated)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
