@@ -1,0 +1,160 @@
+"""Building the :class:`~flopcalc.report.Report` from a traced pass: each call's formula evaluated and compared
+with its measurement, containers summed from their children, and the whole-model totals."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import sympy as sp
+from torch import nn
+
+from flopcalc.formula import Evaluation, Number
+from flopcalc.inputs import ModelInputs
+from flopcalc.measure import Count
+from flopcalc.measure.core import ZERO
+from flopcalc.report import LayerRow, Report, Status, Totals
+from flopcalc.symbolic import ClosedForm, user_symbol
+from flopcalc.trace import Call, Tracer
+
+def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
+    return {str(k): v for k, v in ops.items() if v != 0}
+
+
+def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[str, int]) -> tuple[str, ...]:
+    """Every field where the formula and the measurement disagree, as 'field: formula X, measured Y'.
+
+    Symbolic counts are compared at the hints ``at``: the two sides may write the same integer division
+    differently, and both are exact there.
+    """
+    module = call.module
+    checks: list[tuple[str, Any, Any]] = [
+        ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
+        ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
+        ("macs", evaluation.macs, measured.macs),
+        ("ops", _normalized(evaluation.ops), _normalized(measured.ops)),
+    ]
+    if evaluation.output_shape and call.output_shapes:
+        checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
+    point = {user_symbol(name): value for name, value in at.items()}
+
+    def concrete(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: concrete(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return tuple(concrete(v) for v in value)
+        if not (point and isinstance(value, sp.Basic)):
+            return value
+        return sp.sympify(value.xreplace(point)).doit()
+
+    return tuple(
+        f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
+    )
+
+
+def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
+    """A module without a formula matches when it is a pure container: no work of its own, and every child
+    call matches, so its count is the sum of checked formulas. Otherwise part of its count is measured only."""
+    pure = not call.self_count.macs and not call.self_count.ops and not call.uncounted
+    if children and pure and all(child and child.status is Status.MATCH for child in children):
+        return Status.MATCH
+    return Status.MEASURED_ONLY
+
+
+def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, name: str) -> Report:
+    calls = tracer.calls
+    hints = tracer.symbolic.hints if tracer.symbolic else {}
+    rows: list[LayerRow | None] = [None] * len(calls)
+    for index in reversed(range(len(calls))):  # children are always after their parent
+        call = calls[index]
+        children = [rows[c] for c in call.children]
+        measured = call.self_count
+        uncounted = Counter(call.uncounted)
+        for child in children:
+            assert child is not None
+            measured = measured + child.measured
+            uncounted.update(child.uncounted)
+        params = call.params + sum(child.params for child in children if child)
+        analytic = None
+        mismatches: tuple[str, ...] = ()
+        if call.bound is not None:
+            try:
+                analytic = call.bound.evaluate()
+            except Exception as exc:  # a formula that cannot be evaluated is a reported mismatch, never fatal
+                mismatches = (f"formula could not be evaluated: {type(exc).__name__}: {exc}",)
+        if analytic is not None:
+            macs, ops = analytic.macs, dict(analytic.ops)
+            if uncounted:
+                status = Status.FORMULA_ONLY
+            else:
+                mismatches = _compare(call, analytic, measured, hints)
+                status = Status.MISMATCH if mismatches else Status.MATCH
+        else:
+            if call.binding_error:
+                mismatches = (f"formula could not bind: {call.binding_error}",)
+            total = call.self_count
+            for child in children:
+                assert child is not None
+                total = total + Count(child.macs, child.ops)
+            macs, ops = total.macs, dict(total.ops)
+            status = Status.MISMATCH if mismatches else _container_status(call, children)
+        rows[index] = LayerRow(
+            index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
+            children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
+            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
+            status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
+        )
+    final_rows = tuple(row for row in rows if row is not None)
+    root = final_rows[0] if final_rows else None
+    # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
+    uncalled = {
+        module_name: unowned
+        for module_name, module in model.named_modules()
+        if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
+    }
+    totals = _totals(model, root)
+    closed_form = None
+    if tracer.symbolic is not None:
+        expressions = {"macs": totals.macs, "flops": totals.flops, **{f"ops.{k}": v for k, v in totals.ops.items()}}
+        expressions["measured_macs"] = totals.measured_macs
+        closed_form = ClosedForm(
+            {k: sp.sympify(v) for k, v in expressions.items()}, tracer.symbolic.conditions(), dict(hints)
+        )
+    return Report(
+        model=name,
+        input_shapes=inputs.shapes,
+        device=device,
+        rows=final_rows,
+        totals=totals,
+        uncounted=dict(root.uncounted) if root else {},
+        uncalled=uncalled,
+        closed_form=closed_form,
+    )
+
+
+def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
+    params = list(model.parameters())  # deduplicated by identity: tied weights count once
+    buffers = list(model.buffers())
+    by_dtype: Counter[str] = Counter()
+    for p in params:
+        by_dtype[str(p.dtype).removeprefix("torch.")] += p.numel() * p.element_size()
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
+    measured = root.measured if root else ZERO
+    return Totals(
+        params=total,
+        trainable_params=trainable,
+        frozen_params=total - trainable,
+        non_trainable_params=total - trainable + float_buffers,
+        buffers=sum(b.numel() for b in buffers),
+        param_bytes=sum(by_dtype.values()),
+        param_bytes_by_dtype=dict(by_dtype),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        macs=root.macs if root else 0,
+        ops=dict(root.ops) if root else {},
+        measured_macs=measured.macs,
+        measured_flops=measured.flops,
+    )
+

@@ -1,0 +1,131 @@
+"""Tracing one forward pass: hooks keep a stack of open module calls, and every counted op goes to the innermost.
+
+A :class:`Tracer` binds each module call to its layer formula (through the registry's binder) when the call
+opens, and receives the operator counter's ``(op, count)`` pairs while it is open. What it collects is turned
+into a :class:`~flopcalc.report.Report` by :mod:`flopcalc.assemble`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from flopcalc.formula import Number
+from flopcalc.measure import Count
+from flopcalc.measure.core import ZERO
+from flopcalc.registry import Binder, Bound, FormulaRegistry
+from flopcalc.symbolic import SymbolicShapes
+
+@dataclass
+class Call:
+    """A module call while the pass runs (mutable); becomes a :class:`LayerRow` afterwards."""
+
+    module: nn.Module
+    name: str
+    parent: int | None
+    depth: int
+    input_shapes: tuple[tuple[Number, ...], ...]
+    bound: Bound | None
+    binding_error: str | None = None
+    output_shapes: tuple[tuple[Number, ...], ...] = ()
+    children: list[int] = field(default_factory=list)
+    self_count: Count = ZERO
+    uncounted: Counter[str] = field(default_factory=Counter)
+    params: int = 0
+
+
+def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
+    """Shapes of every tensor in a (nested) argument or output, in order."""
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape),)
+    if isinstance(value, list | tuple):
+        return tuple(s for v in value for s in _shapes(v))
+    if isinstance(value, Mapping):
+        return tuple(s for v in value.values() for s in _shapes(v))
+    return ()
+
+
+class Tracer:
+    """Hooks that keep a stack of open module calls, and the sink that charges each op to the innermost one."""
+
+    def __init__(self, model: nn.Module, registry: FormulaRegistry, symbolic: SymbolicShapes | None = None):
+        self.registry = registry
+        self.symbolic = symbolic
+        self.calls: list[Call] = []
+        self.stack: list[int] = []
+        self.claimed: set[int] = set()
+        self.names = {id(m): name for name, m in model.named_modules()}
+        self.times_called: Counter[int] = Counter()
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.times_called[id(module)] += 1
+        name = self.names.get(id(module), type(module).__name__)
+        if self.times_called[id(module)] > 1:
+            name = f"{name}#{self.times_called[id(module)]}"
+        binder = self.registry.binder_for(module)
+        bound, error = self._bind(binder, module, args, kwargs)
+        if bound is not None and self.symbolic is not None:
+            bound = Bound(bound.formula, {k: self.symbolic.to_expr(v) for k, v in bound.values.items()})
+        parent = self.stack[-1] if self.stack else None
+        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        self.calls.append(Call(module, name, parent, len(self.stack), shapes, bound, error))
+        if parent is not None:
+            self.calls[parent].children.append(len(self.calls) - 1)
+        self.stack.append(len(self.calls) - 1)
+
+    @staticmethod
+    def _bind(binder: Binder | None, module: nn.Module, args: Any, kwargs: Any) -> tuple[Bound | None, str | None]:
+        if binder is None:
+            return None, None
+        try:
+            return binder(module, args, kwargs), None
+        except Exception as exc:  # a formula that cannot bind this call is reported, never fatal
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        call = self.calls[self.stack.pop()]
+        call.output_shapes = self._symbolic_shapes(_shapes(output))
+        # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
+        # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
+        owned = module.parameters() if call.bound else module.parameters(recurse=False)
+        for param in owned:
+            if id(param) not in self.claimed:
+                self.claimed.add(id(param))
+                call.params += param.numel()
+
+    def sink(self, func: Any, count: Count | None) -> None:
+        if not self.stack:
+            return
+        call = self.calls[self.stack[-1]]
+        if count is None:
+            call.uncounted[str(func)] += 1
+        elif self.symbolic is not None:
+            to_expr = self.symbolic.to_expr
+            ops = {kind: to_expr(n) for kind, n in count.ops.items()}
+            call.self_count = call.self_count + Count(to_expr(count.macs), ops)
+        else:
+            call.self_count = call.self_count + count
+
+    def _symbolic_shapes(self, shapes: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Number, ...], ...]:
+        if self.symbolic is None:
+            return shapes
+        return tuple(tuple(self.symbolic.to_expr(d) for d in shape) for shape in shapes)
+
+    @contextlib.contextmanager
+    def hooks(self, model: nn.Module) -> Iterator[None]:
+        handles = []
+        try:
+            for module in {id(m): m for m in model.modules()}.values():
+                handles.append(module.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
