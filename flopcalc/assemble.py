@@ -104,6 +104,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
             params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
+            facts=call.facts, op_tallies=call.op_tallies,
         )
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None

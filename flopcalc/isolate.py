@@ -61,7 +61,7 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
         else:
             args, kwargs = inputs.materialize(target)
         stack.enter_context(tracer.hooks(model))
-        stack.enter_context(OpCounter(tracer.sink))
+        stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
         try:
             model(*args, **kwargs)
         except Exception as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from flopcalc.facts import ModuleFacts, OpTally
 from flopcalc.formula import CountTotals, Evaluation, Number
 from flopcalc.measure.core import Count
 from flopcalc.registry import Bound
@@ -54,6 +55,10 @@ class LayerRow(CountTotals):
     analytic: Evaluation | None = None
     mismatches: tuple[str, ...] = ()
     uncounted: Mapping[str, int] = field(default_factory=dict)
+    facts: ModuleFacts | None = None
+    """The called module's class lineage, hyperparameters and parameter names (concrete reports)."""
+    op_tallies: Mapping[str, OpTally] = field(default_factory=dict)
+    """The aten ops this call executed itself (not its children), by op (concrete reports)."""
 
 
     @property
@@ -141,6 +146,13 @@ class Report:
     def ok(self) -> bool:
         """No formula disagrees with its measurement and no op went uncounted."""
         return not self.mismatches and not self.uncounted
+
+    def as_convention(self, name: str) -> Any:
+        """What counter ``name`` (``thop``, ``fvcore``, ``torch``, ...; see :mod:`flopcalc.conventions`) would
+        print for this model and input, with the differences from flopcalc's count by rule."""
+        from flopcalc.conventions import apply
+
+        return apply(self, name)
 
     def __rich__(self) -> Any:
         from flopcalc.render.console import to_rich

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
 from flopcalc.formula import Number
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
@@ -38,6 +39,8 @@ class Call:
     self_count: Count = ZERO
     uncounted: Counter[str] = field(default_factory=Counter)
     params: int = 0
+    facts: ModuleFacts | None = None
+    op_tallies: dict[str, OpTally] = field(default_factory=dict)
 
 
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
@@ -74,7 +77,8 @@ class Tracer:
             bound = Bound(bound.formula, {k: self.symbolic.to_expr(v) for k, v in bound.values.items()})
         parent = self.stack[-1] if self.stack else None
         shapes = self._symbolic_shapes(_shapes((args, kwargs)))
-        self.calls.append(Call(module, name, parent, len(self.stack), shapes, bound, error))
+        facts = module_facts(module) if self.symbolic is None else None
+        self.calls.append(Call(module, name, parent, len(self.stack), shapes, bound, error, facts=facts))
         if parent is not None:
             self.calls[parent].children.append(len(self.calls) - 1)
         self.stack.append(len(self.calls) - 1)
@@ -111,6 +115,16 @@ class Tracer:
             call.self_count = call.self_count + Count(to_expr(count.macs), ops)
         else:
             call.self_count = call.self_count + count
+
+    def record(self, func: Any, count: Count | None, args: Any, out: Any) -> None:
+        """Keep per-op facts of the innermost call (concrete passes only: the conventions need numbers)."""
+        if self.stack and self.symbolic is None:
+            tallies = self.calls[self.stack[-1]].op_tallies
+            name = op_name(func)
+            tally = tallies.get(name)
+            if tally is None:
+                tally = tallies[name] = OpTally()
+            tally.add(count, args, out)
 
     def _symbolic_shapes(self, shapes: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Number, ...], ...]:
         if self.symbolic is None:

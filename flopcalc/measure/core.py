@@ -125,25 +125,29 @@ def cost_of(op: OpOverload, *args: Any, out: Any, **kwargs: Any) -> Count:
 
 
 OpSink = Callable[[OpOverload, Count | None], None]
+OpRecorder = Callable[[OpOverload, Count | None, Sequence[Any], Any], None]
 
 
 class OpCounter(TorchDispatchMode):
-    """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule."""
+    """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule.
 
-    def __init__(self, sink: OpSink):
+    ``record``, when given, receives the op's arguments and result as well (``record(op, count, args, out)``),
+    for a caller that keeps per-op facts beyond the count (the conventions of other counters need them).
+    """
+
+    def __init__(self, sink: OpSink, record: OpRecorder | None = None):
         super().__init__()
         self._sink = sink
+        self._record = record
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         rule = rule_for(func)
-        if rule is None:
-            self._sink(func, None)
-        elif isinstance(rule, str):
-            self._sink(func, ZERO)
-        else:
-            self._sink(func, rule(args, kwargs, out))
+        count = None if rule is None else ZERO if isinstance(rule, str) else rule(args, kwargs, out)
+        self._sink(func, count)
+        if self._record is not None:
+            self._record(func, count, args, out)
         return out
 
 

@@ -1,0 +1,105 @@
+"""Every counter's convention, applied to one flopcalc analysis: the number thop, ptflops, fvcore, torchinfo,
+FlopCounterMode, DeepSpeed, calflops or an LLM paper's formula would give for the same model and input, and
+why it differs from flopcalc's count, rule by rule.
+
+``flopcalc.conventions.CONVENTIONS`` lists them (name, tool, unit, source, rules);
+``flopcalc.conventions.apply(report, name)`` or ``report.as_convention(name)`` gives a
+:class:`ConventionResult`. Nothing here runs the model again or imports a peer: the rules read the per-call
+module facts and per-op records the analysis kept. docs/conventions.md cites each rule's source.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from flopcalc.conventions.base import Convention, ConventionResult, Difference, baseline_ledger
+from flopcalc.conventions.dispatch import flop_counter_mode, ptflops_aten
+from flopcalc.conventions.fvcore import fvcore
+from flopcalc.conventions.thop import thop, ultralytics_thop
+from flopcalc.conventions.torchinfo import torchinfo
+from flopcalc.errors import InputError
+from flopcalc.report import Report
+
+
+def _flopcalc(report: Report) -> ConventionResult:
+    ledger, baseline = baseline_ledger(report)
+    flops = int(report.totals.flops)
+    return ledger.result("flopcalc", "flopcalc", "MACs", baseline, also={"FLOPs": flops})
+
+
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
+    Convention("flopcalc", "flopcalc", "MACs", "docs/conventions.md", (
+        "MACs: multiply-accumulates of conv, linear, matmul, attention and recurrent products, bias excluded",
+        "FLOPs = 2 x MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar op)",
+    ), _flopcalc),
+    Convention("thop", "thop 0.1.1 (Lyken17)", "MACs", "thop/profile.py:21, thop/vision/basic_hooks.py", (
+        "a rule per exact module type (subclasses and unlisted types count 0, nn.MultiheadAttention included)",
+        "Conv and ConvTranspose: output elements x C_in/G x prod(K), bias not counted",
+        "Linear: in_features x output elements",
+        "BatchNorm, InstanceNorm, LayerNorm: 2 per input element, doubled when affine",
+        "AvgPool: 1 per output; AdaptiveAvgPool: (input/output size ratio + 1) per output, truncated",
+        "Softmax: 3n - 1 per row of n; PReLU: 1 per element; Upsample: 1/5/11/259 per output by mode",
+        "ReLU, ReLU6, LeakyReLU, MaxPool, Dropout: 0",
+    ), thop),
+    Convention("ultralytics-thop", "ultralytics-thop 2.2.3", "MACs",
+               "thop/profile.py:37,112,145, thop/vision/basic_hooks.py", (
+        "a rule per module type found through the MRO (subclasses count as their base)",
+        "Conv: output elements x C_in/G x prod(K); ConvTranspose by input volume; bias not counted",
+        "norms (_NormBase, LayerNorm, GroupNorm, RMSNorm): 2 per input element, doubled when affine",
+        "AvgPool: 1 per input in a window + 1 per output; AdaptiveAvgPool: exact windows + 1 per output",
+        "MultiheadAttention: projections (no bias) + q.k and attention.v + softmax 3S - 1 per row",
+        "functional matmul, @, bmm, einsum, F.linear, SDPA outside a counted module: their MACs",
+        "ReLU family, MaxPool, Dropout, Embedding and containers: 0",
+    ), ultralytics_thop),
+    Convention("ptflops-aten", "ptflops 0.7.5 (aten backend)", "MACs", "ptflops/aten_ops.py (ATEN_OPS_MAPPING)", (
+        "only aten mm, bmm, addmm and convolution are counted; everything else (baddbmm, SDPA kernels, "
+        "elementwise ops) is 0",
+        "the bias of addmm and convolution counts as one MAC per output element",
+    ), ptflops_aten),
+    Convention("fvcore", "fvcore 0.1.5", "MACs", "fvcore/nn/flop_count.py:26, fvcore/nn/jit_handles.py", (
+        "products (linear, matmul, bmm, einsum, convolution) in MACs, bias not counted",
+        "batch_norm at inference: 2 per element with affine (1 without); layer/group/instance norm: 5 per "
+        "element with affine (4 without)",
+        "adaptive_avg_pool2d: 1 per input element; upsample nearest 1, bilinear 4 per output",
+        "every other op is unsupported and 0: scaled_dot_product_attention, baddbmm, lstm, activations",
+    ), fvcore),
+    Convention("torchinfo", "torchinfo 1.8.0", "MACs", "torchinfo/layer_info.py:225, model_statistics.py:31", (
+        "leaf modules only (no child modules), from their parameters",
+        "a class named Conv*: parameters x batch x output positions (bias included)",
+        "any other class: parameters x batch (not per token or position)",
+        "modules without parameters, and modules with children (MultiheadAttention): 0",
+    ), torchinfo),
+    Convention("torch", "torch.utils.flop_counter.FlopCounterMode (torch 2.14.1)", "FLOPs",
+               "torch/utils/flop_counter.py:822 (flop_registry)", (
+        "2 FLOPs per MAC of mm, addmm, bmm, baddbmm, convolution and the fused attention kernels",
+        "bias adds and every elementwise op: 0; ops outside its registry (the CPU flash-attention kernel, "
+        "the fused LSTM) count 0, so the number depends on the device",
+    ), flop_counter_mode),
+)}
+
+
+def names() -> list[str]:
+    """Every convention name, plus ``all``."""
+    return [*CONVENTIONS, "all"]
+
+
+def get(name: str) -> Convention:
+    """The convention called ``name``; an unknown name is an :class:`InputError` naming the known ones."""
+    if name in CONVENTIONS:
+        return CONVENTIONS[name]
+    close = difflib.get_close_matches(name, list(CONVENTIONS), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise InputError(f"unknown convention {name!r}; {hint}known conventions: {', '.join(names())}")
+
+
+def apply(report: Report, name: str) -> ConventionResult:
+    """The number the convention ``name`` gives for the model and input of ``report``."""
+    return get(name).apply(report)
+
+
+def apply_all(report: Report) -> list[ConventionResult]:
+    """Every convention that applies to the model of ``report``."""
+    return [c.apply(report) for c in CONVENTIONS.values()]
+
+
+__all__ = ["CONVENTIONS", "Convention", "ConventionResult", "Difference", "apply", "apply_all", "get", "names"]

@@ -1,0 +1,108 @@
+"""What a report keeps about each module call beyond its counts, so that other counters' conventions can be
+applied to it afterwards (:mod:`flopcalc.conventions`) without a second forward pass.
+
+Two small records per call: the module's :class:`ModuleFacts` (class lineage, plain hyperparameters, parameter
+names) read when the call opens, and one :class:`OpTally` per aten op the call itself executed (calls, first
+argument and result elements, the count flopcalc's rule gave). Both are cheap: a scan of the module's
+``__dict__`` per call and a few integer additions per op.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from flopcalc.measure.core import ZERO, Count
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    return isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value)
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    """The module of a call, as the conventions of other counters see it.
+
+    ``classes`` is the class lineage (most derived first) as ``module.QualName``; ``attributes`` the plain
+    hyperparameters (numbers, strings, flags, tuples of those) in the module's ``__dict__``; ``parameters`` its
+    own parameters (not its children's) as ``(name, numel)``; ``leaf`` whether it has no child modules at all.
+    """
+
+    classes: tuple[str, ...]
+    attributes: Mapping[str, Any]
+    parameters: tuple[tuple[str, int], ...]
+    leaf: bool
+
+    @property
+    def type(self) -> str:
+        return self.classes[0].rsplit(".", 1)[-1]
+
+    def is_exactly(self, *qualified: str) -> bool:
+        """The module's own class is one of ``qualified`` (e.g. ``torch.nn.modules.conv.Conv2d``)."""
+        return self.classes[0] in qualified
+
+    def derives_from(self, *qualified: str) -> bool:
+        """Some class in the lineage is one of ``qualified``."""
+        return any(cls in qualified for cls in self.classes)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.attributes.get(name, default)
+
+    def has_parameter(self, name: str) -> bool:
+        return any(own == name for own, _ in self.parameters)
+
+
+def module_facts(module: nn.Module) -> ModuleFacts:
+    """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
+    classes = tuple(f"{cls.__module__}.{cls.__qualname__}" for cls in type(module).__mro__)
+    attributes = {name: value for name, value in vars(module).items() if not name.startswith("__") and _plain(value)}
+    parameters = tuple((name, p.numel()) for name, p in module.named_parameters(recurse=False))
+    return ModuleFacts(classes, attributes, parameters, not module._modules)
+
+
+def _numel(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return math.prod(value.shape)
+    if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
+        return math.prod(value[0].shape)
+    return 0
+
+
+@dataclass
+class OpTally:
+    """Every run of one aten op (by overload packet, e.g. ``aten.convolution``) inside one module call.
+
+    ``input_elements`` sums the elements of each run's first tensor argument, ``output_elements`` those of its
+    (first) result; ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that
+    had no rule.
+    """
+
+    calls: int = 0
+    input_elements: int = 0
+    output_elements: int = 0
+    count: Count = ZERO
+    uncounted: int = 0
+
+    def add(self, count: Count | None, args: Sequence[Any], out: Any) -> None:
+        self.calls += 1
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        self.input_elements += _numel(tensors[0]) if tensors else 0
+        self.output_elements += _numel(out)
+        if count is None:
+            self.uncounted += 1
+        else:
+            self.count = self.count + count
+
+
+def op_name(func: Any) -> str:
+    """``aten.addmm`` for any overload of ``aten::addmm``."""
+    return str(getattr(func, "overloadpacket", func))
