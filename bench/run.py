@@ -95,7 +95,7 @@ def measure(venv: Path, quick: bool, zoo_cpu: bool) -> dict[str, Any]:
     results["overhead"] = work(
         venv, {"kind": "overhead", "tool": "flopcalc", "models": ["resnet50", "vit_b_16"], "rounds": 5 if quick else 15}
     )
-    results["features"] = work(venv, {"kind": "features", "tool": "flopcalc", "models": list(models.NAMED)})
+    results["conventions"] = work(venv, {"kind": "conventions", "tool": "flopcalc", "models": list(models.NAMED)})
     print("the torchvision classification zoo", file=sys.stderr)
     zoo_tools = [tool for tool in (tools.FLOOR, tools.CPU_FORWARD, *counters) if zoo_cpu or tool.device == "meta"]
     zoo = models.zoo()

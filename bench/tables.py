@@ -7,7 +7,6 @@ import platform
 import statistics
 from typing import Any
 
-import explain
 import models
 import tools
 
@@ -233,27 +232,31 @@ def closed_table(results: dict[str, Any]) -> str:
 
 
 def counts_tables(results: dict[str, Any]) -> str:
-    features = results.get("features", {})
+    """Each peer's number next to what its convention in flopcalc.conventions predicts from flopcalc's own
+    analysis; "unexplained" is the peer's number minus the prediction (0: reproduced to the integer)."""
+    predictions = results.get("conventions", {})
     sections = []
     for name in models.NAMED:
-        found = features.get(name, {})
-        if "by_type" not in found:
-            sections.append(f"### {name}\n\nflopcalc's breakdown failed: {features.get('error', found)}")
+        found = predictions.get(name, {})
+        if "conventions" not in found:
+            sections.append(f"### {name}\n\nflopcalc's conventions failed: {predictions.get('error', found)}")
             continue
         ours = found["macs"]
-        header = ["tool", "MACs", "/ flopcalc", "params", "why it differs (MACs, from each tool's convention)",
+        header = ["tool", "prints", "MACs / flopcalc", "params", "why it differs (in its unit, from its convention)",
                   "unexplained"]
-        rows = [[_tool_label(results, "flopcalc"), f"{ours:,}", "1", _params(results, "flopcalc", name),
+        rows = [[_tool_label(results, "flopcalc"), f"{ours:,} MACs", "1", _params(results, "flopcalc", name),
                  "bias, norms, activations, pooling, softmax are other ops, not MACs", "–"]]
-        for tool in explain.CONVENTIONS:
-            entry = results["named"].get(tool, {}).get(name, {})
-            if "reported" not in entry:
+        for tool in tools.PEERS:
+            entry = results["named"].get(tool.name, {}).get(name, {})
+            if "reported" not in entry or tool.convention is None:
                 continue
-            macs = tools.mac_count(tools.TOOLS[tool], entry["reported"])
-            terms, residual = explain.explain(tool, macs, ours, found["by_type"])
-            why = "; ".join(f"{label} {value:+,}" for label, value in terms) or "same convention"
-            rows.append([_tool_label(results, tool), f"{macs:,.0f}", f"{macs / ours:.4f}",
-                         _params(results, tool, name), why, "0" if abs(residual) < 1 else f"{residual:+,.0f}"])
+            predicted = found["conventions"][tool.convention]
+            reported = float(entry["reported"])
+            residual = reported - predicted["value"]
+            why = "; ".join(f"{d['rule']} {d['amount']:+,}" for d in predicted["differences"]) or "same convention"
+            rows.append([_tool_label(results, tool.name), f"{reported:,.0f} {predicted['unit']}",
+                         f"{tools.mac_count(tool, reported) / ours:.4f}", _params(results, tool.name, name), why,
+                         "0" if abs(residual) < 1 else f"{residual:+,.0f}"])
         status = "passes" if found["ok"] else f"does not pass ({'; '.join(found['mismatches'][:3])}" \
                  f"{'; uncounted ' + str(found['uncounted']) if found['uncounted'] else ''})"
         sections.append(f"### {name}\n\n{_table(header, rows)}\n\nflopcalc's per-layer check {status}.")

@@ -37,6 +37,8 @@ class Tool:
     """Directory (relative to the peers venv) to put first on ``sys.path`` before importing the tool."""
     package: str | None = None
     """The distribution whose version is reported, and whose absence from the venv skips the tool."""
+    convention: str | None = None
+    """The name of this tool's convention in :mod:`flopcalc.conventions`, which predicts its number."""
 
     def activate(self, venv: Path) -> None:
         if self.path:
@@ -119,15 +121,16 @@ CPU_FORWARD = Tool("cpu forward", "cpu", _forward)
 FLOPCALC = Tool("flopcalc", "meta", _flopcalc, package="flopcalc")
 
 PEERS = (
-    Tool("FlopCounterMode", "meta", _flop_counter_mode, flops_per_mac=2, package="torch"),
-    Tool("thop", "meta", _thop, path="thop-lyken17", package="thop"),
-    Tool("ultralytics-thop", "meta", _thop, path="thop-ultralytics", package="ultralytics-thop"),
+    Tool("FlopCounterMode", "meta", _flop_counter_mode, flops_per_mac=2, package="torch", convention="torch"),
+    Tool("thop", "meta", _thop, path="thop-lyken17", package="thop", convention="thop"),
+    Tool("ultralytics-thop", "meta", _thop, path="thop-ultralytics", package="ultralytics-thop",
+         convention="ultralytics-thop"),
     # On meta, aten.linear runs a Python reference kernel that calls torch.mm, which ptflops' pytorch backend
     # has monkey-patched, so every Linear is counted twice there; it is measured the way it works: on CPU.
     Tool("ptflops (pytorch)", "cpu", _ptflops("pytorch"), package="ptflops"),
-    Tool("ptflops (aten)", "meta", _ptflops("aten"), package="ptflops"),
-    Tool("fvcore", "cpu", _fvcore, package="fvcore"),
-    Tool("torchinfo", "meta", _torchinfo, package="torchinfo"),
+    Tool("ptflops (aten)", "meta", _ptflops("aten"), package="ptflops", convention="ptflops-aten"),
+    Tool("fvcore", "cpu", _fvcore, package="fvcore", convention="fvcore"),
+    Tool("torchinfo", "meta", _torchinfo, package="torchinfo", convention="torchinfo"),
 )
 
 TOOLS = {tool.name: tool for tool in (FLOOR, CPU_FORWARD, FLOPCALC, *PEERS)}

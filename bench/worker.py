@@ -122,17 +122,17 @@ def big(tool: tools.Tool) -> dict[str, Any]:
     }
 
 
-def features(names: list[str]) -> dict[str, Any]:
-    """flopcalc's counts of ``names`` summed by module type, for explaining the peers' numbers."""
-    from explain import features as summed
-
+def conventions(names: list[str]) -> dict[str, Any]:
+    """What every convention of flopcalc.conventions predicts for ``names``, to compare with the peers' numbers."""
     import flopcalc
+    from flopcalc.conventions import apply_all
 
     found: dict[str, Any] = {}
     for name in names:
         model = models.build(name, "meta")
         report = flopcalc.analyze(model, models.input_shape(name))
-        found[name] = {"macs": report.totals.macs, "by_type": summed(report, model), "ok": report.ok,
+        predicted = {result.name: result.to_dict() for result in apply_all(report)}
+        found[name] = {"macs": report.totals.macs, "conventions": predicted, "ok": report.ok,
                        "mismatches": [f"{row.name}: {'; '.join(row.mismatches)}" for row in report.mismatches],
                        "uncounted": dict(report.uncounted)}
     return found
@@ -234,8 +234,8 @@ def main() -> None:
             result = big(tool)
         elif task["kind"] == "versions":
             result = {name: tools.version(each, Path(sys.prefix)) for name, each in tools.TOOLS.items()}
-        elif task["kind"] == "features":
-            result = features(task["models"])
+        elif task["kind"] == "conventions":
+            result = conventions(task["models"])
         elif task["kind"] == "closed":
             result = closed_form(task["model"], task["forwards"])
         elif task["kind"] == "profile":

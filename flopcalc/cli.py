@@ -24,6 +24,7 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 from typer.core import TyperGroup
 
+from flopcalc import conventions
 from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
@@ -32,6 +33,12 @@ from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
 from flopcalc.models import load_model
 from flopcalc.registry import REGISTRY
 from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+from flopcalc.render.conventions import (
+    convention_to_markdown,
+    convention_to_rich,
+    conventions_to_markdown,
+    conventions_to_rich,
+)
 from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
@@ -240,11 +247,15 @@ def analyze_command(
     hint: Annotated[
         list[str] | None, typer.Option(help="size torch assumes for a named dim while tracing, e.g. H=224")
     ] = None,
+    convention: Annotated[str | None, typer.Option(
+        help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
     with _one_line_errors():
         specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
         symbols = symbols_of(specs)
+        if convention is not None:
+            _check_convention_request(convention, output_format, symbols)
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
         points = parse_points(at, symbols) if at else []
@@ -260,7 +271,9 @@ def analyze_command(
         if points and output_format not in (Format.TABLE, Format.JSON):
             raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
-        if output_format is Format.JSON:
+        if convention is not None:
+            _show_convention(report, convention, output_format, depth, output)
+        elif output_format is Format.JSON:
             _write(to_json(report, depth, formulas, evaluated), output)
         elif output is None and output_format is Format.TABLE:
             _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
@@ -280,6 +293,34 @@ def analyze_command(
         listed = ", ".join(f"{op} ×{n}" for op, n in sorted(report.uncounted.items()))
         typer.echo(f"strict: ops without a counting rule ran: {listed}", err=True)
         raise typer.Exit(1)
+
+
+def _check_convention_request(name: str, output_format: Format, symbols: Sequence[str]) -> None:
+    """Reject, before the analysis, what ``--convention`` cannot do."""
+    if name != "all":
+        conventions.get(name)
+    if symbols:
+        raise InputError("--convention needs concrete sizes (e.g. --input 3x224x224); other counters count one "
+                         "input at a time")
+    if output_format not in (Format.TABLE, Format.MARKDOWN, Format.JSON):
+        raise InputError("--convention goes with --format table, markdown or json")
+
+
+def _show_convention(report: Report, name: str, output_format: Format, depth: int | None, output: Path | None) -> None:
+    """The number one counter (or every one, for ``all``) would print for this model and input."""
+    results = conventions.apply_all(report) if name == "all" else [conventions.apply(report, name)]
+    if output_format is Format.JSON:
+        _write(to_json(report, depth, as_convention=results if name == "all" else results[0]), output)
+        return
+    if output_format is Format.MARKDOWN:
+        text = conventions_to_markdown(report, results) if name == "all" else convention_to_markdown(report, results[0])
+        _write(text, output)
+        return
+    view = conventions_to_rich(report, results) if name == "all" else convention_to_rich(report, results[0])
+    if output is None:
+        _print(view, lambda: plain_text(view))
+    else:
+        _write(plain_text(view), output)
 
 
 @app.command("formula")

@@ -92,13 +92,21 @@ def get(name: str) -> Convention:
     raise InputError(f"unknown convention {name!r}; {hint}known conventions: {', '.join(names())}")
 
 
+def _check_concrete(report: Report) -> None:
+    if report.is_symbolic:
+        raise InputError("conventions need concrete sizes; give numbers in --input (e.g. 3x224x224), not names")
+
+
 def apply(report: Report, name: str) -> ConventionResult:
     """The number the convention ``name`` gives for the model and input of ``report``."""
-    return get(name).apply(report)
+    convention = get(name)
+    _check_concrete(report)
+    return convention.apply(report)
 
 
 def apply_all(report: Report) -> list[ConventionResult]:
     """Every convention that applies to the model of ``report``."""
+    _check_concrete(report)
     return [c.apply(report) for c in CONVENTIONS.values()]
 
 

@@ -137,8 +137,6 @@ class Call:
 
 def calls(report: Report) -> Iterator[Call]:
     """Every module call of a concrete report, parents before children, with its ancestors' facts."""
-    if report.is_symbolic:
-        raise InputError("conventions need concrete sizes; give numbers in --input (e.g. 3x224x224), not names")
     lineage: dict[int, tuple[ModuleFacts, ...]] = {}
     for row in report.rows:
         if row.facts is None:

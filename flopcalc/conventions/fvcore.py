@@ -15,7 +15,9 @@ runs in, and batch/instance norms by their module type.
 
 from __future__ import annotations
 
-from flopcalc.conventions.base import Call, ConventionResult, baseline_ledger, calls, nn_class
+import math
+
+from flopcalc.conventions.base import Call, ConventionResult, Ledger, baseline_ledger, calls, nn_class
 from flopcalc.report import Report
 
 PRODUCTS = frozenset({"aten.mm", "aten.addmm", "aten.bmm", "aten.convolution", "aten._convolution"})
@@ -24,6 +26,7 @@ BATCH_NORM_OPS = frozenset({"aten.native_batch_norm", "aten._native_batch_norm_l
 INSTANCE_NORM = nn_class("instancenorm._InstanceNorm")
 ADAPTIVE_AVG_POOL_2D = nn_class("pooling.AdaptiveAvgPool2d")
 MHA = nn_class("activation.MultiheadAttention")
+FAST_PATHS = frozenset({"aten._native_multi_head_attention", "aten._transformer_encoder_layer_fwd"})
 
 
 def _runs_sdpa(call: Call) -> bool:
@@ -31,6 +34,32 @@ def _runs_sdpa(call: Call) -> bool:
     if "aten._safe_softmax" in call.row.op_tallies:
         return True
     return call.facts.derives_from(*MHA) and len(call.row.output_shapes) < 2
+
+
+def _attention_core(batch_first: bool, query: tuple[int, ...], key: tuple[int, ...], embed: int) -> int:
+    """q.k and attention.v MACs of one multi-head attention: 2 x batch x L x S x E."""
+    if len(query) == 2:
+        batch, length, source = 1, query[0], key[0]
+    elif batch_first:
+        batch, length, source = query[0], query[1], key[1]
+    else:
+        batch, length, source = query[1], query[0], key[0]
+    return 2 * batch * length * source * embed
+
+
+def _fast_path(call: Call, name: str, ledger: Ledger) -> None:
+    """fvcore traces with autograd on, so MultiheadAttention and TransformerEncoderLayer take their decomposed
+    path there: the projections and feed-forward count as linear, the attention core (SDPA) is missed and each
+    of the layer's two norms counts 5 per element."""
+    shapes = call.row.input_shapes
+    query = tuple(int(d) for d in shapes[0])
+    if name == "aten._native_multi_head_attention":
+        key = tuple(int(d) for d in shapes[1]) if len(shapes) > 1 else query
+        core = _attention_core(bool(call.facts.get("batch_first")), query, key, int(call.facts.get("embed_dim")))
+    else:  # the encoder layer's fast path requires batch_first
+        core = _attention_core(True, query, query, query[-1])
+        ledger.add("layer_norm 5 per element with affine, else 4 ('a rough estimate')", 2 * 5 * math.prod(query))
+    ledger.add("scaled_dot_product_attention unsupported: q.k and attention.v missed", -core, blind=True)
 
 
 def fvcore(report: Report) -> ConventionResult:
@@ -41,7 +70,9 @@ def fvcore(report: Report) -> ConventionResult:
         affine = bool(f.get("affine", f.get("elementwise_affine", True)))
         for name, tally in call.ops():
             macs = int(tally.count.macs)
-            if sdpa and name == "aten.bmm":
+            if name in FAST_PATHS:
+                _fast_path(call, name, ledger)
+            elif sdpa and name == "aten.bmm":
                 ledger.add("scaled_dot_product_attention unsupported: q.k and attention.v missed", -macs, blind=True)
             elif name in PRODUCTS:
                 continue

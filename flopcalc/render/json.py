@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from flopcalc.conventions.base import ConventionResult
 from flopcalc.formula import Number
 from flopcalc.render import cells
 from flopcalc.report import LayerRow, Report
@@ -115,12 +116,19 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
 
 
 def to_json(
-    report: Report, depth: int | None = None, formulas: bool = False, evaluated: Sequence[Mapping[str, Any]] = ()
+    report: Report, depth: int | None = None, formulas: bool = False, evaluated: Sequence[Mapping[str, Any]] = (),
+    as_convention: ConventionResult | Sequence[ConventionResult] | None = None,
 ) -> str:
     """The report as indented JSON. ``formulas`` is accepted for a uniform signature: JSON always has them.
-    ``evaluated`` (from :func:`flopcalc.analyze.evaluate_at`) is added as ``"evaluated"`` when given."""
+    ``evaluated`` (from :func:`flopcalc.analyze.evaluate_at`) is added as ``"evaluated"`` when given;
+    ``as_convention`` (one :class:`~flopcalc.conventions.ConventionResult`, or a list for ``all``) as
+    ``"as_convention"``."""
     del formulas
     data = to_dict(report, depth)
     if evaluated:
         data["evaluated"] = list(evaluated)
+    if isinstance(as_convention, ConventionResult):
+        data["as_convention"] = as_convention.to_dict()
+    elif as_convention is not None:
+        data["as_convention"] = [result.to_dict() for result in as_convention]
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

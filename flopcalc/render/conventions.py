@@ -1,0 +1,101 @@
+"""Views of :mod:`flopcalc.conventions` results: one convention with its differences and blind spots, or every
+convention side by side (``--convention all``), for the terminal and as Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from flopcalc.conventions import CONVENTIONS, ConventionResult
+from flopcalc.render import cells
+from flopcalc.render.markdown import escape
+from flopcalc.report import Report
+
+SIDE_BY_SIDE = ("Convention", "Tool", "Prints", "Unit", "× flopcalc", "Why it differs (in its unit)")
+
+
+def _ratio(result: ConventionResult) -> str:
+    return f"{result.value / result.baseline:.4f}" if result.baseline else "–"
+
+
+def _also(result: ConventionResult) -> str:
+    return "".join(f" and {value:,} {unit}" for unit, value in result.also.items())
+
+
+def side_by_side_rows(results: Sequence[ConventionResult]) -> list[tuple[str, ...]]:
+    """One row per convention: name, tool, value, unit, ratio to flopcalc's count in that unit, differences."""
+    rows = []
+    for result in results:
+        why = "; ".join(f"{d.rule} {d.amount:+,}" for d in result.differences) or "same count"
+        rows.append((result.name, result.tool, f"{result.value:,}{_also(result)}", result.unit, _ratio(result), why))
+    return rows
+
+
+def _headline(result: ConventionResult) -> list[tuple[str, str]]:
+    return [
+        (result.tool, cells.fmt_scaled(result.value, result.unit) + _also(result)),
+        ("flopcalc", cells.fmt_scaled(result.baseline, result.unit)
+         + (" (2 × its MACs, the unit this tool prints)" if result.unit == "FLOPs" else "")),
+    ]
+
+
+def convention_to_rich(report: Report, result: ConventionResult) -> RenderableType:
+    """The number one tool would print, the differences from flopcalc's by rule, its blind spots and rules."""
+    title = Text(f"{cells.title(report)}: counted as {result.tool} counts", style="bold")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column(justify="right")
+    for label, value in _headline(result):
+        head.add_row(label, value)
+    parts: list[RenderableType] = [title, head]
+    if result.differences:
+        table = Table(box=box.SIMPLE_HEAD, title=Text("Differences from flopcalc, by rule"), title_justify="left")
+        table.add_column("Rule")
+        table.add_column(result.unit, justify="right", no_wrap=True)
+        for difference in result.differences:
+            table.add_row(Text(difference.rule), f"{difference.amount:+,}")
+        parts.append(table)
+    else:
+        parts.append(Text("Same count as flopcalc."))
+    if result.blind_spots:
+        parts.append(Text("Blind spots for this model", style="bold"))
+        parts.extend(Text(f"  - {spot}") for spot in result.blind_spots)
+    parts.append(Text(f"Its rules ({CONVENTIONS[result.name].source})", style="bold"))
+    parts.extend(Text(f"  - {rule}") for rule in CONVENTIONS[result.name].rules)
+    return Group(*parts)
+
+
+def conventions_to_rich(report: Report, results: Sequence[ConventionResult]) -> RenderableType:
+    """``--convention all``: one row per convention."""
+    table = Table(title=Text(f"{cells.title(report)}: every convention"), box=box.SIMPLE_HEAD, title_justify="left")
+    for header in SIDE_BY_SIDE:
+        numeric = header in ("Prints", "× flopcalc")
+        table.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
+    for row in side_by_side_rows(results):
+        table.add_row(*(Text(cell) for cell in row))
+    return table
+
+
+def convention_to_markdown(report: Report, result: ConventionResult) -> str:
+    lines = [f"### {escape(cells.title(report))}: counted as {escape(result.tool)} counts", ""]
+    lines += [f"- **{escape(label)}**: {escape(value)}" for label, value in _headline(result)]
+    lines += ["", f"| Rule | {result.unit} |", "|---|---:|"]
+    lines += [f"| {escape(d.rule)} | {d.amount:+,} |" for d in result.differences] or ["| same count | 0 |"]
+    if result.blind_spots:
+        lines += ["", "Blind spots:", *(f"- {escape(spot)}" for spot in result.blind_spots)]
+    lines += ["", f"Rules ({escape(CONVENTIONS[result.name].source)}):"]
+    lines += [f"- {escape(rule)}" for rule in CONVENTIONS[result.name].rules]
+    return "\n".join(lines) + "\n"
+
+
+def conventions_to_markdown(report: Report, results: Sequence[ConventionResult]) -> str:
+    lines = [f"### {escape(cells.title(report))}: every convention", ""]
+    lines.append("| " + " | ".join(SIDE_BY_SIDE) + " |")
+    lines.append("|---|---|---:|---|---:|---|")
+    for row in side_by_side_rows(results):
+        lines.append("| " + " | ".join(f"`{row[0]}`" if i == 0 else escape(cell) for i, cell in enumerate(row)) + " |")
+    return "\n".join(lines) + "\n"

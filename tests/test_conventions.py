@@ -1,0 +1,150 @@
+"""Other counters' conventions applied to one analysis: hand-counted numbers, the peers' own ResNet-50 figures
+(issue 12, measured with the peers), the CLI and JSON views."""
+
+import gc
+import json
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import flopcalc
+from flopcalc import InputError, conventions
+from flopcalc.cli import app
+from typer.testing import CliRunner
+
+
+def small_cnn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+
+
+@pytest.fixture(scope="module")
+def small_report() -> flopcalc.Report:
+    return flopcalc.analyze(small_cnn(), (1, 3, 16, 16))
+
+
+# Hand counts for small_cnn on 1x3x16x16 (conv output 8x16x16 = 2,048 elements):
+#   conv MACs 2,048 * 3*3*3 = 55,296; conv bias adds 2,048; BatchNorm 2,048 elements; linear 8*10 = 80 MACs + 10 bias.
+HAND = {
+    "flopcalc": 55_296 + 80,  # 55,376 MACs
+    # thop: conv 55,296 + BN 2*2,048*2 (affine) = 8,192 + adaptive pool (16/1*16/1 + 1) * 8 outputs = 2,056 + linear 80
+    "thop": 55_296 + 8_192 + 2_056 + 80,
+    # ultralytics-thop: the same norm; adaptive pool 8*16*16 inputs + 8 outputs = 2,056
+    "ultralytics-thop": 55_296 + 8_192 + 2_056 + 80,
+    "ptflops-aten": 55_296 + 2_048 + 80 + 10,  # bias adds counted as MACs
+    "fvcore": 55_296 + 2 * 2_048 + 2_048 + 80,  # BN (eval, affine) 2 per element, adaptive_avg_pool2d 1 per input
+    # torchinfo: conv (216 + 8 params) * 16*16 positions = 57,344; BN 16 params * batch 1; linear 90 params * 1
+    "torchinfo": (216 + 8) * 256 + 16 + 90,
+    "torch": 2 * (55_296 + 80),  # FLOPs, 2 per MAC
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_counted(small_report: flopcalc.Report, name: str) -> None:
+    result = small_report.as_convention(name)
+    assert result.value == HAND[name]
+    assert result.value == result.baseline + sum(d.amount for d in result.differences)
+
+
+def test_differences_by_rule(small_report: flopcalc.Report) -> None:
+    fvcore = {d.rule: d.amount for d in small_report.as_convention("fvcore").differences}
+    assert fvcore == {"batch_norm (eval) 2 per element with affine, else 1": 4_096,  # 2 * 2,048
+                      "adaptive_avg_pool2d 1 per input element": 2_048}
+    torch_result = small_report.as_convention("torch")
+    assert (torch_result.unit, torch_result.baseline, torch_result.differences) == ("FLOPs", 110_752, ())
+
+
+def test_blind_spots_name_what_is_missed() -> None:
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    report = flopcalc.analyze(Attention(), (1, 4, 16))
+    # in projection 4*16*48 = 3,072, q.k and attention.v 2 * 4*4*16 = 512, out projection 4*16*16 = 1,024
+    assert report.totals.macs == 3_072 + 512 + 1_024
+    thop = report.as_convention("thop")
+    assert thop.value == 0
+    assert thop.blind_spots == ("MultiheadAttention: no rule (thop looks up the exact type), counted as 0: -4,608 MACs",)
+    fvcore = report.as_convention("fvcore")
+    assert fvcore.value == 3_072 + 1_024  # scaled_dot_product_attention is unsupported
+    assert [d.amount for d in fvcore.differences] == [-512]
+
+
+def test_needs_no_model_and_no_second_pass() -> None:
+    model = small_cnn()
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    report = flopcalc.analyze(model, (1, 3, 16, 16))
+    del model
+    gc.collect()
+    assert [c.value for c in conventions.apply_all(report)] == [HAND[name] for name in conventions.CONVENTIONS]
+    assert len(calls) == 1
+
+
+def test_listing_and_unknown_names() -> None:
+    assert list(conventions.CONVENTIONS)[:2] == ["flopcalc", "thop"]
+    assert all(c.rules and c.source for c in conventions.CONVENTIONS.values())
+    with pytest.raises(InputError, match="did you mean fvcore"):
+        conventions.get("fvcor")
+
+
+def test_symbolic_report_is_refused() -> None:
+    report = flopcalc.analyze(small_cnn(), (1, 3, "H", "W"))
+    with pytest.raises(InputError, match="concrete sizes"):
+        report.as_convention("thop")
+
+
+# ResNet-50 at 1x3x224x224 as printed by each peer (issue 12, torch 2.14.1, torchvision 0.29.1).
+RESNET50 = {
+    "thop": 4_133_742_592, "ultralytics-thop": 4_133_742_592, "ptflops-aten": 4_089_185_256,
+    "fvcore": 4_111_512_576, "torchinfo": 4_089_238_376, "torch": 8_178_368_512,
+}
+
+
+def test_resnet50_as_the_peers_print_it() -> None:
+    with torch.device("meta"):
+        model = torchvision.models.resnet50()
+    report = flopcalc.analyze(model, (1, 3, 224, 224))
+    assert {name: report.as_convention(name).value for name in RESNET50} == RESNET50
+
+
+runner = CliRunner()
+
+
+def test_cli_one_convention_and_all() -> None:
+    one = runner.invoke(app, ["alexnet", "--input", "3x224x224", "--convention", "torch"])
+    assert one.exit_code == 0, one.output
+    # alexnet: 714,188,480 MACs (README) -> FlopCounterMode prints 1,428,376,960 FLOPs
+    assert "1,428,376,960 FLOPs" in one.output
+    every = runner.invoke(app, ["alexnet", "--input", "3x224x224", "--convention", "all", "--format", "markdown"])
+    assert every.exit_code == 0, every.output
+    assert every.output.count("\n| `") == len(conventions.CONVENTIONS)
+
+
+def test_cli_json_as_convention() -> None:
+    result = runner.invoke(app, ["alexnet", "--input", "3x224x224", "--convention", "ptflops-aten", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)["as_convention"]
+    # alexnet biases: conv 64*55*55 + 192*27*27 + 384*13*13 + 256*13*13 + 256*13*13
+    # = 193,600 + 139,968 + 64,896 + 43,264 + 43,264 = 484,992 and linear 4,096 + 4,096 + 1,000 = 9,192 bias adds,
+    # counted as MACs by ptflops (aten)
+    assert data["value"] == 714_188_480 + 484_992 + 9_192
+    assert data["unit"] == "MACs" and data["differences"][0]["amount"] == 494_184
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--convention", "nope"], "unknown convention 'nope'"),
+    (["--convention", "thop", "--format", "csv"], "goes with --format table, markdown or json"),
+])
+def test_cli_bad_convention(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["alexnet", "--input", "3x224x224", *args])
+    assert result.exit_code == 2
+    assert message in result.output
