@@ -17,6 +17,10 @@ test -x "$venv/bin/python" || python3 -m venv "$venv"
 for spec in ptflops==0.7.5 fvcore==0.1.5.post20221221 torchinfo==1.8.0; do
     "${pip[@]}" "$spec" || echo "${spec%%==*}" >>"$venv/missing.txt"
 done
+# DeepSpeed's profiler and calflops (which imports transformers without declaring it) count the reference
+# numbers of tests/data/peer_counts.json (bench/peer_counts.py); DS_BUILD_OPS=0 installs no CUDA kernels.
+DS_BUILD_OPS=0 "${pip[@]}" deepspeed==0.19.8 || echo deepspeed >>"$venv/missing.txt"
+"${pip[@]}" calflops==0.3.2 transformers accelerate || echo calflops >>"$venv/missing.txt"
 for spec in thop==0.1.1.post2209072238:thop-lyken17 ultralytics-thop==2.2.3:thop-ultralytics; do
     rm -rf "${venv:?}/${spec#*:}"
     "${pip[@]}" --no-deps --target "$venv/${spec#*:}" "${spec%%:*}" || echo "${spec%%==*}" >>"$venv/missing.txt"

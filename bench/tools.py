@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,6 +113,27 @@ def _torchinfo(model: nn.Module, shape: tuple[int, ...]) -> Counted:
     return stats.total_mult_adds, stats.total_params, None
 
 
+def _deepspeed(model: nn.Module, shape: tuple[int, ...]) -> Counted:
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")  # no GPU needed to count
+    from deepspeed.profiling.flops_profiler import get_model_profile
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        flops, macs, params = get_model_profile(
+            model, input_shape=shape, print_profile=False, detailed=False, as_string=False
+        )
+    return {"MACs": macs, "FLOPs": flops}, params, None  # type: ignore[return-value]
+
+
+def _calflops(model: nn.Module, shape: tuple[int, ...]) -> Counted:
+    from calflops import calculate_flops
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        flops, macs, params = calculate_flops(
+            model, input_shape=shape, output_as_string=False, print_results=False, print_detailed=False
+        )
+    return {"MACs": macs, "FLOPs": flops}, params, None  # type: ignore[return-value]
+
+
 FLOOR = Tool("meta forward", "meta", _forward)
 """The floor: one forward pass on the meta device, counting nothing."""
 
@@ -133,7 +155,15 @@ PEERS = (
     Tool("torchinfo", "meta", _torchinfo, package="torchinfo", convention="torchinfo"),
 )
 
-TOOLS = {tool.name: tool for tool in (FLOOR, CPU_FORWARD, FLOPCALC, *PEERS)}
+PROFILERS = (
+    # Both patch F.linear, whose meta kernel calls the patched torch.matmul again: they run on the CPU.
+    Tool("DeepSpeed", "cpu", _deepspeed, package="deepspeed", convention="deepspeed"),
+    Tool("calflops", "cpu", _calflops, package="calflops", convention="calflops"),
+)
+"""Counters that print MACs and FLOPs (``reported`` is ``{"MACs": ..., "FLOPs": ...}``); not timed by the bench,
+only counted for the reference numbers of the tests (peer_counts.py)."""
+
+TOOLS = {tool.name: tool for tool in (FLOOR, CPU_FORWARD, FLOPCALC, *PEERS, *PROFILERS)}
 
 
 def version(tool: Tool, venv: Path) -> str:

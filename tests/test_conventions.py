@@ -40,7 +40,14 @@ HAND = {
     # torchinfo: conv (216 + 8 params) * 16*16 positions = 57,344; BN 16 params * batch 1; linear 90 params * 1
     "torchinfo": (216 + 8) * 256 + 16 + 90,
     "torch": 2 * (55_296 + 80),  # FLOPs, 2 per MAC
+    # ptflops (pytorch): conv hook 55,296 + 2,048 bias; BN hook 2,048 * 2 (affine); ReLU hook 2,048 + patched F.relu
+    # 2,048; adaptive pool hook 2,048 inputs + patched F.adaptive_avg_pool2d 2,048; linear hook 8*10 + 10 bias
+    "ptflops": 55_296 + 2_048 + 4_096 + 4_096 + 4_096 + 90,
+    "deepspeed": 55_296 + 80,  # MACs; FLOPs below
+    "calflops": 55_296 + 80,
 }
+# DeepSpeed and calflops FLOPs: 2 * 55,376 MACs + conv bias 2,048 + BN 2 * 2,048 + relu 2,048 + pool input 2,048
+PROFILER_FLOPS = 2 * 55_376 + 2_048 + 4_096 + 2_048 + 2_048
 
 
 @pytest.mark.parametrize("name", sorted(HAND))
@@ -48,6 +55,13 @@ def test_hand_counted(small_report: flopcalc.Report, name: str) -> None:
     result = small_report.as_convention(name)
     assert result.value == HAND[name]
     assert result.value == result.baseline + sum(d.amount for d in result.differences)
+
+
+@pytest.mark.parametrize("name", ["deepspeed", "calflops"])
+def test_profilers_print_flops_too(small_report: flopcalc.Report, name: str) -> None:
+    (flops,) = small_report.as_convention(name).also
+    assert (flops.value, flops.unit) == (PROFILER_FLOPS, "FLOPs")
+    assert flops.value == flops.baseline + sum(d.amount for d in flops.differences)
 
 
 def test_differences_by_rule(small_report: flopcalc.Report) -> None:
@@ -126,7 +140,8 @@ def test_cli_one_convention_and_all() -> None:
     assert "1,428,376,960 FLOPs" in one.output
     every = runner.invoke(app, ["alexnet", "--input", "3x224x224", "--convention", "all", "--format", "markdown"])
     assert every.exit_code == 0, every.output
-    assert every.output.count("\n| `") == len(conventions.CONVENTIONS)
+    # one row per printed figure: flopcalc, DeepSpeed and calflops print FLOPs besides MACs
+    assert every.output.count("\n| `") == len(conventions.CONVENTIONS) + 3
 
 
 def test_cli_json_as_convention() -> None:

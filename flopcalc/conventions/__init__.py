@@ -13,8 +13,10 @@ from __future__ import annotations
 import difflib
 
 from flopcalc.conventions.base import Convention, ConventionResult, Difference, baseline_ledger
+from flopcalc.conventions.deepspeed import calflops, deepspeed
 from flopcalc.conventions.dispatch import flop_counter_mode, ptflops_aten
 from flopcalc.conventions.fvcore import fvcore
+from flopcalc.conventions.ptflops import ptflops_pytorch
 from flopcalc.conventions.thop import thop, ultralytics_thop
 from flopcalc.conventions.torchinfo import torchinfo
 from flopcalc.errors import InputError
@@ -23,8 +25,11 @@ from flopcalc.report import Report
 
 def _flopcalc(report: Report) -> ConventionResult:
     ledger, baseline = baseline_ledger(report)
-    flops = int(report.totals.flops)
-    return ledger.result("flopcalc", "flopcalc", "MACs", baseline, also={"FLOPs": flops})
+    flops, _ = baseline_ledger(report, per_mac=2)
+    flops.add("other ops: bias adds, norms, activations, pooling, softmax (1 per scalar op)",
+              int(report.totals.flops) - 2 * int(report.totals.macs))
+    second = flops.result("flopcalc", "flopcalc", "FLOPs", 2 * int(report.totals.macs))
+    return ledger.result("flopcalc", "flopcalc", "MACs", baseline, also=(second,))
 
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
@@ -51,6 +56,19 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "functional matmul, @, bmm, einsum, F.linear, SDPA outside a counted module: their MACs",
         "ReLU family, MaxPool, Dropout, Embedding and containers: 0",
     ), ultralytics_thop),
+    Convention("ptflops", "ptflops 0.7.5 (pytorch backend, its default)", "MACs",
+               "ptflops/pytorch_ops.py (MODULES_MAPPING, FUNCTIONAL_MAPPING), ptflops/pytorch_engine.py:23,348,434", (
+        "a hook per module of an exact type (a hooked module's children are not visited), plus patched F.* and "
+        "torch.* functions counted wherever they run, so activations and pooling count twice",
+        "Conv, ConvTranspose, Linear: MACs plus one per bias add",
+        "ReLU, PReLU, ELU, LeakyReLU, ReLU6, GELU: 1 per output element; pooling: 1 per input element",
+        "BatchNorm, InstanceNorm, GroupNorm, LayerNorm: 1 per element, 2 when the module has affine=True "
+        "(LayerNorm has elementwise_affine, so 1)",
+        "MultiheadAttention: projections with bias, query scaling, q.k, softmax 1 per score, attention.v",
+        "patched F.relu/prelu/elu/relu6/gelu/silu/softmax and F.*pool*: 1 per input element; F.interpolate; "
+        "torch.matmul/mm/bmm/addmm/baddbmm: MACs (plus the added matrix); F.linear and @ are not patched",
+        "the module part is divided by the batch size, the functional part is not",
+    ), ptflops_pytorch),
     Convention("ptflops-aten", "ptflops 0.7.5 (aten backend)", "MACs", "ptflops/aten_ops.py (ATEN_OPS_MAPPING)", (
         "only aten mm, bmm, addmm and convolution are counted; everything else (baddbmm, SDPA kernels, "
         "elementwise ops) is 0",
@@ -75,6 +93,23 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "bias adds and every elementwise op: 0; ops outside its registry (the CPU flash-attention kernel, "
         "the fused LSTM) count 0, so the number depends on the device",
     ), flop_counter_mode),
+    Convention("deepspeed", "DeepSpeed 0.19.8 flops profiler", "MACs",
+               "deepspeed/profiling/flops_profiler/profiler.py:523-870, 890, 949", (
+        "prints MACs and FLOPs; products are MACs and 2 FLOPs each, everything else FLOPs only",
+        "F.linear: bias not counted; F.conv*: bias counted in FLOPs (1 per output); torch.baddbmm: the added "
+        "matrix counted in FLOPs",
+        "matmul, @, mm, bmm, einsum, scaled_dot_product_attention: their MACs",
+        "relu, relu6, elu, leaky_relu, prelu, silu, gelu, softmax, every pooling: 1 FLOP per input element",
+        "batch_norm (inference) 2 per element with affine; layer, group, instance norm 5 per element",
+        "interpolate: prod(size) without batch and channels, or input elements x scale factor",
+        "+, *, sigmoid, tanh, hardswish and fused kernels (MultiheadAttention's fast path): 0",
+    ), deepspeed),
+    Convention("calflops", "calflops 0.3.2", "MACs", "calflops/pytorch_ops.py:128, 452, 505", (
+        "DeepSpeed's rules as of 2023, with these differences:",
+        "scaled_dot_product_attention is not patched: 0 (attention of SDPA models missed)",
+        "torch.bmm and torch.mm are not patched (commented out): MultiheadAttention's q.k and attention.v are 0",
+        "ConvTranspose with groups: the per-group filters are divided by the groups again",
+    ), calflops),
 )}
 
 

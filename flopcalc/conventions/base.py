@@ -10,8 +10,8 @@ the labelled sums are the *differences*, and the ones that drop work the peer do
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from flopcalc.errors import InputError
@@ -35,7 +35,8 @@ class ConventionResult:
 
     ``value`` is in ``unit``; ``baseline`` is flopcalc's count in the same unit (its MACs, or 2 x MACs for a
     FLOPs unit), so ``value == baseline + sum of the differences``. ``also`` holds the tool's second headline
-    figure where it prints two (DeepSpeed and calflops print MACs and FLOPs).
+    figure, with its own differences, where it prints two (flopcalc, DeepSpeed and calflops print MACs and
+    FLOPs).
     """
 
     name: str
@@ -45,7 +46,7 @@ class ConventionResult:
     baseline: int
     differences: tuple[Difference, ...]
     blind_spots: tuple[str, ...]
-    also: Mapping[str, int] = field(default_factory=dict)
+    also: tuple[ConventionResult, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``as_convention`` in docs/json-schema.md)."""
@@ -57,7 +58,7 @@ class ConventionResult:
             "baseline": self.baseline,
             "differences": [{"rule": d.rule, "amount": d.amount} for d in self.differences],
             "blind_spots": list(self.blind_spots),
-            "also": dict(self.also),
+            "also": [second.to_dict() for second in self.also],
         }
 
 
@@ -92,11 +93,11 @@ class Ledger:
             self.blind[rule] = self.blind.get(rule, 0) + amount
 
     def result(self, convention_name: str, tool: str, unit: Unit, baseline: int,
-               also: Mapping[str, int] | None = None, notes: tuple[str, ...] = ()) -> ConventionResult:
+               also: tuple[ConventionResult, ...] = (), notes: tuple[str, ...] = ()) -> ConventionResult:
         differences = tuple(Difference(rule, amount) for rule, amount in self.terms.items() if amount)
         blind = tuple(f"{rule}: {amount:+,} {unit}" for rule, amount in self.blind.items() if amount) + notes
         value = baseline + sum(d.amount for d in differences)
-        return ConventionResult(convention_name, tool, value, unit, baseline, differences, blind, dict(also or {}))
+        return ConventionResult(convention_name, tool, value, unit, baseline, differences, blind, also)
 
 
 @dataclass(frozen=True)

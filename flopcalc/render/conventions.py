@@ -22,25 +22,26 @@ def _ratio(result: ConventionResult) -> str:
     return f"{result.value / result.baseline:.4f}" if result.baseline else "–"
 
 
-def _also(result: ConventionResult) -> str:
-    return "".join(f" and {value:,} {unit}" for unit, value in result.also.items())
+def figures(result: ConventionResult) -> tuple[ConventionResult, ...]:
+    """The headline figure and any second one the tool prints (FLOPs next to MACs)."""
+    return (result, *result.also)
 
 
 def side_by_side_rows(results: Sequence[ConventionResult]) -> list[tuple[str, ...]]:
-    """One row per convention: name, tool, value, unit, ratio to flopcalc's count in that unit, differences."""
-    rows = []
-    for result in results:
-        why = "; ".join(f"{d.rule} {d.amount:+,}" for d in result.differences) or "same count"
-        rows.append((result.name, result.tool, f"{result.value:,}{_also(result)}", result.unit, _ratio(result), why))
-    return rows
+    """One row per printed figure: name, tool, value, unit, ratio to flopcalc's count in that unit, differences
+    (one per line)."""
+    return [
+        (figure.name, figure.tool, f"{figure.value:,}", figure.unit, _ratio(figure),
+         "\n".join(f"{d.rule} {d.amount:+,}" for d in figure.differences) or "same count")
+        for result in results for figure in figures(result)
+    ]
 
 
 def _headline(result: ConventionResult) -> list[tuple[str, str]]:
-    return [
-        (result.tool, cells.fmt_scaled(result.value, result.unit) + _also(result)),
-        ("flopcalc", cells.fmt_scaled(result.baseline, result.unit)
-         + (" (2 × its MACs, the unit this tool prints)" if result.unit == "FLOPs" else "")),
-    ]
+    items = [(f"{result.tool} prints", cells.fmt_scaled(figure.value, figure.unit)) for figure in figures(result)]
+    items += [("flopcalc", cells.fmt_scaled(figure.baseline, figure.unit)
+               + (" (2 × its MACs)" if figure.unit == "FLOPs" else "")) for figure in figures(result)]
+    return items
 
 
 def convention_to_rich(report: Report, result: ConventionResult) -> RenderableType:
@@ -52,15 +53,17 @@ def convention_to_rich(report: Report, result: ConventionResult) -> RenderableTy
     for label, value in _headline(result):
         head.add_row(label, value)
     parts: list[RenderableType] = [title, head]
-    if result.differences:
-        table = Table(box=box.SIMPLE_HEAD, title=Text("Differences from flopcalc, by rule"), title_justify="left")
+    for figure in figures(result):
+        if not figure.differences:
+            parts.append(Text(f"{figure.unit}: same count as flopcalc."))
+            continue
+        table = Table(box=box.SIMPLE_HEAD, title=Text(f"{figure.unit}: differences from flopcalc, by rule"),
+                      title_justify="left")
         table.add_column("Rule")
-        table.add_column(result.unit, justify="right", no_wrap=True)
-        for difference in result.differences:
+        table.add_column(figure.unit, justify="right", no_wrap=True)
+        for difference in figure.differences:
             table.add_row(Text(difference.rule), f"{difference.amount:+,}")
         parts.append(table)
-    else:
-        parts.append(Text("Same count as flopcalc."))
     if result.blind_spots:
         parts.append(Text("Blind spots for this model", style="bold"))
         parts.extend(Text(f"  - {spot}") for spot in result.blind_spots)
@@ -83,8 +86,9 @@ def conventions_to_rich(report: Report, results: Sequence[ConventionResult]) -> 
 def convention_to_markdown(report: Report, result: ConventionResult) -> str:
     lines = [f"### {escape(cells.title(report))}: counted as {escape(result.tool)} counts", ""]
     lines += [f"- **{escape(label)}**: {escape(value)}" for label, value in _headline(result)]
-    lines += ["", f"| Rule | {result.unit} |", "|---|---:|"]
-    lines += [f"| {escape(d.rule)} | {d.amount:+,} |" for d in result.differences] or ["| same count | 0 |"]
+    for figure in figures(result):
+        lines += ["", f"| Rule | {figure.unit} |", "|---|---:|"]
+        lines += [f"| {escape(d.rule)} | {d.amount:+,} |" for d in figure.differences] or ["| same count | 0 |"]
     if result.blind_spots:
         lines += ["", "Blind spots:", *(f"- {escape(spot)}" for spot in result.blind_spots)]
     lines += ["", f"Rules ({escape(CONVENTIONS[result.name].source)}):"]
@@ -97,5 +101,6 @@ def conventions_to_markdown(report: Report, results: Sequence[ConventionResult])
     lines.append("| " + " | ".join(SIDE_BY_SIDE) + " |")
     lines.append("|---|---|---:|---|---:|---|")
     for row in side_by_side_rows(results):
-        lines.append("| " + " | ".join(f"`{row[0]}`" if i == 0 else escape(cell) for i, cell in enumerate(row)) + " |")
+        cells_ = [f"`{row[0]}`", *(escape(cell).replace("\n", "; ") for cell in row[1:])]
+        lines.append("| " + " | ".join(cells_) + " |")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,145 @@
+"""DeepSpeed's flops profiler (0.19.8) and calflops (0.3.2, a 2023 fork of it): both monkey-patch ``F.*`` and a
+few ``torch.*`` functions and report MACs and FLOPs (2 per MAC for products, one per element for the rest).
+
+Sources: DeepSpeed ``deepspeed/profiling/flops_profiler/profiler.py:523-870`` (the ``_*_flops_compute``
+rules), ``:890`` (``_patch_functionals``), ``:949`` (``_patch_tensor_methods``: matmul, ``@``, mm, bmm, addmm,
+mul, add, einsum, baddbmm); calflops ``calflops/pytorch_ops.py:452`` (``_patch_functionals``, no
+``scaled_dot_product_attention``), ``:505`` (the tensor methods: torch.mm and torch.bmm commented out, no
+``__matmul__``), ``:128`` (``_conv_trans_flops_compute``, which divides the per-group filters by the groups
+once more).
+
+A patched function is called from Python, the per-op record holds the aten ops it became, so each op is read
+as the function that produces it: ``addmm``/``mm`` inside ``nn.Linear`` as ``F.linear`` (bias not counted),
+``convolution`` as ``F.conv*`` (bias counted in FLOPs), ``_softmax`` as ``F.softmax`` while the
+``_safe_softmax`` of scaled_dot_product_attention's math kernel is internal and not counted. Two things the
+dispatcher cannot tell apart are read the common way: an ``add``/``mul`` as the ``+``/``*`` operator (not
+counted; an explicit ``torch.add``/``torch.mul`` would be), and a ``bmm``/``mm`` outside a linear layer as
+``torch.matmul``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from flopcalc.conventions.base import Call, ConventionResult, Ledger, calls, nn_class
+from flopcalc.facts import OpTally
+from flopcalc.report import Report
+
+LINEAR_PRODUCTS = frozenset({"aten.addmm", "aten.mm"})
+MATMULS = frozenset({"aten.mm", "aten.bmm"})
+ACTIVATIONS = frozenset({"aten.relu", "aten.relu_", "aten.hardtanh", "aten.hardtanh_", "aten.elu", "aten.elu_",
+                         "aten.leaky_relu", "aten.leaky_relu_", "aten.silu", "aten.silu_", "aten.gelu",
+                         "aten.gelu_", "aten._prelu_kernel", "aten.prelu"})
+POOLS = frozenset({"aten.max_pool1d", "aten.max_pool2d_with_indices", "aten.max_pool3d_with_indices",
+                   "aten.avg_pool1d", "aten.avg_pool2d", "aten.avg_pool3d", "aten._adaptive_avg_pool2d",
+                   "aten._adaptive_avg_pool3d", "aten.adaptive_max_pool2d", "aten.adaptive_max_pool3d",
+                   "aten.adaptive_max_pool1d", "aten.adaptive_avg_pool1d"})
+BATCH_NORM_OPS = frozenset({"aten.native_batch_norm", "aten._native_batch_norm_legit_no_training",
+                            "aten._native_batch_norm_legit"})
+UPSAMPLE_OPS = frozenset({"aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
+                          "aten._upsample_nearest_exact2d", "aten.upsample_linear1d", "aten.upsample_bilinear2d",
+                          "aten.upsample_bicubic2d", "aten.upsample_trilinear3d"})
+ADAPTIVE_POOL = nn_class("pooling.AdaptiveAvgPool1d", "pooling.AdaptiveAvgPool2d", "pooling.AdaptiveAvgPool3d")
+INSTANCE_NORM = nn_class("instancenorm._InstanceNorm")
+MHA = nn_class("activation.MultiheadAttention")
+UPSAMPLE = nn_class("upsampling.Upsample")
+RECURRENT = nn_class("rnn.RNNBase", "rnn.RNNCellBase")
+CONV_T = nn_class("conv._ConvTransposeNd")
+
+
+def _upsample(call: Call, tally: OpTally) -> int:
+    """``_upsample_flops_compute``: prod(size) when a size is given (batch and channels dropped), else input
+    elements x the scale factor per spatial dimension."""
+    size = call.facts.get("size") if call.facts.derives_from(*UPSAMPLE) else None
+    if size is not None:
+        return math.prod(size) if isinstance(size, tuple) else int(size)
+    return tally.output_elements
+
+
+class _Profile:
+    """MACs and FLOPs of one profiler, accumulated as labelled differences from flopcalc's MACs (and 2 x MACs)."""
+
+    def __init__(self, report: Report) -> None:
+        self.macs, self.flops = Ledger(), Ledger()
+        gap = int(report.totals.measured_macs) - int(report.totals.macs)
+        self.macs.add("flopcalc's per-op measurement where it differs from its formulas", gap)
+        self.flops.add("flopcalc's per-op measurement where it differs from its formulas", 2 * gap)
+        self.baseline = int(report.totals.macs)
+
+    def missed(self, rule: str, macs: int) -> None:
+        self.macs.add(rule, -macs, blind=True)
+        self.flops.add(rule, -2 * macs, blind=True)
+
+    def flops_only(self, rule: str, amount: int) -> None:
+        self.flops.add(rule, amount)
+
+    def results(self, name: str, tool: str, notes: tuple[str, ...]) -> ConventionResult:
+        """MACs as the headline, FLOPs as the second figure (both are printed by the tool)."""
+        flops = self.flops.result(name, tool, "FLOPs", 2 * self.baseline)
+        return self.macs.result(name, tool, "MACs", self.baseline, notes=notes, also=(flops,))
+
+
+def _profile(report: Report, calflops: bool) -> ConventionResult:
+    profile = _Profile(report)
+    recurrent = 0
+    for call in calls(report):
+        f = call.facts
+        if f.derives_from(*RECURRENT):
+            recurrent += 1
+            continue
+        in_linear = f.derives_from(*nn_class("linear.Linear"))
+        in_mha = f.derives_from(*MHA)
+        sdpa = "aten._safe_softmax" in call.row.op_tallies
+        affine = bool(f.get("affine", f.get("elementwise_affine", True)))
+        for name, tally in call.ops():
+            macs, bias = int(tally.count.macs), int(tally.count.ops.get("bias_add", 0))
+            if name in ("aten.convolution", "aten._convolution"):
+                profile.flops_only("convolution bias adds", bias)
+                if calflops and f.derives_from(*CONV_T) and f.get("groups", 1) > 1:
+                    groups = f.get("groups")
+                    profile.missed("ConvTranspose: per-group filters divided by the groups again",
+                                   macs - macs // groups)
+            elif name in LINEAR_PRODUCTS and (in_linear or name == "aten.addmm"):
+                continue  # F.linear: MACs, 2 x MACs, bias not counted
+            elif name == "aten.baddbmm":
+                profile.flops_only("baddbmm: the added matrix, 1 per element", bias)
+            elif name in MATMULS and sdpa:
+                if calflops:
+                    profile.missed("scaled_dot_product_attention is not patched (0)", macs)
+            elif name == "aten.bmm" and calflops and in_mha:
+                profile.missed("torch.bmm is not patched (its patch is commented out)", macs)
+            elif name in MATMULS:
+                continue
+            elif name in ACTIVATIONS:
+                profile.flops_only("activations (relu, relu6, elu, leaky_relu, prelu, silu, gelu) 1 per element",
+                                   tally.input_elements)
+            elif name in BATCH_NORM_OPS and f.derives_from(*INSTANCE_NORM):
+                profile.flops_only("instance_norm 5 per element with affine, else 4",
+                                   tally.input_elements * (5 if affine else 4))
+            elif name in BATCH_NORM_OPS:
+                per = (5 if affine else 4) if f.get("training") else (2 if affine else 1)
+                profile.flops_only("batch_norm 2 per element with affine (inference)", tally.input_elements * per)
+            elif name in ("aten.native_layer_norm", "aten.native_group_norm"):
+                profile.flops_only(f"{name.removeprefix('aten.native_')} 5 per element with affine, else 4",
+                                   tally.input_elements * (5 if affine else 4))
+            elif name in POOLS or (name == "aten.mean" and f.derives_from(*ADAPTIVE_POOL)):
+                profile.flops_only("pooling 1 per input element", tally.input_elements)
+            elif name == "aten._softmax":
+                profile.flops_only("softmax 1 per element", tally.input_elements)
+            elif name in UPSAMPLE_OPS:
+                profile.flops_only("interpolate: prod(size), or input elements x scale", _upsample(call, tally))
+            elif macs:
+                profile.missed(f"{name} is not patched (0)", macs)
+    notes = (f"{recurrent} recurrent layer call(s): the profiler's RNN hooks are not reproduced, flopcalc's "
+             "count is kept for them",) if recurrent else ()
+    if calflops:
+        return profile.results("calflops", "calflops 0.3.2", notes)
+    return profile.results("deepspeed", "DeepSpeed 0.19.8 flops profiler", notes)
+
+
+def deepspeed(report: Report) -> ConventionResult:
+    return _profile(report, calflops=False)
+
+
+def calflops(report: Report) -> ConventionResult:
+    return _profile(report, calflops=True)
