@@ -163,3 +163,48 @@ def test_cli_bad_convention(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["alexnet", "--input", "3x224x224", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def tiny_gpt2() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=128,
+                                     bos_token_id=0, eos_token_id=0)
+    with torch.device("meta"):
+        return transformers.GPT2LMHeadModel(config).eval()
+
+
+@pytest.fixture(scope="module")
+def gpt2_report() -> flopcalc.Report:
+    return flopcalc.analyze(tiny_gpt2(), flopcalc.InputSpec((1, 32), torch.int64))
+
+
+# tiny GPT-2: 2 layers, d = 64, vocab 1,000, 128 positions, 32 tokens. Each layer: ln 2*64 = 128, attention
+# 64*192 + 192 = 12,480 and 64*64 + 64 = 4,160, ln 128, mlp 64*256 + 256 = 16,640 and 256*64 + 64 = 16,448:
+# 49,984; final ln 128. N = 2 * 49,984 + 128 = 100,096; the embeddings 1,000*64 + 128*64 = 72,192 are left
+# out (the head is tied to wte).
+N_GPT2 = 2 * 49_984 + 128
+LLM = {
+    "2N": 2 * N_GPT2 * 32,
+    # attention: 2 * n_layer * n_ctx * d_attn = 2 * 2 * 32 * 64 per token
+    "kaplan": 2 * N_GPT2 * 32 + 2 * 2 * 32 * 64 * 32,
+    "palm": 6 * N_GPT2 * 32 + 12 * 2 * 64 * 32 * 32,
+    # 24*B*s*L*h^2 * 3 + 4*B*s^2*L*h * 3 + 2*B*s*h*V * 3 with B=1, s=32, L=2, h=64, V=1,000
+    "megatron": 3 * (24 * 32 * 2 * 64 * 64 + 4 * 32 * 32 * 2 * 64 + 2 * 32 * 64 * 1_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LLM))
+def test_language_model_formulas(gpt2_report: flopcalc.Report, name: str) -> None:
+    result = gpt2_report.as_convention(name)
+    assert (result.value, result.unit) == (LLM[name], "FLOPs")
+
+
+def test_megatron_with_recomputation(gpt2_report: flopcalc.Report) -> None:
+    (recompute,) = gpt2_report.as_convention("megatron").also
+    assert recompute.value == LLM["megatron"] // 3 * 4
+
+
+def test_language_model_formulas_need_a_language_model(small_report: flopcalc.Report) -> None:
+    with pytest.raises(InputError, match="is for language models"):
+        small_report.as_convention("palm")
+    assert "palm" not in [result.name for result in conventions.apply_all(small_report)]

@@ -16,6 +16,7 @@ from flopcalc.conventions.base import Convention, ConventionResult, Difference, 
 from flopcalc.conventions.deepspeed import calflops, deepspeed
 from flopcalc.conventions.dispatch import flop_counter_mode, ptflops_aten
 from flopcalc.conventions.fvcore import fvcore
+from flopcalc.conventions.llm import kaplan, megatron, palm, two_n
 from flopcalc.conventions.ptflops import ptflops_pytorch
 from flopcalc.conventions.thop import thop, ultralytics_thop
 from flopcalc.conventions.torchinfo import torchinfo
@@ -47,7 +48,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "ReLU, ReLU6, LeakyReLU, MaxPool, Dropout: 0",
     ), thop),
     Convention("ultralytics-thop", "ultralytics-thop 2.2.3", "MACs",
-               "thop/profile.py:37,112,145, thop/vision/basic_hooks.py", (
+               "thop/profile.py:42,177,214, thop/vision/basic_hooks.py", (
         "a rule per module type found through the MRO (subclasses count as their base)",
         "Conv: output elements x C_in/G x prod(K); ConvTranspose by input volume; bias not counted",
         "norms (_NormBase, LayerNorm, GroupNorm, RMSNorm): 2 per input element, doubled when affine",
@@ -57,7 +58,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "ReLU family, MaxPool, Dropout, Embedding and containers: 0",
     ), ultralytics_thop),
     Convention("ptflops", "ptflops 0.7.5 (pytorch backend, its default)", "MACs",
-               "ptflops/pytorch_ops.py (MODULES_MAPPING, FUNCTIONAL_MAPPING), ptflops/pytorch_engine.py:23,348,434", (
+               "ptflops/pytorch_ops.py:271,422,453, ptflops/pytorch_engine.py:23,348,434", (
         "a hook per module of an exact type (a hooked module's children are not visited), plus patched F.* and "
         "torch.* functions counted wherever they run, so activations and pooling count twice",
         "Conv, ConvTranspose, Linear: MACs plus one per bias add",
@@ -69,7 +70,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "torch.matmul/mm/bmm/addmm/baddbmm: MACs (plus the added matrix); F.linear and @ are not patched",
         "the module part is divided by the batch size, the functional part is not",
     ), ptflops_pytorch),
-    Convention("ptflops-aten", "ptflops 0.7.5 (aten backend)", "MACs", "ptflops/aten_ops.py (ATEN_OPS_MAPPING)", (
+    Convention("ptflops-aten", "ptflops 0.7.5 (aten backend)", "MACs", "ptflops/aten_ops.py:109 (ATEN_OPS_MAPPING)", (
         "only aten mm, bmm, addmm and convolution are counted; everything else (baddbmm, SDPA kernels, "
         "elementwise ops) is 0",
         "the bias of addmm and convolution counts as one MAC per output element",
@@ -104,12 +105,26 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "interpolate: prod(size) without batch and channels, or input elements x scale factor",
         "+, *, sigmoid, tanh, hardswish and fused kernels (MultiheadAttention's fast path): 0",
     ), deepspeed),
-    Convention("calflops", "calflops 0.3.2", "MACs", "calflops/pytorch_ops.py:128, 452, 505", (
+    Convention("calflops", "calflops 0.3.2", "MACs", "calflops/pytorch_ops.py:128, 452, 507-525", (
         "DeepSpeed's rules as of 2023, with these differences:",
         "scaled_dot_product_attention is not patched: 0 (attention of SDPA models missed)",
         "torch.bmm and torch.mm are not patched (commented out): MultiheadAttention's q.k and attention.v are 0",
         "ConvTranspose with groups: the per-group filters are divided by the groups again",
     ), calflops),
+    Convention("2N", "2N per token (Kaplan et al. 2020)", "FLOPs", "Kaplan et al. 2020, section 2.1", (
+        "forward FLOPs = 2 x N per token, N = parameters without the embedding tables",
+    ), two_n, language_model=True),
+    Convention("kaplan", "Kaplan et al. 2020, forward", "FLOPs", "Kaplan et al. 2020, Table 1", (
+        "forward FLOPs per token = 2N + 2 x n_layer x n_ctx x d_attn",
+    ), kaplan, language_model=True),
+    Convention("palm", "PaLM (Chowdhery et al. 2022), training", "FLOPs", "Chowdhery et al. 2022, Appendix B", (
+        "training FLOPs per token = 6N + 12 x L x H x Q x T (T the sequence length, H x Q = d_attn)",
+    ), palm, language_model=True),
+    Convention("megatron", "Megatron-LM (Narayanan et al. 2021), training", "FLOPs",
+               "Narayanan et al. 2021, section 5.1", (
+        "FLOPs per training iteration = 24 x B x s x L x h^2 x (1 + s/(6h) + V/(12 x L x h)) x 3; x 4 with full "
+        "activation recomputation (the second figure)",
+    ), megatron, language_model=True),
 )}
 
 
@@ -140,9 +155,17 @@ def apply(report: Report, name: str) -> ConventionResult:
 
 
 def apply_all(report: Report) -> list[ConventionResult]:
-    """Every convention that applies to the model of ``report``."""
+    """Every convention that applies to the model of ``report`` (the language-model formulas only to a
+    language model)."""
     _check_concrete(report)
-    return [c.apply(report) for c in CONVENTIONS.values()]
+    results = []
+    for convention in CONVENTIONS.values():
+        try:
+            results.append(convention.apply(report))
+        except InputError:
+            if not convention.language_model:
+                raise
+    return results
 
 
 __all__ = ["CONVENTIONS", "Convention", "ConventionResult", "Difference", "apply", "apply_all", "get", "names"]

@@ -4,7 +4,7 @@ few ``torch.*`` functions and report MACs and FLOPs (2 per MAC for products, one
 Sources: DeepSpeed ``deepspeed/profiling/flops_profiler/profiler.py:523-870`` (the ``_*_flops_compute``
 rules), ``:890`` (``_patch_functionals``), ``:949`` (``_patch_tensor_methods``: matmul, ``@``, mm, bmm, addmm,
 mul, add, einsum, baddbmm); calflops ``calflops/pytorch_ops.py:452`` (``_patch_functionals``, no
-``scaled_dot_product_attention``), ``:505`` (the tensor methods: torch.mm and torch.bmm commented out, no
+``scaled_dot_product_attention``), ``:507`` (the tensor methods: torch.mm and torch.bmm commented out, no
 ``__matmul__``), ``:128`` (``_conv_trans_flops_compute``, which divides the per-group filters by the groups
 once more).
 

@@ -3,7 +3,7 @@ forward hook on each call; the rules' numbers are MACs for products and one op p
 
 Sources (file:line of the released wheels): thop ``thop/profile.py:21`` (``register_hooks``, exact type
 lookup), ``thop/vision/basic_hooks.py`` and ``thop/vision/calc_func.py`` (the rules); ultralytics-thop
-``thop/profile.py:37`` (``register_hooks``), ``:112`` (``functional_hooks``), ``:145`` (``_resolve_rule``,
+``thop/profile.py:42`` (``register_hooks``), ``:177`` (``functional_hooks``), ``:214`` (``_resolve_rule``,
 through the MRO), ``thop/vision/basic_hooks.py`` (the rules).
 """
 
