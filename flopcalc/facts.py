@@ -9,6 +9,7 @@ argument and result elements, the count flopcalc's rule gave). Both are cheap: a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,13 +20,12 @@ from torch import nn
 
 from flopcalc.measure.core import ZERO, Count
 
-_PLAIN = (bool, int, float, str, type(None))
+_PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
 def _plain(value: Any) -> bool:
-    if isinstance(value, _PLAIN):
-        return True
-    return isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value)
+    kind = type(value)
+    return kind in _PLAIN or (kind is tuple and all(type(v) in _PLAIN for v in value))
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,16 @@ class ModuleFacts:
         return any(own == name for own, _ in self.parameters)
 
 
+@functools.cache
+def _lineage(cls: type) -> tuple[str, ...]:
+    return tuple(f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__)
+
+
 def module_facts(module: nn.Module) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
-    classes = tuple(f"{cls.__module__}.{cls.__qualname__}" for cls in type(module).__mro__)
-    attributes = {name: value for name, value in vars(module).items() if not name.startswith("__") and _plain(value)}
-    parameters = tuple((name, p.numel()) for name, p in module.named_parameters(recurse=False))
+    classes = _lineage(type(module))
+    attributes = {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
+    parameters = tuple((name, p.numel()) for name, p in module._parameters.items() if p is not None)
     return ModuleFacts(classes, attributes, parameters, not module._modules)
 
 
@@ -103,6 +108,7 @@ class OpTally:
             self.count = self.count + count
 
 
+@functools.cache
 def op_name(func: Any) -> str:
     """``aten.addmm`` for any overload of ``aten::addmm``."""
     return str(getattr(func, "overloadpacket", func))
