@@ -149,7 +149,7 @@ PEERS = (
          convention="ultralytics-thop"),
     # On meta, aten.linear runs a Python reference kernel that calls torch.mm, which ptflops' pytorch backend
     # has monkey-patched, so every Linear is counted twice there; it is measured the way it works: on CPU.
-    Tool("ptflops (pytorch)", "cpu", _ptflops("pytorch"), package="ptflops"),
+    Tool("ptflops (pytorch)", "cpu", _ptflops("pytorch"), package="ptflops", convention="ptflops"),
     Tool("ptflops (aten)", "meta", _ptflops("aten"), package="ptflops", convention="ptflops-aten"),
     Tool("fvcore", "cpu", _fvcore, package="fvcore", convention="fvcore"),
     Tool("torchinfo", "meta", _torchinfo, package="torchinfo", convention="torchinfo"),
