@@ -63,6 +63,7 @@ def analyze(
     model_inputs = to_model_inputs(inputs, kwargs)
     registry = REGISTRY.extended(extra) if extra else REGISTRY
     name = name or type(model).__name__
+    _check_hints(model_inputs, hints)
     if model_inputs.is_symbolic:
         report = _analyze_symbolic(model, model_inputs, registry, device, training, name, hints)
     else:
@@ -79,7 +80,9 @@ def evaluate_at(
     """Totals of a closed-form ``report`` at each point, e.g. ``[{"H": 224, "W": 224}]``.
 
     Where the closed form's conditions hold the totals come from it (``"source": "closed form"``); elsewhere
-    the model takes another branch at that size, so that size is analysed concretely (``"concrete"``).
+    the model takes another branch at that size, so that size is analysed concretely (``"concrete"``). Where
+    even the concrete forward pass fails (a size too small for the model), MACs and FLOPs are ``None`` and the
+    source says why.
     ``inputs`` are the symbolic inputs the report was made from.
     """
     if report.closed_form is None:
@@ -90,11 +93,24 @@ def evaluate_at(
             closed = report.evaluate(**point)
             macs, flops, source = closed["macs"], closed["flops"], "closed form"
         except ConditionError:
-            totals = analyze(model, to_model_inputs(inputs).with_sizes(point), device=device).totals
-            macs, flops, source = totals.macs, totals.flops, "concrete"
+            try:
+                totals = analyze(model, to_model_inputs(inputs).with_sizes(point), device=device).totals
+                macs, flops, source = totals.macs, totals.flops, "concrete"
+            except ForwardError as exc:  # the model itself cannot run at this size: say so, count nothing
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                macs, flops, source = None, None, f"not countable: the forward pass fails at this size ({first_line})"
         results.append({"at": dict(point), "params": report.totals.params, "macs": macs, "flops": flops,
                         "source": source})
     return results
+
+
+def _check_hints(inputs: ModelInputs, hints: Mapping[str, int] | None) -> None:
+    """Every hint names a size of the inputs: a hint for another name would silently do nothing."""
+    named = list(dict.fromkeys(d for shape in inputs.shapes for d in shape if isinstance(d, str)))
+    unknown = [name for name in hints or {} if name not in named]
+    if unknown:
+        sizes = f"the named sizes are {', '.join(named)}" if named else "the inputs name no size (e.g. 3xHxW)"
+        raise InputError(f"hint for {', '.join(unknown)}, which is not a size in the inputs; {sizes}")
 
 
 def _analyze_concrete(

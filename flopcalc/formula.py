@@ -152,9 +152,12 @@ class LayerFormula:
             symbol = by_name.get(key, key) if isinstance(key, str) else key
             if isinstance(symbol, sp.Symbol):
                 resolved[symbol] = value
+        from flopcalc.sizes import simplify_sizes  # sizes builds on this module
+
         for symbol in self.intermediates:
             if symbol not in resolved:
-                resolved[symbol] = sp.simplify(self.expand(symbol).xreplace(_sympify_values(resolved)).doit())
+                value = self.expand(symbol).xreplace(_sympify_values(resolved)).doit()
+                resolved[symbol] = sp.sympify(simplify_sizes(value) if value.free_symbols else value)
         return resolved
 
     @cached_property

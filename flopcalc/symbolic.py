@@ -9,6 +9,7 @@ is exact wherever all guards hold. :meth:`ClosedForm.evaluate` checks them and r
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -151,9 +152,19 @@ class ClosedForm:
         checks = _compile(self.symbols, list(self.conditions) or [sp.true])
         return values, checks
 
+    @cached_property
+    def _each_condition(self) -> list[Callable[[list[int]], list[Any]]]:
+        """Each condition on its own, for points where one of them cannot be evaluated."""
+        return [_compile(self.symbols, [condition]) for condition in self.conditions]
+
     def violated(self, values: Mapping[str, int]) -> list[str]:
-        """The conditions that do not hold at ``values``."""
-        results = self._compiled[1](self._point(values))
+        """The conditions that do not hold at ``values``. A condition that cannot be evaluated there (a guard
+        such as ``Mod(1, H//4) != 0`` divides by zero for H < 4) does not hold either."""
+        point = self._point(values)
+        try:
+            results = self._compiled[1](point)
+        except ArithmeticError:
+            results = [_holds(check, point) for check in self._each_condition]
         return [str(c) for c, ok in zip(self.conditions, results) if not ok]
 
     def _point(self, values: Mapping[str, int]) -> list[int]:
@@ -165,10 +176,11 @@ class ClosedForm:
                 + (f"; missing {', '.join(missing)}" if missing else "")
                 + (f"; unknown {', '.join(unknown)}" if unknown else "")
             )
-        point = [int(values[name]) for name in self.hints]
-        if any(v < 1 for v in point):
-            raise ConditionError(f"sizes must be positive integers, got {dict(values)}")
-        return point
+        wrong = {name: values[name] for name in self.hints if not _is_positive_integer(values[name])}
+        if wrong:
+            listed = ", ".join(f"{name}={value!r}" for name, value in wrong.items())
+            raise ConditionError(f"sizes must be positive integers, got {listed}")
+        return [int(values[name]) for name in self.hints]
 
     def evaluate(self, **values: int) -> dict[str, int]:
         """Every total at one point, e.g. ``evaluate(H=224, W=224)["macs"]``; exact integers.
@@ -181,7 +193,10 @@ class ClosedForm:
             raise ConditionError(
                 f"the closed form does not hold at {values}: {'; '.join(broken)}; analyse that size concretely"
             )
-        results = self._compiled[0](self._point(values))
+        try:
+            results = self._compiled[0](self._point(values))
+        except ArithmeticError as exc:
+            raise ConditionError(f"the closed form is undefined at {values} ({exc}); analyse that size concretely") from None
         return {key: _exact(value) for key, value in zip(self.expressions, results)}
 
     def bounds(self) -> dict[str, tuple[int, int | None]]:
@@ -214,6 +229,18 @@ def _compile(args: tuple[sp.Symbol, ...], exprs: list[sp.Basic]) -> Callable[[li
         return lambda point: integer(*point)
     exact = compile_exact(args, exprs)
     return lambda point: exact(*(Fraction(v) for v in point))
+
+
+def _holds(check: Callable[[list[int]], list[Any]], point: list[int]) -> bool:
+    try:
+        return bool(check(point)[0])
+    except ArithmeticError:
+        return False
+
+
+def _is_positive_integer(value: Any) -> bool:
+    """An integral number (int, numpy or sympy integer; not bool, not 2.0 or 2.9) of at least 1."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
 
 
 def _exact(value: Any) -> int:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import sympy as sp
 
 from flopcalc.formula import Number
+from flopcalc.render import closed_forms
+from flopcalc.render.closed_forms import Style
 from flopcalc.report import LayerRow, Report
+from flopcalc.sizes import SizeNames, simplify_sizes
 
 KIB = 1024
 """1 kB = 1024 B, as PyTorch and Keras summaries (and seed report 003) count parameter memory."""
@@ -50,6 +53,19 @@ LISTED = 5
 """How many never-called modules the notes name before summarising the rest."""
 UNCOUNTED_MARK = "*"
 UNCOUNTED_NOTE = f"{UNCOUNTED_MARK} ops without a counting rule ran inside this layer: its counts are a lower bound."
+
+
+class Latex(str):
+    """A value already written in LaTeX (math in ``$…$``): the LaTeX renderer sets it as it is."""
+
+
+def size_names(report: Report) -> SizeNames | None:
+    """For a closed-form report, its intermediate sizes named once (``H₁ = ⌈H/2⌉``); ``None`` otherwise."""
+    return closed_forms.size_names(report) if report.is_symbolic else None
+
+
+def _style(raw: bool, latex: bool) -> Style:
+    return Style.TEXT if raw else Style.LATEX if latex else Style.UNICODE
 
 
 def columns(formulas: bool = False) -> tuple[Column, ...]:
@@ -129,8 +145,8 @@ def fmt_scaled(value: Number, unit: str) -> str:
 
 def fmt_shapes(shapes: Sequence[Sequence[Number]], times: str = "×") -> str:
     """Output shapes joined by ``times``; several outputs separated by commas."""
-    def dim(d: Number) -> str:
-        return str(d) if isinstance(d, int) or getattr(d, "is_Atom", False) else f"({d})"
+    def dim(d: Number | str) -> str:
+        return str(d) if isinstance(d, int | str) or getattr(d, "is_Atom", False) else f"({d})"
 
     return ", ".join(times.join(dim(d) for d in shape) for shape in shapes)
 
@@ -140,13 +156,28 @@ def fmt_bytes(n: int) -> str:
     return f"{n:,} B = {n / KIB:,.3f} kB = {n / KIB**2:,.3f} MB"
 
 
-def format_value(key: str, value: object, raw: bool = False, latex: bool = False) -> str:
+def format_value(
+    key: str, value: object, raw: bool = False, latex: bool = False, names: SizeNames | None = None
+) -> str:
     """One cell as text. ``raw`` keeps numbers machine-readable (no separators) for CSV; ``latex`` writes a
-    symbolic count as LaTeX."""
+    symbolic count as LaTeX. With ``names`` (a closed form), counts and shapes are written in the named
+    intermediate sizes (``9,408·H₁·W₁``); raw ones in normal form without names, so that a CSV cell stands
+    alone (``9408*ceiling(H/2)*ceiling(W/2)``)."""
     if value is None:
         return ""
-    if latex and isinstance(value, sp.Basic):
-        return sp.latex(value)
+    if names is not None and key == "output_shape" and not raw:
+        times = " \\times " if latex else "×"
+        return ", ".join(
+            times.join(closed_forms.shape_dim(d, names, _style(raw, latex)) for d in shape)
+            for shape in value  # type: ignore[attr-defined]
+        )
+    if names is not None and key == "output_shape":
+        value = [[simplify_sizes(d) for d in shape] for shape in value]  # type: ignore[attr-defined]
+    if isinstance(value, sp.Basic):
+        if names is not None:
+            return closed_forms.format_plain(value) if raw else closed_forms.format_count(value, names, _style(raw, latex))
+        if latex:
+            return sp.latex(value)
     if key == "output_shape":
         return fmt_shapes(value, "x" if raw else "×")  # type: ignore[arg-type]
     if key == "share":
@@ -160,8 +191,9 @@ def layer_cells(
     report: Report, depth: int | None = None, formulas: bool = False, latex: bool = False, raw: bool = False
 ) -> list[tuple[LayerRow, dict[str, str]]]:
     """Every visible row with its formatted cells, keyed by column key."""
+    names = size_names(report)
     return [
-        (row, {k: format_value(k, v, raw, latex) for k, v in layer_values(report, row, formulas, latex).items()})
+        (row, {k: format_value(k, v, raw, latex, names) for k, v in layer_values(report, row, formulas, latex).items()})
         for row in visible_rows(report, depth)
     ]
 
@@ -171,8 +203,10 @@ def total_cells(report: Report, formulas: bool = False, raw: bool = False, latex
     t = report.totals
     values: dict[str, object] = {"name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops}
     values["share"] = 100.0 if t.macs and not report.is_symbolic else None
+    names = size_names(report)
     return {
-        column.key: format_value(column.key, values.get(column.key, ""), raw, latex) for column in columns(formulas)
+        column.key: format_value(column.key, values.get(column.key, ""), raw, latex, names)
+        for column in columns(formulas)
     }
 
 
@@ -180,8 +214,11 @@ def _by_kind(ops: Mapping[str, Number]) -> str:
     return ", ".join(f"{kind} {fmt_count(n)}" for kind, n in sorted(ops.items()))
 
 
-def totals_items(report: Report) -> list[tuple[str, str]]:
-    """The totals block as (label, value) lines; every count names its unit (params, MACs, FLOPs, bytes)."""
+def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
+    """The totals block as (label, value) lines; every count names its unit (params, MACs, FLOPs, bytes).
+
+    For a closed form the counts are written in the named sizes, listed first (``Where``); with ``latex``
+    those values are :class:`Latex`."""
     t = report.totals
     by_dtype = ", ".join(f"{dtype} {n:,} B" for dtype, n in sorted(t.param_bytes_by_dtype.items()))
     items = [
@@ -195,12 +232,61 @@ def totals_items(report: Report) -> list[tuple[str, str]]:
         ("Keras total params", f"{t.keras_total_params:,} (trainable + non-trainable)"),
         ("Buffers", f"{t.buffers:,} elements, {t.buffer_bytes:,} B"),
         ("Parameter memory", fmt_bytes(t.param_bytes) + (f" ({by_dtype})" if by_dtype else "")),
-        ("MACs", fmt_scaled(t.macs, "MACs")),
-        ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
-        ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
-        ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
     ]
-    return items + closed_form_items(report)
+    names = size_names(report)
+    if names is None:
+        return items + [
+            ("MACs", fmt_scaled(t.macs, "MACs")),
+            ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
+            ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
+            ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
+        ]
+    where = _where_items(names, latex)
+    return where + items + _closed_form_counts(report, names, latex) + closed_form_items(report)
+
+
+def _where_items(names: SizeNames, latex: bool) -> list[tuple[str, str]]:
+    definitions = closed_forms.definitions(names, _style(False, latex))
+    if not definitions:
+        return []
+    return [("Where", Latex(", ".join(f"${d}$" for d in definitions)) if latex else ", ".join(definitions))]
+
+
+def _closed_form_counts(report: Report, names: SizeNames, latex: bool) -> list[tuple[str, str]]:
+    """MACs, other ops and FLOPs in the named sizes, their leading terms, and whether the measurement agrees
+    (it does when both are the same expression in normal form, which holds at every size)."""
+    t = report.totals
+    style = _style(False, latex)
+
+    def count(value: Number) -> str:
+        text = closed_forms.format_count(value, names, style)
+        return f"${text}$" if latex else text
+
+    def line(text: str) -> str:
+        return Latex(text) if latex else text
+
+    times = "$\\times$" if latex else "×"
+    by_kind = ", ".join(f"{kind} {count(n)}" for kind, n in sorted(t.ops.items()))
+    items = [
+        ("MACs", line(f"{count(t.macs)} MACs")),
+        ("Other ops", line(count(t.other_ops) + (f" ({by_kind})" if by_kind else ""))),
+        ("FLOPs", line(f"{count(t.flops)} FLOPs = 2 {times} MACs + other ops")),
+    ]
+    leading = {unit: closed_forms.leading(value, names, style) for unit, value in (("MACs", t.macs), ("FLOPs", t.flops))}
+    if all(leading.values()):
+        approx = "\\approx" if latex else "≈"
+        terms = ", ".join(f"{unit} ${approx} {text}$" if latex else f"{unit} {approx} {text}" for unit, text in leading.items())
+        symbols = ", ".join(symbol.name for symbol in names.user_symbols)
+        items.append(("Large sizes", line(f"{terms} (leading terms as {symbols} grow: roundings dropped, "
+                                          "coefficients exact)")))
+    equal, tested = closed_forms.agreement(report, names)
+    if equal:
+        where = f"at all {tested:,} sizes tested where it holds" if tested else "at every size"
+        items.append(("Measured", f"equal to the formula {where} (MACs and FLOPs of the aten ops executed)"))
+    else:
+        items.append(("Measured", line(f"{count(t.measured_macs)} MACs, {count(t.measured_flops)} FLOPs "
+                                       "(aten ops executed; written as the formula is)")))
+    return items
 
 
 def closed_form_items(report: Report) -> list[tuple[str, str]]:
@@ -223,8 +309,8 @@ def evaluation_cells(evaluations: Sequence[Mapping[str, object]]) -> list[dict[s
         {
             "at": ", ".join(f"{name}={value}" for name, value in e["at"].items()),  # type: ignore[union-attr]
             "params": fmt_count(e["params"]),  # type: ignore[arg-type]
-            "macs": fmt_count(e["macs"]),  # type: ignore[arg-type]
-            "flops": fmt_count(e["flops"]),  # type: ignore[arg-type]
+            "macs": "n/a" if e["macs"] is None else fmt_count(e["macs"]),  # type: ignore[arg-type]
+            "flops": "n/a" if e["flops"] is None else fmt_count(e["flops"]),  # type: ignore[arg-type]
             "source": str(e["source"]),
         }
         for e in evaluations

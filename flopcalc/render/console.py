@@ -45,13 +45,16 @@ def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
     top = min((row.depth for row, _ in visible), default=0)
     rows = [(row, dict(values, name=INDENT * (row.depth - top) + values["name"])) for row, values in visible]
     for column in cells.columns(formulas):
-        widest = max(len(text) for text in [column.header, total[column.key], *(v[column.key] for _, v in rows)])
+        texts = [column.header, total[column.key], *(v[column.key] for _, v in rows)]
+        widest = max(len(text) for text in texts)
         fixed = column.numeric or column.key == "status"
+        if fixed and report.is_symbolic:  # a closed form wraps between its terms, never inside one
+            widest = max(len(word) for text in texts for word in text.split())
         table.add_column(
             column.header,
             footer=Text(total[column.key]),
             justify="right" if column.numeric else "left",
-            no_wrap=fixed,
+            no_wrap=fixed and not report.is_symbolic,
             overflow="fold",
             min_width=widest if fixed else min(widest, FOLD_WIDTH),
         )

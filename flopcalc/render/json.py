@@ -12,15 +12,17 @@ from typing import Any
 
 from flopcalc.conventions.base import ConventionResult
 from flopcalc.formula import Number
-from flopcalc.render import cells
+from flopcalc.render import cells, closed_forms
+from flopcalc.render.closed_forms import Style
 from flopcalc.report import LayerRow, Report
 
 
 def _number(value: Number) -> int | str:
-    """Counts are integers; a symbolic count (symbolic input sizes) is its sympy text."""
+    """Counts are integers; a symbolic count (symbolic input sizes) is its sympy text in normal form
+    (``9408*ceiling(H/2)*ceiling(W/2)``), which ``sympy.parse_expr`` reads back."""
     if isinstance(value, int):
         return value
-    return int(value) if getattr(value, "is_Integer", False) else str(value)
+    return int(value) if getattr(value, "is_Integer", False) else closed_forms.format_plain(value)
 
 
 def _ops(ops: Mapping[str, Number]) -> dict[str, int | str]:
@@ -74,11 +76,20 @@ def _closed_form(report: Report) -> dict[str, Any] | None:
     closed_form = report.closed_form
     if closed_form is None:
         return None
+    names = closed_forms.size_names(report)
+    t = report.totals
+    totals = {"macs": t.macs, "other_ops": t.other_ops, "flops": t.flops}
     return {
         "symbols": list(closed_form.hints),
         "conditions": [str(c) for c in closed_form.conditions],
         "bounds": closed_form.describe_conditions(),
         "hints": dict(closed_form.hints),
+        "sizes": {str(size.symbol): closed_forms.format_plain(size.value) for size in names.sizes},
+        "named": {key: closed_forms.format_count(value, names, Style.TEXT) for key, value in totals.items()},
+        "leading": {
+            key: closed_forms.leading(value, names, Style.TEXT) for key, value in totals.items() if key != "other_ops"
+        },
+        "measured_equal": closed_forms.agreement(report, names)[0],
     }
 
 

@@ -6,6 +6,8 @@ The output needs ``\\usepackage{booktabs}``; every text cell is escaped, so name
 
 from __future__ import annotations
 
+import re
+
 from flopcalc.render import cells
 from flopcalc.report import Report, Status
 
@@ -35,8 +37,15 @@ def escape(text: str) -> str:
 
 
 def _symbolic(column: cells.Column, report: Report) -> bool:
-    """Counts of a symbolic report are formulas: set in math mode, from sympy's LaTeX."""
-    return report.is_symbolic and column.key in ("params", "macs", "other_ops")
+    """Counts and shapes of a symbolic report are formulas in the named sizes: set in math mode."""
+    return report.is_symbolic and column.key in ("params", "macs", "other_ops", "output_shape")
+
+
+def _math(text: str) -> str:
+    """``text`` in math mode (a plain count's separators as ``{,}``); nothing for an empty cell."""
+    if not text:
+        return ""
+    return f"${text.replace(',', '{,}')}$" if re.fullmatch(r"[\d,]+", text) else f"${text}$"
 
 
 def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -> str:
@@ -59,7 +68,7 @@ def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -
         out = []
         for column in cols:
             text = values[column.key]
-            text = (f"${text}$" if text else "") if column.math or _symbolic(column, report) else escape(text)
+            text = _math(text) if column.math or _symbolic(column, report) else escape(text)
             if column.key == "name":
                 text = INDENT * (row.depth - top) + text
             if column.key == "status" and row.status is Status.MISMATCH:
@@ -69,11 +78,14 @@ def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -
     total = cells.total_cells(report, formulas, latex=True)
     lines += [
         "\\midrule",
-        " & ".join(f"${total[c.key]}$" if _symbolic(c, report) else escape(total[c.key]) for c in cols) + " \\\\",
+        " & ".join(_math(total[c.key]) if _symbolic(c, report) else escape(total[c.key]) for c in cols) + " \\\\",
     ]
     lines += ["\\bottomrule", "\\end{tabular}", "", "\\medskip", "", "\\begin{tabular}{lp{0.7\\linewidth}}"]
     lines.append("\\toprule")
-    lines += [f"{escape(label)} & {escape(value)} \\\\" for label, value in cells.totals_items(report)]
+    lines += [
+        f"{escape(label)} & {value if isinstance(value, cells.Latex) else escape(value)} \\\\"
+        for label, value in cells.totals_items(report, latex=True)
+    ]
     lines.append("\\midrule")
     lines += [f"{escape(label)} & {escape(value)} \\\\" for label, value in cells.notes(report)]
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
