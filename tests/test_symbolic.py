@@ -214,6 +214,12 @@ def test_resnet18_closed_form_as_a_person_writes_it() -> None:
     )
     assert items["Large sizes"].startswith("MACs ≈ 36,144·H·W, ")
     assert items["Measured"].startswith("equal to the formula at every size")
+    table = to_plain_text(report, depth=1, width=120)  # the closed-form width for files and pipes
+    assert max(len(line) for line in table.splitlines()) <= 120
+    words = table.split()
+    total = cells.total_cells(report)
+    for word in total["macs"].split() + total["other_ops"].split() + ["measured-only"]:
+        assert word in words, word  # wrapped between terms, never inside a term, a status or a count
     rows = {row.name: values for row, values in cells.layer_cells(report)}
     assert rows["conv1"]["output_shape"] == "1×64×H₁×W₁" and rows["conv1"]["macs"] == "9,408·H₁·W₁"
     assert rows["layer2.0.downsample.0"]["macs"] == "8,192·H₃·W₃"  # 128·64 = 8,192

@@ -188,8 +188,8 @@ def _as_product(expr: sp.Expr, names: SizeNames, style: Style) -> str | None:
     sums = [f for f, _ in factors if f.is_Add]
     if not sums or any(len(f.args) > 2 or sp.Poly(f).total_degree() != 1 for f in sums):
         return None
-    if content == 1 and len(factors) == 1 and factors[0][1] == 1:
-        return None  # a lone binomial is a sum, not a product
+    if len(factors) == 1 and factors[0][1] == 1:
+        return None  # a number times one binomial reads better as the sum: 512·N + 4,800, not 64·(8·N+75)
     order = {s: i for i, s in enumerate(names.symbols)}
 
     def position(item: tuple[sp.Expr, int]) -> tuple[int, int]:

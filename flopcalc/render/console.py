@@ -7,6 +7,7 @@ This and ``flopcalc.cli`` are the only modules that import rich. ``Report.__rich
 from __future__ import annotations
 
 import io
+import shutil
 from collections.abc import Mapping, Sequence
 
 from rich import box
@@ -31,6 +32,9 @@ LABEL_STYLE = "bold"
 NOTE_STYLES = {"Mismatch": "bold red", "Uncounted ops": "yellow", "Never called": "yellow"}
 INDENT = "  "
 MIN_WIDTH = 80
+CLOSED_FORM_WIDTH = 120
+"""Width of a closed-form table written to a file or pipe (where no terminal says how wide), unless COLUMNS
+says otherwise."""
 FOLD_WIDTH = 10
 """On a narrow terminal, text columns fold down to this width; numbers and statuses never wrap."""
 
@@ -48,13 +52,14 @@ def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
         texts = [column.header, total[column.key], *(v[column.key] for _, v in rows)]
         widest = max(len(text) for text in texts)
         fixed = column.numeric or column.key == "status"
-        if fixed and report.is_symbolic:  # a closed form wraps between its terms, never inside one
-            widest = max(len(word) for text in texts for word in text.split())
+        wraps = column.numeric and report.is_symbolic  # a closed form wraps between its terms, never inside one
+        if wraps:
+            widest = max(len(word) for text in texts for word in text.split()) + len(" +")
         table.add_column(
             column.header,
             footer=Text(total[column.key]),
             justify="right" if column.numeric else "left",
-            no_wrap=fixed and not report.is_symbolic,
+            no_wrap=fixed and not wraps,
             overflow="fold",
             min_width=widest if fixed else min(widest, FOLD_WIDTH),
         )
@@ -147,5 +152,8 @@ def plain_text(renderable: RenderableType, width: int | None = None) -> str:
 def to_plain_text(report: Report, depth: int | None = None, formulas: bool = False, width: int | None = None) -> str:
     """The console view as plain text (for files, pipes and golden tests); by default as wide as the layer
     table needs, so no cell is wrapped (the notes below wrap at that width)."""
-    width = width or _natural_width(_layer_table(report, depth, formulas))
+    if width is None:
+        width = _natural_width(_layer_table(report, depth, formulas))
+        if report.is_symbolic:  # a closed form wraps between its terms instead of growing the table
+            width = min(width, max(MIN_WIDTH, shutil.get_terminal_size((CLOSED_FORM_WIDTH, 24)).columns))
     return plain_text(to_rich(report, depth, formulas), width)
