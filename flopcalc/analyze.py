@@ -15,9 +15,15 @@ from torch import nn
 
 from flopcalc import layers as _layers  # noqa: F401  (registers the formulas)
 from flopcalc.assemble import build_report
+from flopcalc.backward import BackwardTracer
 from flopcalc.errors import ForwardError, InputError, UncountedOpsError
 from flopcalc.inputs import ModelInputs, to_model_inputs
 from flopcalc.isolate import run_pass
+from flopcalc.hardware import Hardware
+from flopcalc.hardware import hardware as resolve_hardware
+from flopcalc.memory import OPTIMIZER_STATES
+from flopcalc.roofline import BytesMoved, with_roofline
+from flopcalc.timing import check_device, time_layers, with_timing
 from flopcalc.registry import REGISTRY, Binder, FormulaRegistry
 from flopcalc.report import Report
 from flopcalc.symbolic import ConditionError, SymbolicShapes, SymbolicTraceError
@@ -34,6 +40,12 @@ def analyze(
     strict: bool = False,
     name: str | None = None,
     hints: Mapping[str, int] | None = None,
+    backward: bool = False,
+    optimizer: str | None = None,
+    memory: bool = False,
+    hardware: str | Hardware | None = None,
+    time: str | None = None,
+    repeats: int = 10,
 ) -> Report:
     """Count parameters, MACs and other ops of ``model`` per module call, by formula and by measurement.
 
@@ -52,6 +64,20 @@ def analyze(
         hints: for inputs with named dimensions (``(1, 3, "H", "W")``), the value torch assumes for each name
             where the model branches on a size (defaults in :mod:`flopcalc.symbolic`). Counts then come out as
             closed forms in those names, valid where ``report.closed_form.conditions`` hold.
+        backward: also run the backward pass (gradients of the sum of the outputs with respect to every
+            trainable parameter) and count it per layer: ``row.backward`` (grad-input, grad-weight, recompute
+            under activation checkpointing, checked against the backward formulas) and
+            ``totals.backward_macs``/``training_macs``. Needs concrete sizes.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (with momentum): ``totals.memory.training`` gives the
+            bytes of parameters, gradients, float32 master weights (for 16-bit parameters) and optimizer state.
+        memory: track tensor lifetimes during the pass: ``totals.memory.activation_peak_bytes`` and, with
+            ``backward``, ``saved_for_backward_bytes`` (implied by ``optimizer``). Needs concrete sizes.
+        hardware: a name from :data:`flopcalc.hardware.HARDWARE` (``"h100-sxm"``), ``"cpu"`` (measured here),
+            ``"peak=989e12,bandwidth=3.35e12"`` or a :class:`~flopcalc.hardware.Hardware`: each row gets
+            ``row.roofline`` (bytes moved, intensity, roofline time, bound) and ``totals.roofline``.
+        time: ``"cpu"`` or ``"cuda"``: also run the model for real there (2 warm-up runs, then the median of
+            ``repeats``) and time every module call: ``report.timing``; the model needs real weights on that
+            device. With ``hardware``, :func:`flopcalc.timing.achieved` and ``flop_utilisation`` compare.
 
     Raises:
         ForwardError: the forward pass raised; the message names the failing layer and its input shapes.
@@ -60,14 +86,30 @@ def analyze(
     """
     if device not in ("meta", "cpu"):
         raise InputError(f"device must be 'meta' or 'cpu', not {device!r}")
+    if optimizer is not None and optimizer not in OPTIMIZER_STATES:
+        raise InputError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZER_STATES)}")
     model_inputs = to_model_inputs(inputs, kwargs)
+    memory = memory or optimizer is not None
+    if (memory or hardware is not None or time is not None) and model_inputs.is_symbolic:
+        raise InputError("memory, the roofline and timing are for concrete sizes; give numbers instead of names")
+    if time is not None:
+        check_device(model, time)  # before the count, so a missing device fails fast
+    device_spec = resolve_hardware(hardware) if isinstance(hardware, str) else hardware
     registry = REGISTRY.extended(extra) if extra else REGISTRY
     name = name or type(model).__name__
     _check_hints(model_inputs, hints)
-    if model_inputs.is_symbolic:
+    if backward:
+        if model_inputs.is_symbolic:
+            raise InputError("the backward pass needs concrete sizes; give numbers instead of names")
+        report = _analyze_concrete(
+            model, model_inputs, registry, device, training, name, True, optimizer, memory, device_spec)
+    elif model_inputs.is_symbolic:
         report = _analyze_symbolic(model, model_inputs, registry, device, training, name, hints)
     else:
-        report = _analyze_concrete(model, model_inputs, registry, device, training, name)
+        report = _analyze_concrete(
+            model, model_inputs, registry, device, training, name, False, optimizer, memory, device_spec)
+    if time is not None:
+        report = with_timing(report, time_layers(model, model_inputs, time, repeats, training=bool(training)))
     if strict and report.uncounted:
         listed = ", ".join(f"{op} ×{n}" for op, n in report.uncounted.items())
         raise UncountedOpsError(f"ops without a counting rule ran: {listed}")
@@ -114,11 +156,16 @@ def _check_hints(inputs: ModelInputs, hints: Mapping[str, int] | None) -> None:
 
 
 def _analyze_concrete(
-    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str
+    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str,
+    backward: bool = False, optimizer: str | None = None, memory: bool = False, hardware: Hardware | None = None,
 ) -> Report:
-    tracer = Tracer(model, registry)
-    run_pass(model, inputs, tracer, device, training)
-    return build_report(model, inputs, tracer, device, name)
+    tracer = BackwardTracer(model, registry) if backward else Tracer(model, registry)
+    bytes_moved = BytesMoved(tracer.stack) if hardware is not None else None
+    run_pass(model, inputs, tracer, device, training, backward, memory, bytes_moved)
+    report = build_report(model, inputs, tracer, device, name, optimizer)
+    if bytes_moved is None or hardware is None:
+        return report
+    return with_roofline(report, model, inputs, bytes_moved, hardware)
 
 
 def _analyze_symbolic(

@@ -3,6 +3,7 @@ with its measurement, containers summed from their children, and the whole-model
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -10,11 +11,13 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
+from flopcalc.backward import BackwardTracer, backward_rows
 from flopcalc.formula import Evaluation, Number
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
-from flopcalc.report import LayerRow, Report, Status, Totals
+from flopcalc.memory import training_state
+from flopcalc.report import LayerRow, MemoryTotals, Report, Status, Totals
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
 
@@ -62,7 +65,9 @@ def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
     return Status.MEASURED_ONLY
 
 
-def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, name: str) -> Report:
+def build_report(
+    model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, name: str, optimizer: str | None = None
+) -> Report:
     calls = tracer.calls
     hints = tracer.symbolic.hints if tracer.symbolic else {}
     rows: list[LayerRow | None] = [None] * len(calls)
@@ -105,8 +110,12 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
             params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
+            output_bytes=call.output_bytes,
         )
     final_rows = tuple(row for row in rows if row is not None)
+    if isinstance(tracer, BackwardTracer):
+        backward = backward_rows(tracer, final_rows)
+        final_rows = tuple(dataclasses.replace(row, backward=b) for row, b in zip(final_rows, backward))
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
@@ -114,7 +123,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         for module_name, module in model.named_modules()
         if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
     }
-    totals = _totals(model, root)
+    totals = dataclasses.replace(_totals(model, root), memory=_memory(model, tracer, optimizer))
     closed_form = None
     if tracer.symbolic is not None:
         expressions = {"macs": totals.macs, "flops": totals.flops, **{f"ops.{k}": v for k, v in totals.ops.items()}}
@@ -131,6 +140,16 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         uncounted=dict(root.uncounted) if root else {},
         uncalled=uncalled,
         closed_form=closed_form,
+    )
+
+
+def _memory(model: nn.Module, tracer: Tracer, optimizer: str | None) -> MemoryTotals | None:
+    if tracer.peak_bytes is None:
+        return None
+    return MemoryTotals(
+        activation_peak_bytes=tracer.peak_bytes,
+        saved_for_backward_bytes=tracer.saved_bytes,
+        training=training_state(model, optimizer) if optimizer else None,
     )
 
 
@@ -157,5 +176,6 @@ def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
         ops=dict(root.ops) if root else {},
         measured_macs=measured.macs,
         measured_flops=measured.flops,
+        backward=root.backward if root else None,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from flopcalc.render.conventions import (
 )
 from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
+from flopcalc.render.roofline_plot import plot_roofline
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
@@ -67,6 +69,23 @@ class Device(StrEnum):
 class FormulaFormat(StrEnum):
     TEXT = "text"
     LATEX = "latex"
+
+
+class DType(StrEnum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+class TimeDevice(StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Optimizer(StrEnum):
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
 
 
 class RatioKind(StrEnum):
@@ -249,6 +268,26 @@ def analyze_command(
     ] = None,
     convention: Annotated[str | None, typer.Option(
         help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
+    backward: Annotated[
+        bool, typer.Option(help="also count the backward pass per layer (grad-input, grad-weight, recompute)")
+    ] = False,
+    memory: Annotated[
+        bool, typer.Option(help="output bytes per layer, activation peak, bytes kept for backward (--backward)")
+    ] = False,
+    optimizer: Annotated[
+        Optimizer | None, typer.Option(help="training state bytes for this optimizer (implies --memory)")
+    ] = None,
+    dtype: Annotated[
+        DType | None, typer.Option(help="cast the model and its floating-point inputs (16-bit: mixed precision)")
+    ] = None,
+    hardware: Annotated[
+        str | None, typer.Option(help="roofline on NAME (h100-sxm, a100-sxm-80gb, ...), cpu, or peak=…,bandwidth=…")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="with --hardware: draw the layers on the roofline to FILE.png")] = None,
+    time: Annotated[
+        TimeDevice | None, typer.Option("--time", help="also run the model for real on cpu or cuda and time each layer")
+    ] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="timed runs after 2 warm-up runs (--time)")] = 10,
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
     with _one_line_errors():
@@ -256,13 +295,30 @@ def analyze_command(
         symbols = symbols_of(specs)
         if convention is not None:
             _check_convention_request(convention, output_format, symbols)
+        if (backward or memory or optimizer or hardware) and symbols:
+            raise InputError(
+                "--backward, --memory, --optimizer and --hardware need concrete sizes; give numbers in --input and --batch")
+        if plot and not hardware:
+            raise InputError("--plot needs --hardware: the roofline of a device, e.g. --hardware h100-sxm")
+        if plot:
+            check_plot_path(plot)
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
         points = parse_points(at, symbols) if at else []
         hints = dict(parse_assignment(text) for text in hint or ())
-        loaded = load_model(model, device)
+        loaded = load_model(model, "cpu" if time else device)  # timing needs real weights
+        if time is TimeDevice.CUDA:
+            if not torch.cuda.is_available():
+                raise InputError("--time cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
+            loaded = loaded.to("cuda")
+        if dtype is not None:  # the CLI built this model, so it may cast it
+            loaded = loaded.to(getattr(torch, dtype.value))
+            specs = [dataclasses.replace(s, dtype=getattr(torch, dtype.value)) if s.dtype.is_floating_point else s
+                     for s in specs]
         try:
-            report = analyze(loaded, specs, device=device.value, name=model, hints=hints)
+            report = analyze(loaded, specs, device=device.value, name=model, hints=hints, backward=backward,
+                             memory=memory, optimizer=optimizer.value if optimizer else None, hardware=hardware,
+                             time=time.value if time else None, repeats=repeats)
         except SymbolicTraceError as exc:
             if exc.concrete is None:
                 raise
@@ -279,14 +335,17 @@ def analyze_command(
             _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
         else:
             _write(RENDERERS[output_format](report, depth, formulas), output)
+        if plot:
+            plot_roofline(report, plot)
+            typer.echo(f"wrote {plot}", err=True)
         if evaluated and output_format is Format.TABLE:
             table = evaluations_to_rich(report, evaluated)
             if output is None:
                 _print(table, lambda: plain_text(table))
             else:
                 output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
-    if check and report.mismatches:
-        names = ", ".join(row.name or report.model for row in report.mismatches)
+    if check and (report.mismatches or report.backward_mismatches):
+        names = ", ".join(row.name or report.model for row in (*report.mismatches, *report.backward_mismatches))
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
         raise typer.Exit(1)
     if strict and report.uncounted:

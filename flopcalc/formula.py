@@ -90,6 +90,29 @@ class Evaluation(CountTotals):
     buffers: Number = 0
 
 
+g_x, g_W, g_b = flag("g_x"), flag("g_W"), flag("g_b")
+"""Backward flags: the layer's input needs a gradient; its weights are trainable; its bias is trainable."""
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """One part of a layer's backward pass, the gradient with respect to its input or to its parameters:
+    MACs and other operations as sympy expressions over the forward formula's symbols and the backward flags
+    ``g_x``, ``g_W``, ``g_b`` (a part that autograd skips is 0 through its flag)."""
+
+    macs: sp.Expr = sp.Integer(0)
+    ops: Mapping[str, sp.Expr] = field(default_factory=dict)
+
+    def substituted(self, subs: Mapping[sp.Symbol, sp.Expr]) -> Gradient:
+        return Gradient(
+            sp.sympify(self.macs).xreplace(dict(subs)),
+            {kind: sp.sympify(expr).xreplace(dict(subs)) for kind, expr in self.ops.items()},
+        )
+
+
+GRADIENT_PARTS = ("grad_input", "grad_weight")
+
+
 @dataclass(frozen=True)
 class LayerFormula:
     """Parameters, MACs and other operations of one layer family, each a sympy expression.
@@ -106,6 +129,33 @@ class LayerFormula:
     output_shape: tuple[sp.Expr, ...] = ()
     intermediates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
     buffers: sp.Expr = sp.Integer(0)
+    grad_input: Gradient | None = None
+    grad_weight: Gradient | None = None
+
+    @property
+    def has_backward(self) -> bool:
+        """Whether this family's backward pass has a formula (``grad_weight`` may be absent: no parameters)."""
+        return self.grad_input is not None
+
+    @cached_property
+    def _gradients(self) -> dict[str, LayerFormula]:
+        parts = {"grad_input": self.grad_input, "grad_weight": self.grad_weight or Gradient()}
+        return {
+            part: LayerFormula(
+                name=f"{self.name}.{part}", description=f"{self.description}: {part.replace('_', '-')}",
+                params=sp.Integer(0), macs=sp.sympify(gradient.macs), ops=dict(gradient.ops),
+                intermediates=self.intermediates,
+            )
+            for part, gradient in parts.items()
+            if gradient is not None
+        }
+
+    def gradient(self, part: str) -> LayerFormula:
+        """``grad_input`` or ``grad_weight`` as a formula of its own, over the same symbols and intermediates
+        as the forward one (plus the backward flags), so it evaluates and renders like any formula."""
+        if not self.has_backward:
+            raise KeyError(f"{self.name} has no backward formula")
+        return self._gradients[part]
 
     def specialize(self, name: str, description: str, subs: Mapping[sp.Symbol, sp.Expr]) -> LayerFormula:
         """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``."""
@@ -122,6 +172,8 @@ class LayerFormula:
             output_shape=tuple(sub(d) for d in self.output_shape),
             intermediates={s: sub(e) for s, e in self.intermediates.items() if s not in subs},
             buffers=sub(self.buffers),
+            grad_input=self.grad_input.substituted(subs) if self.grad_input else None,
+            grad_weight=self.grad_weight.substituted(subs) if self.grad_weight else None,
         )
 
     @property

@@ -84,6 +84,18 @@ class ModelInputs:
         self._map(collect)
         return tuple(found)
 
+    @property
+    def dtypes(self) -> tuple[torch.dtype, ...]:
+        """Dtypes of every tensor or spec, in argument order."""
+        found: list[torch.dtype] = []
+
+        def collect(value: InputSpec | torch.Tensor) -> Any:
+            found.append(value.dtype)
+            return value
+
+        self._map(collect)
+        return tuple(found)
+
     def _map(self, leaf: Callable[[InputSpec | torch.Tensor], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Arguments with every spec and tensor replaced by ``leaf(it)``, through nested lists, tuples and dicts."""
         return _map_leaves(self.args, leaf), {k: _map_leaves(v, leaf) for k, v in self.kwargs.items()}

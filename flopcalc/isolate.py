@@ -17,6 +17,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from flopcalc.errors import ForwardError, InputError
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import OpCounter
+from flopcalc.memory import LiveMemory, SavedTensors, saved_for_backward
+from flopcalc.roofline import BytesMoved
 from flopcalc.trace import Tracer
 
 @contextlib.contextmanager
@@ -37,7 +39,13 @@ def _model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
-def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, training: bool) -> None:
+def run_pass(
+    model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, training: bool, backward: bool = False,
+    memory: bool = False, bytes_moved: BytesMoved | None = None,
+) -> None:
+    """One counted forward pass (and, with ``backward``, the backward pass of a :class:`BackwardTracer`);
+    ``memory`` tracks the activation peak and the bytes saved for backward on the tracer; ``bytes_moved``
+    (a :class:`flopcalc.roofline.BytesMoved`) counts the bytes of the forward's ops."""
     model_device = _model_device(model)
     on_meta = model_device is not None and model_device.type == "meta"
     if device == "cpu" and on_meta:
@@ -50,7 +58,7 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
         fake = FakeTensorMode(allow_non_fake_inputs=True)
     target = "meta" if on_meta else (model_device or torch.device("cpu"))
     with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.no_grad())
+        stack.enter_context(torch.enable_grad() if backward else torch.no_grad())
         stack.enter_context(_mode(model, training))
         if fake is not None:
             stack.enter_context(fake)
@@ -62,10 +70,30 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
             args, kwargs = inputs.materialize(target)
         stack.enter_context(tracer.hooks(model))
         stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
+        if bytes_moved is not None:
+            stack.enter_context(bytes_moved)
+        live = stack.enter_context(LiveMemory()) if memory and symbolic is None else None
+        saved = SavedTensors()
+        if memory and backward:
+            stack.enter_context(saved_for_backward(saved))
         try:
-            model(*args, **kwargs)
+            output = model(*args, **kwargs)
         except Exception as exc:
             raise _forward_error(model, tracer, exc) from exc
+        if live is not None:
+            tracer.peak_bytes = live.peak
+        if memory and backward:
+            tracer.saved_bytes = saved.bytes
+        if bytes_moved is not None:
+            bytes_moved.counting = False  # the roofline is of the forward pass
+        if backward:
+            try:
+                tracer.run_backward(output)  # type: ignore[attr-defined]
+            except InputError:
+                raise
+            except Exception as exc:
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ForwardError(f"backward pass failed: {type(exc).__name__}: {message}") from exc
 
 
 def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardError:

@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flopcalc.facts import ModuleFacts, OpTally
 from flopcalc.formula import CountTotals, Evaluation, Number
 from flopcalc.measure.core import Count
+from flopcalc.memory import TrainingState
 from flopcalc.registry import Bound
 from flopcalc.symbolic import ClosedForm
+
+if TYPE_CHECKING:
+    from flopcalc.roofline import Roofline, RooflineTotals
+    from flopcalc.timing import Timing
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +35,41 @@ class Status(StrEnum):
     MISMATCH = "mismatch"  # both exist and disagree; ``LayerRow.mismatches`` says where
     MEASURED_ONLY = "measured-only"  # no formula for (part of) this call: that part's count is the measured one
     FORMULA_ONLY = "formula-only"  # the measurement is incomplete (an uncounted op ran inside)
+
+
+@dataclass(frozen=True)
+class LayerBackward(CountTotals):
+    """A module call's backward pass (``analyze(..., backward=True)``).
+
+    ``grad_input`` and ``grad_weight`` are the formula's counts where the layer family has a backward formula
+    (a container sums its children's); ``None`` where only the total was measured. ``measured`` is what the
+    call's autograd nodes and its children's executed; ``recompute`` the forward ops that activation
+    checkpointing re-ran for them. ``flags`` are the formula's ``g_x`` (the input needs a gradient), ``g_W``
+    and ``g_b`` (trainable weights, bias)."""
+
+    grad_input: Count | None
+    grad_weight: Count | None
+    measured: Count
+    recompute: Count
+    status: Status
+    mismatches: tuple[str, ...] = ()
+    flags: Mapping[str, int] = field(default_factory=dict)
+    uncounted: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def reported(self) -> Count:
+        """The formula's grad-input + grad-weight where known, otherwise the measurement."""
+        if self.grad_input is None or self.grad_weight is None:
+            return self.measured
+        return self.grad_input + self.grad_weight
+
+    @property
+    def macs(self) -> Number:  # type: ignore[override]
+        return self.reported.macs
+
+    @property
+    def ops(self) -> Mapping[str, Number]:  # type: ignore[override]
+        return self.reported.ops
 
 
 @dataclass(frozen=True)
@@ -59,7 +99,9 @@ class LayerRow(CountTotals):
     """The called module's class lineage, hyperparameters and parameter names (concrete reports)."""
     op_tallies: Mapping[str, OpTally] = field(default_factory=dict)
     """The aten ops this call executed itself (not its children), by op (concrete reports)."""
-
+    backward: LayerBackward | None = None
+    output_bytes: Number = 0
+    roofline: Roofline | None = None
 
     @property
     def measured_macs(self) -> Number:
@@ -72,6 +114,20 @@ class LayerRow(CountTotals):
     @property
     def is_leaf(self) -> bool:
         return not self.children
+
+
+@dataclass(frozen=True)
+class MemoryTotals:
+    """Memory of the pass (:mod:`flopcalc.memory`), in bytes.
+
+    ``activation_peak_bytes``: the most the forward pass's tensors occupied at once (inputs, parameters and
+    buffers excluded; with the backward pass this includes what autograd saves). ``saved_for_backward_bytes``:
+    what autograd keeps from the forward for the backward pass (``None`` without it). ``training``: parameters,
+    gradients, master weights and optimizer state for ``analyze(..., optimizer=...)``."""
+
+    activation_peak_bytes: int | None
+    saved_for_backward_bytes: int | None = None
+    training: TrainingState | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +147,30 @@ class Totals(CountTotals):
     ops: Mapping[str, Number]
     measured_macs: Number
     measured_flops: Number
+    backward: LayerBackward | None = None
+    memory: MemoryTotals | None = None
+    roofline: RooflineTotals | None = None
+
+    @property
+    def forward_macs(self) -> Number:
+        return self.macs
+
+    @property
+    def backward_macs(self) -> Number | None:
+        return self.backward.macs if self.backward else None
+
+    @property
+    def recompute_macs(self) -> Number | None:
+        return self.backward.recompute.macs if self.backward else None
+
+    @property
+    def training_macs(self) -> Number | None:
+        """Forward + backward + checkpointing recompute: the MACs of one training step."""
+        return self.macs + self.backward.macs + self.backward.recompute.macs if self.backward else None
+
+    @property
+    def training_flops(self) -> Number | None:
+        return self.flops + self.backward.flops + self.backward.recompute.flops if self.backward else None
 
     @property
     def keras_total_params(self) -> int:
@@ -111,6 +191,7 @@ class Report:
     uncounted: Mapping[str, int]
     uncalled: Mapping[str, int]
     closed_form: ClosedForm | None = None
+    timing: Timing | None = None
     convention: str = CONVENTION
     schema_version: int = SCHEMA_VERSION
 
@@ -143,9 +224,15 @@ class Report:
         return tuple(row for row in self.rows if row.status is Status.MISMATCH)
 
     @property
+    def backward_mismatches(self) -> tuple[LayerRow, ...]:
+        """Rows whose backward formula disagrees with the measured backward pass."""
+        return tuple(row for row in self.rows if row.backward is not None and row.backward.status is Status.MISMATCH)
+
+    @property
     def ok(self) -> bool:
-        """No formula disagrees with its measurement and no op went uncounted."""
-        return not self.mismatches and not self.uncounted
+        """No formula disagrees with its measurement and no op went uncounted (backward pass included)."""
+        backward_uncounted = self.totals.backward.uncounted if self.totals.backward else {}
+        return not self.mismatches and not self.uncounted and not self.backward_mismatches and not backward_uncounted
 
     def as_convention(self, name: str) -> Any:
         """What counter ``name`` (``thop``, ``fvcore``, ``torch``, ...; see :mod:`flopcalc.conventions`) would

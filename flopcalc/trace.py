@@ -41,6 +41,18 @@ class Call:
     params: int = 0
     facts: ModuleFacts | None = None
     op_tallies: dict[str, OpTally] = field(default_factory=dict)
+    output_bytes: Number = 0
+
+
+def _bytes(value: Any) -> Number:
+    """Bytes of every tensor in a (nested) output, each at its dtype."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, list | tuple):
+        return sum((_bytes(v) for v in value), 0)
+    if isinstance(value, Mapping):
+        return sum((_bytes(v) for v in value.values()), 0)
+    return 0
 
 
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
@@ -65,6 +77,8 @@ class Tracer:
         self.claimed: set[int] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.times_called: Counter[int] = Counter()
+        self.peak_bytes: int | None = None  # the pass's activation memory (flopcalc.memory), when tracked
+        self.saved_bytes: int | None = None
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -95,6 +109,8 @@ class Tracer:
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
+        output_bytes = _bytes(output)
+        call.output_bytes = self.symbolic.to_expr(output_bytes) if self.symbolic is not None else output_bytes
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
         owned = module.parameters() if call.bound else module.parameters(recurse=False)

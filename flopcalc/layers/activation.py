@@ -18,6 +18,15 @@ Hardswish that + 1 mul; Mish ``x·tanh(log(1 + e^x))`` 3 exp + 1 add + 1 mul; EL
 + 1 mul (α), SELU + 1 mul (scale), CELU + 1 mul when α ≠ 1 (``x/α``); Softplus ``log(1 + e^{βx})/β`` 2 exp +
 1 add, + 1 mul + 1 div when β ≠ 1; Softmax per row d exp, d − 1 add, d div; LogSoftmax d + 1 exp (the log),
 2d − 1 add (sum, then d subtractions). Training-mode randomness (RReLU's slopes) is not counted.
+
+Backward (docs/conventions.md, "Backward"), the gradient with respect to the input only (PReLU's slope
+gradient is not given a formula), per element: ReLU/Threshold 1 compare; Hardtanh/ReLU6 2 compares;
+LeakyReLU 1 compare + 1 mul; Sigmoid ``g·y·(1 − y)`` and Tanh ``g·(1 − y²)`` 1 add + 2 mul; SiLU
+``g·s·(1 + x·(1 − s))`` with the sigmoid ``s`` recomputed: 1 exp, 1 div, 3 add, 3 mul; GELU (erf)
+``g·(Φ(x) + x·φ(x))``: Φ 2 mul + 1 exp + 1 add, φ 3 mul + 1 exp, then 2 mul + 1 add; GELU (tanh) 1 exp,
+13 mul, 5 add; Hardsigmoid 2 compares + 1 div; Hardswish 2 compares, 2 mul, 1 add, 1 div; ELU 1 compare,
+1 exp, 2 mul (SELU + 1 mul for its scale, CELU + 1 mul when α ≠ 1); Softmax per row of length D
+``y·(g − Σ g·y)``: 2D mul, 2D − 1 add; LogSoftmax ``g − e^y·Σ g``: D exp, D mul, 2D − 1 add.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.formula import LayerFormula, Number, OpKind, flag
+from flopcalc.formula import Gradient, LayerFormula, Number, OpKind, flag, g_x
 from flopcalc.registry import REGISTRY, Bound
 
 E, A, D = sp.symbols("E A D", integer=True, nonnegative=True)
@@ -128,6 +137,31 @@ LOG_SOFTMAX = elementwise(
     "log_softmax", "LogSoftmax x - log(sum(e^x)) per row of length D: D + 1 exp (one log), 2D - 1 add",
     exp=(D + 1) / D, add=(2 * D - 1) / D,
 )
+
+
+def with_backward(formula: LayerFormula, **costs: sp.Expr | int) -> LayerFormula:
+    """``formula`` with its grad-input: ``costs`` operations of each kind per element, when ``g_x``."""
+    ops = {OpKind(kind).value: g_x * sp.sympify(cost) * E for kind, cost in costs.items()}
+    return dataclasses.replace(formula, grad_input=Gradient(ops=ops))
+
+
+RELU = with_backward(RELU, compare=1)
+THRESHOLD = with_backward(THRESHOLD, compare=1)
+HARDTANH = with_backward(HARDTANH, compare=2)
+RELU6 = with_backward(RELU6, compare=2)
+LEAKY_RELU = with_backward(LEAKY_RELU, compare=1, mul=1)
+SIGMOID = with_backward(SIGMOID, add=1, mul=2)
+TANH = with_backward(TANH, add=1, mul=2)
+SILU = with_backward(SILU, exp=1, div=1, add=3, mul=3)
+GELU = with_backward(GELU, exp=2, mul=7, add=2)
+GELU_TANH = with_backward(GELU_TANH, exp=1, mul=13, add=5)
+HARDSIGMOID = with_backward(HARDSIGMOID, compare=2, div=1)
+HARDSWISH = with_backward(HARDSWISH, compare=2, mul=2, add=1, div=1)
+ELU = with_backward(ELU, compare=1, exp=1, mul=2)
+SELU = with_backward(SELU, compare=1, exp=1, mul=3)
+CELU = with_backward(CELU, compare=1, exp=1, mul=2 + delta_alpha)
+SOFTMAX = with_backward(SOFTMAX, mul=2, add=(2 * D - 1) / D)
+LOG_SOFTMAX = with_backward(LOG_SOFTMAX, exp=1, mul=1, add=(2 * D - 1) / D)
 
 REGISTRY.add_formula(
     ELEMENTWISE, RELU, HARDTANH, RELU6, LEAKY_RELU, PRELU, THRESHOLD, HARDSHRINK, SOFTSHRINK, SIGMOID, LOG_SIGMOID,

@@ -11,6 +11,9 @@ Conventions (docs/conventions.md): a MAC is one multiply-accumulate of a weight 
 ``N·C_out·prod(X_out)`` separate adds. A transposed convolution scatters every *input* position through the
 kernel, so its MACs follow the input volume: ``N·C_in·prod(X)·(C_out/G)·prod(K)``.
 
+Backward (docs/conventions.md, "Backward"): grad-input and grad-weight each cost the forward's MACs (the
+flags ``g_x``, ``g_W`` say whether autograd computes them), the bias gradient ``C_out·(N·prod(X_out) − 1)`` adds.
+
 >>> CONV2D.substituted("params", {"C_in": 3, "C_out": 64, "K_h": 11, "K_w": 11, "G": 1, "B": 1})
 '3·64·11·11 + 64 = 23,296'
 >>> from flopcalc.formula import to_text
@@ -26,7 +29,7 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag, ratio
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x, ratio
 from flopcalc.registry import REGISTRY, Bound
 
 N, C_in, C_out, G = dims("N C_in C_out G")
@@ -86,6 +89,10 @@ def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:
         ops={OpKind.BIAS_ADD: B * N * C_out * out_volume},
         output_shape=(N, C_out, *sym["out"]),
         intermediates=out_size,
+        # Grad-input pairs every output gradient with the weights it was made from, grad-weight with the
+        # inputs: each the forward's MACs. The bias gradient sums dY over batch and output positions.
+        grad_input=Gradient(macs=g_x * macs),
+        grad_weight=Gradient(macs=g_W * macs, ops={OpKind.ADD: g_b * C_out * (N * out_volume - 1)}),
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_W
 from flopcalc.layers.linear import split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound
 
@@ -71,6 +71,9 @@ EMBEDDING = LayerFormula(
     macs=sp.Integer(0),
     ops={},
     output_shape=(N, E),
+    # No gradient flows to the indices; each looked-up row's gradient is added into the table's gradient.
+    grad_input=Gradient(),
+    grad_weight=Gradient(ops={OpKind.ADD: g_W * N * E}),
 )
 
 _terms = sp.Max(N - B, 0) * E  # n_b − 1 reduction terms per bag and column, summed over the B bags

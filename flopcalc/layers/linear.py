@@ -5,6 +5,8 @@ several: the formulas keep ``N``, the output shape has the input's rank); ``C_in
 ``C_in1``, ``C_in2`` the features of Bilinear's two inputs; ``B`` 1 if the layer has a bias.
 
 Conventions (docs/conventions.md, "Linear"): Linear is ``N·C_in·C_out`` MACs and ``N·C_out`` bias adds.
+Backward (docs/conventions.md, "Backward"): grad-input ``dX = dY·W`` and grad-weight ``dW = dYᵀ·X`` each cost
+the forward's ``N·C_in·C_out`` MACs, the bias gradient sums ``dY`` over the rows: ``(N − 1)·C_out`` adds.
 Bilinear computes ``y_k = x1ᵀA_k x2 + b_k`` as ``(x1ᵀA_k)·x2``: ``C_in1·C_in2`` MACs for the row vector
 ``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is a ``bias_add`` (torch adds it with a
 broadcast ``aten.add``, which the operator counter reads as a bias add); for an unbatched input it is a plain
@@ -24,7 +26,7 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x
 from flopcalc.registry import REGISTRY, Bound
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
@@ -73,6 +75,9 @@ LINEAR = LayerFormula(
     macs=N * C_in * C_out,
     ops={OpKind.BIAS_ADD: B * N * C_out},
     output_shape=(N, C_out),
+    # dX = dY·W and dW = dYᵀ·X are each the forward's product; db sums dY over the N rows.
+    grad_input=Gradient(macs=g_x * N * C_in * C_out),
+    grad_weight=Gradient(macs=g_W * N * C_in * C_out, ops={OpKind.ADD: g_b * (N - 1) * C_out}),
 )
 
 BILINEAR = LayerFormula(

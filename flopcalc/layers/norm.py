@@ -23,7 +23,16 @@ scale-and-shift per channel (which would leave 1 mul and 1 add per element). In 
 statistics the running mean and variance are each blended ``a·old + b·new`` (2 muls, 1 add per channel; the
 scalars from momentum and Bessel's correction are not counted); BatchNorm adds 1 for ``num_batches_tracked``
 and InstanceNorm averages the per-instance statistics over the batch (``N − 1`` adds and 1 div per channel and
-statistic). Not counted: the backward pass, and dtype conversions.
+statistic). Not counted: dtype conversions.
+
+Backward (docs/conventions.md, "Backward"), BatchNorm and LayerNorm, for ``T`` elements in groups of ``M``:
+x̂ = (x − mean)·rstd is recomputed (1 add + 1 mul per element, charged to grad-weight when it runs, else to
+grad-input); grad-bias Σg and grad-weight Σg·x̂ sum over the positions sharing a parameter (``n − 1`` adds
+per parameter, + 1 mul per element); grad-input with batch statistics is
+``(γ·rstd/M)·(M·g − Σg − x̂·Σg·x̂)``: 3 mul + 2 add per element, 1 div per group, the two group sums (over
+``g·γ`` for LayerNorm's per-element γ, 1 mul per element more; shared with the parameter gradients for
+BatchNorm) and 1 mul per group for γ·rstd (BatchNorm). BatchNorm at inference: ``g·(γ·rstd)``, 1 mul per
+element, with rstd from the running variance (1 add, 1 sqrt, 1 div per channel) and 1 mul per channel for γ.
 
 >>> BATCH_NORM.substituted("buffers", {"C": 64})
 '2·64 + 1 = 129'
@@ -42,7 +51,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x
 from flopcalc.layers.conv import SPATIAL_NAMES
 from flopcalc.layers.linear import numbered, split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound
@@ -89,6 +98,27 @@ def running_update(channels: sp.Expr) -> Ops:
 
 
 _BN_ELEMENTS = N * C * S
+def _param_gradients(elements: sp.Expr, positions: sp.Expr, per_param: sp.Expr) -> Gradient:
+    """Σg for β and Σg·x̂ for γ over ``positions`` per parameter, plus x̂ itself when γ is trainable."""
+    sums = (positions - 1) * per_param
+    return Gradient(ops=_total(
+        {OpKind.ADD: g_b * sums},
+        {OpKind.MUL: g_W * elements, OpKind.ADD: g_W * sums},
+        _times(g_W, {OpKind.ADD: elements, OpKind.MUL: elements}),
+    ))
+
+
+def _batch_norm_input_gradient() -> Gradient:
+    """Training-mode BatchNorm grad-input; the per-channel sums are shared with grad-bias/grad-weight."""
+    sums = C * (N * S - 1)
+    ops = _total(
+        _times(1 - g_W, {OpKind.ADD: _BN_ELEMENTS, OpKind.MUL: _BN_ELEMENTS}),  # x̂, unless grad-weight made it
+        {OpKind.ADD: sums * ((1 - g_b) + (1 - g_W)), OpKind.MUL: (1 - g_W) * _BN_ELEMENTS},
+        {OpKind.MUL: A * C + 3 * _BN_ELEMENTS, OpKind.ADD: 2 * _BN_ELEMENTS, OpKind.DIV: C},
+    )
+    return Gradient(ops=_times(g_x, ops))
+
+
 BATCH_NORM = LayerFormula(
     name="batch_norm",
     description="Batch normalisation in inference (nn.BatchNorm1d/2d/3d, eval): running statistics per channel",
@@ -97,6 +127,10 @@ BATCH_NORM = LayerFormula(
     ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
     output_shape=(N, C, S),
     buffers=2 * C + 1,
+    # rstd from the running variance (charged to grad-input when it runs), then g·(γ·rstd) per element.
+    grad_input=Gradient(ops=_times(g_x, _total(rstd(C), {OpKind.MUL: _BN_ELEMENTS + A * C}))),
+    grad_weight=Gradient(ops=_total(
+        _param_gradients(_BN_ELEMENTS, N * S, C).ops, _times(g_W * (1 - g_x), rstd(C)))),
 )
 BATCH_NORM_BATCH_STATS = LayerFormula(
     name="batch_norm_batch_stats",
@@ -109,6 +143,8 @@ BATCH_NORM_BATCH_STATS = LayerFormula(
     ),
     output_shape=(N, C, S),
     buffers=R * (2 * C + 1),
+    grad_input=_batch_norm_input_gradient(),
+    grad_weight=_param_gradients(_BN_ELEMENTS, N * S, C),
 )
 INSTANCE_NORM = LayerFormula(
     name="instance_norm",
@@ -146,6 +182,12 @@ LAYER_NORM = LayerFormula(
     macs=sp.Integer(0),
     ops=_total(statistics(N, D), rstd(N), normalise(N * D, A, B)),
     output_shape=(N, D),
+    # ĝ = g·γ, the row sums Σĝ and Σĝ·x̂, then (rstd/D)·(D·ĝ − Σĝ − x̂·Σĝ·x̂); x̂ when grad-weight did not make it.
+    grad_input=Gradient(ops=_times(g_x, _total(
+        _times(1 - g_W, {OpKind.ADD: N * D, OpKind.MUL: N * D}),
+        {OpKind.MUL: A * N * D + N * D + 3 * N * D, OpKind.ADD: 2 * N * (D - 1) + 2 * N * D, OpKind.DIV: N},
+    ))),
+    grad_weight=_param_gradients(N * D, N, D),
 )
 RMS_NORM = LayerFormula(
     name="rms_norm",

@@ -36,13 +36,15 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_x
 from flopcalc.layers.activation import any_rank, elementwise, shape_symbols
 from flopcalc.layers.conv import SPATIAL_NAMES, spatial_symbols
 from flopcalc.registry import REGISTRY, Bound
 
 N, C, P = dims("N C P")
 c = flag("c")
+U = flag("U")
+"""1 when an adaptive pool's every output size is 1 (global pooling: torch computes a mean)."""
 i = sp.Symbol("i", integer=True, nonnegative=True)
 
 
@@ -72,7 +74,13 @@ def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
     }
     results = N * C * sp.Mul(*sym["out"])
     full = "max" if reduction == "max" else "average"
+    # Backward: max pooling adds each output gradient at its argmax; average pooling divides it by the window
+    # and adds it into every tap.
+    taps = sp.Mul(*sym["kernel"])
+    backward = {OpKind.ADD: g_x * results} if reduction == "max" else {
+        OpKind.DIV: g_x * results, OpKind.ADD: g_x * results * taps}
     return LayerFormula(
+        grad_input=Gradient(ops=backward),
         name=f"{reduction}_pool{ndim}d",
         description=f"{ndim}-d {full} pooling (nn.{reduction.capitalize()}Pool{ndim}d), prod(K) taps per output",
         params=sp.Integer(0),
@@ -91,7 +99,16 @@ def _adaptive_formula(ndim: int, reduction: str) -> LayerFormula:
         for t, x, o in zip(windows, sym["size"], sym["out"])
     }
     full = "max" if reduction == "max" else "average"
+    results, inputs = N * C * sp.Mul(*sym["out"]), N * C * sp.Mul(*sym["size"])
+    if reduction == "max":
+        backward = {OpKind.ADD: g_x * results}  # each output gradient added at its argmax
+    else:
+        # Global pooling (U = 1, every output size 1) is a mean, whose gradient divides the output gradient
+        # once per input element; otherwise each output gradient is divided by its window and added per tap.
+        backward = {OpKind.DIV: g_x * (U * inputs + (1 - U) * results),
+                    OpKind.ADD: g_x * (1 - U) * N * C * sp.Mul(*windows)}
     return LayerFormula(
+        grad_input=Gradient(ops=backward),
         name=f"adaptive_{reduction}_pool{ndim}d",
         description=f"{ndim}-d adaptive {full} pooling (nn.Adaptive{reduction.capitalize()}Pool{ndim}d), exact windows",
         params=sp.Integer(0),
@@ -134,10 +151,18 @@ UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D = (
     for n, formula in ((1, INTERPOLATE1D), (2, INTERPOLATE2D), (3, INTERPOLATE3D))
 )
 
-IDENTITY = elementwise("identity", "Identity: returns its input, no arithmetic")
-DROPOUT = elementwise("dropout", "Dropout (every variant) at inference: the identity; training masks not counted")
-FLATTEN = elementwise("flatten", "Flatten: a view merging start_dim..end_dim, no arithmetic")
-UNFLATTEN = elementwise("unflatten", "Unflatten: a view splitting one dimension, no arithmetic")
+_FREE_BACKWARD = Gradient()
+"""The gradient of a view or of the identity is the output gradient itself: no arithmetic."""
+IDENTITY = dataclasses.replace(
+    elementwise("identity", "Identity: returns its input, no arithmetic"), grad_input=_FREE_BACKWARD)
+DROPOUT = dataclasses.replace(
+    elementwise("dropout", "Dropout (every variant) at inference: the identity; training masks not counted"),
+    grad_input=_FREE_BACKWARD,
+)
+FLATTEN = dataclasses.replace(
+    elementwise("flatten", "Flatten: a view merging start_dim..end_dim, no arithmetic"), grad_input=_FREE_BACKWARD)
+UNFLATTEN = dataclasses.replace(
+    elementwise("unflatten", "Unflatten: a view splitting one dimension, no arithmetic"), grad_input=_FREE_BACKWARD)
 
 REGISTRY.add_formula(
     MAX_POOL1D, MAX_POOL2D, MAX_POOL3D, AVG_POOL1D, AVG_POOL2D, AVG_POOL3D,
@@ -201,7 +226,8 @@ def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: 
     formula, values = _batch_values(formula, shape, ndim)
     sizes = shape[-ndim:]
     outs = spatial_symbols(ndim)["out"]
-    return Bound(formula, values | {s.name: n if n is not None else x for s, n, x in zip(outs, out, sizes)})
+    out_sizes = [n if n is not None else x for n, x in zip(out, sizes)]
+    return Bound(formula, values | {s.name: n for s, n in zip(outs, out_sizes)} | {"U": int(all(n == 1 for n in out_sizes))})
 
 
 def bind_adaptive(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:

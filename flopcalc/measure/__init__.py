@@ -2,6 +2,7 @@
 
 from flopcalc.measure import (
     ops_attention,
+    ops_backward,
     ops_data,
     ops_elementwise,
     ops_embedding,
@@ -13,6 +14,6 @@ from flopcalc.measure import (
 from flopcalc.measure.core import Count, OpCounter, Tally, measure
 
 __all__ = [
-    "Count", "OpCounter", "Tally", "measure", "ops_attention", "ops_data", "ops_elementwise", "ops_embedding",
+    "Count", "OpCounter", "Tally", "measure", "ops_attention", "ops_backward", "ops_data", "ops_elementwise", "ops_embedding",
     "ops_linalg", "ops_norm", "ops_pool", "ops_recurrent",
 ]

@@ -15,8 +15,10 @@ import sympy as sp
 from flopcalc.formula import Number
 from flopcalc.render import closed_forms
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report
+from flopcalc.report import LayerBackward, LayerRow, Report
+from flopcalc.roofline import Roofline
 from flopcalc.sizes import SizeNames, simplify_sizes
+from flopcalc.timing import achieved, flop_utilisation
 
 KIB = 1024
 """1 kB = 1024 B, as PyTorch and Keras summaries (and seed report 003) count parameter memory."""
@@ -43,6 +45,25 @@ COLUMNS = (
     Column("other_ops", "Other ops", numeric=True),
     Column("status", "Status"),
 )
+BACKWARD_COLUMNS = (
+    Column("grad_input_macs", "Grad-input MACs", numeric=True),
+    Column("grad_weight_macs", "Grad-weight MACs", numeric=True),
+    Column("backward_other_ops", "Bwd other ops", numeric=True),
+    Column("backward_status", "Backward"),
+)
+RECOMPUTE_COLUMN = Column("recompute_macs", "Recompute MACs", numeric=True)
+OUTPUT_BYTES_COLUMN = Column("output_bytes", "Output bytes", numeric=True)
+TIMING_COLUMNS = (
+    Column("time", "Time", numeric=True),
+    Column("achieved", "FLOP/s", numeric=True),
+    Column("of_roofline", "% roofline", numeric=True),
+)
+ROOFLINE_COLUMNS = (
+    Column("bytes_moved", "Bytes moved", numeric=True),
+    Column("intensity", "FLOP/B", numeric=True),
+    Column("roofline_time", "Roofline time", numeric=True),
+    Column("bound", "Bound"),
+)
 FORMULA_COLUMNS = (
     Column("formula", "Formula"),
     Column("params_formula", "Params = formula", math=True),
@@ -68,9 +89,23 @@ def _style(raw: bool, latex: bool) -> Style:
     return Style.TEXT if raw else Style.LATEX if latex else Style.UNICODE
 
 
-def columns(formulas: bool = False) -> tuple[Column, ...]:
-    """The layer table's columns, with the three formula columns when ``formulas`` is set."""
-    return COLUMNS + FORMULA_COLUMNS if formulas else COLUMNS
+def columns(formulas: bool = False, report: Report | None = None) -> tuple[Column, ...]:
+    """The layer table's columns, with the three formula columns when ``formulas`` is set, the output bytes
+    when ``report`` tracked memory, and the backward columns when it counted the backward pass (recompute only
+    when checkpointing re-ran a forward)."""
+    chosen = COLUMNS
+    if report is not None and report.totals.memory is not None:
+        chosen = chosen[:-1] + (OUTPUT_BYTES_COLUMN, chosen[-1])
+    if report is not None and report.totals.roofline is not None:
+        chosen = chosen[:-1] + ROOFLINE_COLUMNS + (chosen[-1],)
+    if report is not None and report.timing is not None:
+        timing = TIMING_COLUMNS if report.totals.roofline is not None else TIMING_COLUMNS[:2]
+        chosen = chosen[:-1] + timing + (chosen[-1],)
+    backward = report.totals.backward if report is not None else None
+    if backward is not None:
+        recompute = (RECOMPUTE_COLUMN,) if backward.recompute.macs or backward.recompute.ops else ()
+        chosen = chosen[:-1] + BACKWARD_COLUMNS[:-1] + recompute + (chosen[-1], BACKWARD_COLUMNS[-1])
+    return chosen + FORMULA_COLUMNS if formulas else chosen
 
 
 def visible_rows(report: Report, depth: int | None = None) -> tuple[LayerRow, ...]:
@@ -121,11 +156,71 @@ def layer_values(report: Report, row: LayerRow, formulas: bool = False, latex: b
         "other_ops": row.other_ops,
         "status": status_text(row),
     }
+    if report.totals.memory is not None:
+        values["output_bytes"] = row.output_bytes
+    if row.backward is not None:
+        values.update(backward_values(row.backward))
+    if row.roofline is not None:
+        values.update(roofline_values(row.roofline))
+    if report.timing is not None:
+        seconds = report.timing.of(row.index)
+        rate, of_roofline = achieved(report, row.index)
+        values.update(time=Seconds(seconds) if seconds is not None else None,
+                      achieved=Rate(rate) if rate is not None else None,
+                      of_roofline=Ratio(of_roofline) if of_roofline is not None else None)
     if formulas:
         values["formula"] = row.formula_name or ""
         values["params_formula"] = formula_text(row, "params", latex)
         values["macs_formula"] = formula_text(row, "macs", latex)
-    return values
+    shown = {column.key for column in columns(formulas, report)}
+    return {key: value for key, value in values.items() if key in shown}
+
+
+def roofline_values(roofline: Roofline) -> dict[str, object]:
+    """The roofline columns of one row (or of the totals)."""
+    return {
+        "bytes_moved": roofline.bytes,
+        "intensity": Ratio(roofline.intensity) if roofline.intensity is not None else None,
+        "roofline_time": Seconds(roofline.time_s),
+        "bound": roofline.bound,
+    }
+
+
+class Seconds(float):
+    """A duration, shown with its unit and 4 significant digits (``10.02 µs``)."""
+
+
+class Ratio(float):
+    """A ratio such as FLOPs per byte, shown with 2 decimals."""
+
+
+class Rate(float):
+    """FLOP/s, shown scaled with 4 significant digits (``1.234 T``)."""
+
+
+def fmt_rate(value: float) -> str:
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if value >= factor:
+            return f"{value / factor:.4g} {prefix}"
+    return f"{value:.4g}"
+
+
+def fmt_seconds(value: float) -> str:
+    for factor, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if value >= factor:
+            return f"{value / factor:.4g} {unit}"
+    return f"{value / 1e-9:.4g} ns"
+
+
+def backward_values(backward: LayerBackward) -> dict[str, object]:
+    """The backward columns of one row (or of the totals); a split the formula does not give is ``None``."""
+    return {
+        "grad_input_macs": backward.grad_input.macs if backward.grad_input is not None else None,
+        "grad_weight_macs": backward.grad_weight.macs if backward.grad_weight is not None else None,
+        "backward_other_ops": backward.other_ops,
+        "recompute_macs": backward.recompute.macs,
+        "backward_status": backward.status.value + (UNCOUNTED_MARK if backward.uncounted else ""),
+    }
 
 
 def fmt_count(value: Number) -> str:
@@ -182,6 +277,12 @@ def format_value(
         return fmt_shapes(value, "x" if raw else "×")  # type: ignore[arg-type]
     if key == "share":
         return f"{value:.4f}" if raw else f"{value:.1f}"
+    if isinstance(value, Seconds):
+        return repr(float(value)) if raw else fmt_seconds(value)
+    if isinstance(value, Rate):
+        return repr(float(value)) if raw else fmt_rate(value)
+    if isinstance(value, Ratio):
+        return repr(float(value)) if raw else f"{value:,.2f}"
     if isinstance(value, str):
         return value
     return str(value) if raw else fmt_count(value)  # type: ignore[arg-type]
@@ -203,10 +304,18 @@ def total_cells(report: Report, formulas: bool = False, raw: bool = False, latex
     t = report.totals
     values: dict[str, object] = {"name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops}
     values["share"] = 100.0 if t.macs and not report.is_symbolic else None
+    if t.backward is not None:
+        values.update(backward_values(t.backward))
+        values["backward_status"] = ""
+    if t.roofline is not None:
+        values.update(roofline_values(t.roofline.model))
+    if report.timing is not None and report.rows:
+        values.update({k: v for k, v in layer_values(report, report.rows[0]).items()
+                       if k in ("time", "achieved", "of_roofline")})
     names = size_names(report)
     return {
         column.key: format_value(column.key, values.get(column.key, ""), raw, latex, names)
-        for column in columns(formulas)
+        for column in columns(formulas, report)
     }
 
 
@@ -240,7 +349,7 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
             ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
             ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
             ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
-        ]
+        ] + training_items(report) + memory_items(report) + roofline_items(report) + timing_items(report)
     where = _where_items(names, latex)
     return where + items + _closed_form_counts(report, names, latex) + closed_form_items(report)
 
@@ -289,6 +398,86 @@ def _closed_form_counts(report: Report, names: SizeNames, latex: bool) -> list[t
     return items
 
 
+def timing_items(report: Report) -> list[tuple[str, str]]:
+    """The measured forward time and, with a roofline, the model's FLOP utilisation."""
+    timing = report.timing
+    if timing is None:
+        return []
+    items = [("Measured time", f"{fmt_seconds(timing.total_s)} per forward on {timing.device} (median of "
+                               f"{timing.repeats} runs after {timing.warmup} warm-up)")]
+    utilisation = flop_utilisation(report)
+    if utilisation is not None:
+        rate = report.totals.flops / timing.total_s if isinstance(report.totals.flops, int) else 0
+        items.append(("FLOP utilisation", f"{utilisation:.2f}% = {fmt_rate(rate)}FLOP/s of the "
+                                          f"{report.totals.roofline.peak / 1e12:,.4g} TFLOP/s peak"))
+    return items
+
+
+def roofline_items(report: Report) -> list[tuple[str, str]]:
+    """The device, its peak and bandwidth, and the model's roofline time, when a roofline was asked for."""
+    roofline = report.totals.roofline
+    if roofline is None:
+        return []
+    hw, model = roofline.hardware, roofline.model
+    return [
+        ("Hardware", f"{hw.name}: {roofline.dtype} peak {roofline.peak / 1e12:,.4g} TFLOP/s, "
+                     f"{hw.bandwidth / 1e12:,.4g} TB/s" + (f"; {hw.source}" if hw.source else "")),
+        ("Bytes moved", f"{model.bytes:,} B (each op reads its inputs and writes its outputs once)"),
+        ("Roofline time", f"{fmt_seconds(model.time_s)} = Σ per layer max(FLOPs / peak, bytes / bandwidth); "
+                          f"compute {fmt_seconds(model.compute_s)}, memory {fmt_seconds(model.memory_s)}, "
+                          f"mostly {model.bound}-bound"),
+    ]
+
+
+def memory_items(report: Report) -> list[tuple[str, str]]:
+    """Activation peak, bytes kept for backward and the training state, when the report tracked memory."""
+    memory = report.totals.memory
+    if memory is None:
+        return []
+    items = []
+    if memory.activation_peak_bytes is not None:
+        items.append(("Activation peak", fmt_bytes(memory.activation_peak_bytes) + " (tensors alive at once "
+                      "during the forward pass; inputs and parameters excluded)"))
+    if memory.saved_for_backward_bytes is not None:
+        items.append(("Kept for backward", fmt_bytes(memory.saved_for_backward_bytes) + " (activations "
+                      "autograd saves for the backward pass)"))
+    state = memory.training
+    if state is not None:
+        master = f" + float32 master weights {state.master_bytes:,} B" if state.master_bytes else ""
+        items.append(("Training state", fmt_bytes(state.total_bytes) + f" = params {state.param_bytes:,} B + "
+                      f"gradients {state.grad_bytes:,} B{master} + {state.optimizer} state "
+                      f"{state.optimizer_bytes:,} B ({state.states_per_param} float32 per trainable param)"))
+    return items
+
+
+def training_items(report: Report) -> list[tuple[str, str]]:
+    """With the backward pass: forward, backward (grad-input + grad-weight), recompute and the training step,
+    and how the step compares with the forward (the ×3 that "6·N·D" assumes)."""
+    t = report.totals
+    b = t.backward
+    if b is None:
+        return []
+    split = ""
+    if b.grad_input is not None and b.grad_weight is not None:
+        split = f" = grad-input {fmt_count(b.grad_input.macs)} + grad-weight {fmt_count(b.grad_weight.macs)}"
+    items = [
+        ("Forward", fmt_scaled(t.macs, "MACs")),
+        ("Backward", fmt_scaled(b.macs, "MACs") + split + f"; {fmt_scaled(b.flops, 'FLOPs')}"),
+    ]
+    if b.recompute.macs or b.recompute.ops:
+        items.append(("Recompute", fmt_scaled(b.recompute.macs, "MACs") + " (forward re-run by activation "
+                      f"checkpointing; {fmt_scaled(b.recompute.flops, 'FLOPs')})"))
+    training = t.training_macs
+    ratio = f"{training / t.macs:.2f}× the forward MACs" if isinstance(training, int) and t.macs else ""
+    items += [
+        ("Training step", f"{fmt_scaled(training, 'MACs')} ({ratio}; 6·N·D assumes 3×), "
+                          f"{fmt_scaled(t.training_flops, 'FLOPs')}"),
+        ("Measured bwd", f"{fmt_count(b.measured.macs)} MACs, {fmt_count(b.measured.flops)} FLOPs (aten ops "
+                         "autograd executed)"),
+    ]
+    return items
+
+
 def closed_form_items(report: Report) -> list[tuple[str, str]]:
     """For a symbolic report: where its closed forms hold, and the sizes torch assumed while tracing."""
     closed_form = report.closed_form
@@ -327,6 +516,14 @@ def notes(report: Report) -> list[tuple[str, str]]:
         found.append(("Uncounted ops", "none"))
     for row in report.mismatches:
         found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
+    for row in report.rows:
+        if row.backward is not None and row.backward.mismatches:
+            found.append(("Mismatch", f"{display_name(report, row)} ({row.type}) backward: "
+                          f"{'; '.join(row.backward.mismatches)}"))
+    backward_uncounted = report.totals.backward.uncounted if report.totals.backward else {}
+    if backward_uncounted:
+        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(backward_uncounted.items()))
+        found.append(("Uncounted ops", f"backward: {listed} (no counting rule; backward counts are lower bounds)"))
     if report.uncalled:
         uncalled = sorted(report.uncalled.items())
         listed = ", ".join(f"{name} ({n:,} params)" for name, n in uncalled[:LISTED])

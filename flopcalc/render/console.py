@@ -48,7 +48,7 @@ def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
     visible = cells.layer_cells(report, depth, formulas)
     top = min((row.depth for row, _ in visible), default=0)
     rows = [(row, dict(values, name=INDENT * (row.depth - top) + values["name"])) for row, values in visible]
-    for column in cells.columns(formulas):
+    for column in cells.columns(formulas, report):
         texts = [column.header, total[column.key], *(v[column.key] for _, v in rows)]
         widest = max(len(text) for text in texts)
         fixed = column.numeric or column.key == "status"
@@ -65,7 +65,7 @@ def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
         )
     shown = {row.index for row, _ in visible}
     for row, values in rows:
-        table.add_row(*_styled(row, values, formulas), style=_row_style(row, shown))
+        table.add_row(*_styled(report, row, values, formulas), style=_row_style(row, shown))
     return table
 
 
@@ -75,12 +75,13 @@ def _row_style(row: LayerRow, shown: set[int]) -> str:
     return PARENT_STYLE if any(child in shown for child in row.children) else ""
 
 
-def _styled(row: LayerRow, values: dict[str, str], formulas: bool) -> list[Text | str]:
+def _styled(report: Report, row: LayerRow, values: dict[str, str], formulas: bool) -> list[Text | str]:
     out: list[Text | str] = []
-    for column in cells.columns(formulas):
+    for column in cells.columns(formulas, report):
         text = values[column.key]
         # Text, not str: module and model names are shown as written, never read as rich markup or emoji codes.
-        out.append(Text(text, style=STATUS_STYLES[row.status] if column.key == "status" else ""))
+        status = row.status if column.key == "status" else row.backward.status if column.key == "backward_status" and row.backward else None
+        out.append(Text(text, style=STATUS_STYLES[status] if status else ""))
     return out
 
 

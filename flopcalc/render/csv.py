@@ -11,7 +11,7 @@ from flopcalc.report import Report
 
 def to_csv(report: Report, depth: int | None = None, formulas: bool = False) -> str:
     """The layer table as CSV (header: the column keys); totals are the model's, in :func:`to_json`."""
-    keys = [column.key for column in cells.columns(formulas)]
+    keys = [column.key for column in cells.columns(formulas, report)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["depth", *keys], lineterminator="\n")
     writer.writeheader()

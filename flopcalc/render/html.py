@@ -20,7 +20,7 @@ def _td(column: cells.Column, html: str) -> str:
 
 def to_html(report: Report, depth: int | None = None, formulas: bool = False) -> str:
     """The report as an HTML document; arguments as for the console table."""
-    cols = cells.columns(formulas)
+    cols = cells.columns(formulas, report)
     visible = cells.layer_cells(report, depth, formulas)
     top = min((row.depth for row, _ in visible), default=0)
     shown = {row.index for row, _ in visible}

@@ -14,7 +14,10 @@ from flopcalc.conventions.base import ConventionResult
 from flopcalc.formula import Number
 from flopcalc.render import cells, closed_forms
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report
+from flopcalc.measure import Count
+from flopcalc.report import LayerBackward, LayerRow, Report
+from flopcalc.roofline import Roofline
+from flopcalc.timing import achieved, flop_utilisation
 
 
 def _number(value: Number) -> int | str:
@@ -45,6 +48,31 @@ def _formula(row: LayerRow) -> dict[str, Any] | None:
     }
 
 
+def _count(count: Count | None) -> dict[str, Any] | None:
+    if count is None:
+        return None
+    return {"macs": _number(count.macs), "ops": _ops(count.ops), "flops": _number(count.flops)}
+
+
+def backward_record(backward: LayerBackward | None) -> dict[str, Any] | None:
+    """A row's (or the model's) backward pass, or ``None`` when the backward pass was not counted."""
+    if backward is None:
+        return None
+    return {
+        "macs": _number(backward.macs),
+        "ops": _ops(backward.ops),
+        "flops": _number(backward.flops),
+        "grad_input": _count(backward.grad_input),
+        "grad_weight": _count(backward.grad_weight),
+        "recompute": _count(backward.recompute),
+        "measured": _count(backward.measured),
+        "status": backward.status.value,
+        "flags": dict(backward.flags),
+        "uncounted_ops": dict(sorted(backward.uncounted.items())),
+        "mismatches": list(backward.mismatches),
+    }
+
+
 def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
     """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself)."""
     return {
@@ -68,7 +96,87 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
         "uncounted_ops": dict(sorted(row.uncounted.items())),
         "formula": _formula(row),
         "mismatches": list(row.mismatches),
+        "backward": backward_record(row.backward),
+        "output_bytes": _number(row.output_bytes),
+        "roofline": _roofline(row.roofline),
+        "timing": _timing(report, row),
     }
+
+
+def _training_totals(report: Report) -> dict[str, Any]:
+    """``forward_macs``, ``backward_macs``, ``recompute_macs``, ``training_macs`` (and FLOPs), and the model's
+    backward record; empty without the backward pass."""
+    t = report.totals
+    if t.backward is None:
+        return {}
+    return {
+        "forward_macs": _number(t.forward_macs),
+        "backward_macs": _number(t.backward.macs),
+        "recompute_macs": _number(t.backward.recompute.macs),
+        "training_macs": _number(t.training_macs),
+        "forward_flops": _number(t.flops),
+        "backward_flops": _number(t.backward.flops),
+        "training_flops": _number(t.training_flops),
+        "backward": backward_record(t.backward),
+    }
+
+
+def _roofline(roofline: Roofline | None) -> dict[str, Any] | None:
+    if roofline is None:
+        return None
+    return {
+        "flops": roofline.flops, "bytes_moved": roofline.bytes, "intensity": roofline.intensity,
+        "time_s": roofline.time_s, "compute_s": roofline.compute_s, "memory_s": roofline.memory_s,
+        "bound": roofline.bound,
+    }
+
+
+def _roofline_totals(report: Report) -> dict[str, Any]:
+    """``roofline``: the device, the dtype and peak used, and the model's roofline; empty without one."""
+    roofline = report.totals.roofline
+    if roofline is None:
+        return {}
+    hw = roofline.hardware
+    return {"roofline": {
+        "hardware": hw.name, "source": hw.source, "dtype": roofline.dtype, "peak_flops_per_s": roofline.peak,
+        "bandwidth_bytes_per_s": hw.bandwidth, **(_roofline(roofline.model) or {}),
+    }}
+
+
+def _timing(report: Report, row: LayerRow) -> dict[str, Any] | None:
+    if report.timing is None:
+        return None
+    rate, of_roofline = achieved(report, row.index)
+    return {"time_s": report.timing.of(row.index), "achieved_flops_per_s": rate, "percent_of_roofline": of_roofline}
+
+
+def _timing_totals(report: Report) -> dict[str, Any]:
+    """``timing``: where and how the model was timed, its median forward time and FLOP utilisation."""
+    timing = report.timing
+    if timing is None:
+        return {}
+    return {"timing": {
+        "device": timing.device, "repeats": timing.repeats, "warmup": timing.warmup, "time_s": timing.total_s,
+        "flop_utilisation_percent": flop_utilisation(report),
+    }}
+
+
+def _memory_totals(report: Report) -> dict[str, Any]:
+    """``memory``: the activation peak, bytes saved for backward and the training state; empty without it."""
+    memory = report.totals.memory
+    if memory is None:
+        return {}
+    state = memory.training
+    training = None if state is None else {
+        "optimizer": state.optimizer, "states_per_param": state.states_per_param, "param_bytes": state.param_bytes,
+        "grad_bytes": state.grad_bytes, "master_bytes": state.master_bytes, "optimizer_bytes": state.optimizer_bytes,
+        "total_bytes": state.total_bytes,
+    }
+    return {"memory": {
+        "activation_peak_bytes": memory.activation_peak_bytes,
+        "saved_for_backward_bytes": memory.saved_for_backward_bytes,
+        "training": training,
+    }}
 
 
 def _closed_form(report: Report) -> dict[str, Any] | None:
@@ -118,6 +226,10 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
             "flops": _number(t.flops),
             "measured_macs": _number(t.measured_macs),
             "measured_flops": _number(t.measured_flops),
+            **_training_totals(report),
+            **_memory_totals(report),
+            **_roofline_totals(report),
+            **_timing_totals(report),
         },
         "closed_form": _closed_form(report),
         "uncounted_ops": dict(sorted(report.uncounted.items())),

@@ -50,7 +50,7 @@ def _math(text: str) -> str:
 
 def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -> str:
     """The report as a LaTeX ``table`` of two booktabs tabulars; arguments as for the console table."""
-    cols = cells.columns(formulas)
+    cols = cells.columns(formulas, report)
     spec = "".join("r" if column.numeric else "l" for column in cols)
     lines = [
         "% requires \\usepackage{booktabs}",

@@ -20,7 +20,7 @@ def _code(text: str) -> str:
 
 def to_markdown(report: Report, depth: int | None = None, formulas: bool = False) -> str:
     """The report as Markdown; ``depth`` and ``formulas`` as in :func:`flopcalc.render.console.to_rich`."""
-    cols = cells.columns(formulas)
+    cols = cells.columns(formulas, report)
     lines = [f"### {escape(cells.title(report))}", ""]
     lines.append("| " + " | ".join(column.header for column in cols) + " |")
     lines.append("|" + "|".join("---:" if column.numeric else "---" for column in cols) + "|")

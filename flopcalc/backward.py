@@ -1,0 +1,293 @@
+"""The backward pass: run on the traced forward's graph, its ops charged to the module calls that created them.
+
+During the forward pass, each module call claims the autograd nodes its forward created: when the call
+returns, the graph is walked back from its outputs until the nodes of its inputs or nodes already claimed
+(inner calls return first, so they claim their own nodes). The backward pass then runs under the same
+operator counter with a pre- and post-hook on every claimed node, so each op autograd executes is charged to
+the call whose node is running. Gradients are taken with ``torch.autograd.grad``, so nothing accumulates into
+``.grad``; reentrant checkpointing needs ``.backward()``, and every ``.grad`` it writes is restored afterwards.
+
+What autograd skips is skipped here too: no grad-input where the input needs no gradient (the first layer),
+no grad-weight for frozen parameters. A forward that activation checkpointing re-runs during the backward
+pass re-enters the module hooks; its ops are charged to that call's ``recompute``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from flopcalc.errors import InputError
+from flopcalc.formula import GRADIENT_PARTS
+from flopcalc.measure import Count
+from flopcalc.measure.core import ZERO
+from flopcalc.registry import FormulaRegistry
+from flopcalc.report import LayerBackward, LayerRow, Status
+from flopcalc.trace import Tracer
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _is_bias(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].startswith("bias")
+
+
+@dataclass
+class CallBackward:
+    """What one module call's autograd nodes executed (mutable, while the pass runs)."""
+
+    flags: dict[str, int]
+    count: Count = ZERO
+    recompute: Count = ZERO
+    uncounted: Counter[str] = field(default_factory=Counter)
+
+
+class BackwardTracer(Tracer):
+    """A :class:`Tracer` that also records which call created each autograd node, then runs the backward pass."""
+
+    def __init__(self, model: nn.Module, registry: FormulaRegistry, symbolic: Any = None):
+        if symbolic is not None:
+            raise InputError("the backward pass needs concrete sizes; give numbers instead of names")
+        super().__init__(model, registry)
+        self.model = model
+        self.phase = "forward"
+        self.backward: list[CallBackward] = []
+        self.stops: dict[int, set[Any]] = {}  # per call: the nodes of its inputs
+        self.node_call: dict[Any, int] = {}
+        self.leaves: dict[int, torch.Tensor] = {}
+        self.node_stack: list[int] = []
+        self.recompute_stack: list[tuple[int, set[Any]]] = []  # (call, its inputs' nodes) per open recompute
+        self.recomputed: Counter[int] = Counter()
+        self.reentrant = False
+        self.recompute_node_call: dict[Any, int] = {}
+        self.recompute_stops: dict[int, set[Any]] = {}
+        self.handles: list[Any] = []
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self.phase == "backward":  # activation checkpointing re-runs this module's forward
+            index = self._recomputed_call(module)
+            tensors = _tensors((args, kwargs))
+            self.recompute_stack.append((index, {t.grad_fn for t in tensors if t.grad_fn is not None}))
+            if self.reentrant and torch.is_grad_enabled():  # the reentrant forward ran without grad
+                self.backward[index].flags = self._flags(module, tensors)
+            return
+        super().pre_hook(module, args, kwargs)
+        tensors = _tensors((args, kwargs))
+        self.stops[len(self.calls) - 1] = {t.grad_fn for t in tensors if t.grad_fn is not None}
+        self.backward.append(CallBackward(self._flags(module, tensors)))
+
+    def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        if self.phase == "backward":
+            return  # a recompute ends in _recompute_done
+        index = self.stack[-1]
+        super().post_hook(module, args, kwargs, output)
+        self._claim(index, output, self.stops[index], self.node_call, self.stops)
+
+    def _recompute_done(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Called when a module's forward returns *or raises*: non-reentrant checkpointing stops a recompute
+        with an exception once it has the tensors it needs."""
+        if self.phase != "backward" or not self.recompute_stack:
+            return
+        index, stops = self.recompute_stack.pop()
+        if output is not None and self.reentrant and torch.is_grad_enabled():
+            # Reentrant checkpointing runs the backward of this recomputed graph next: hook its nodes too.
+            self.recompute_stops[index] = stops
+            for node in self._claim(index, output, stops, self.recompute_node_call, self.recompute_stops):
+                self._hook(node, index)
+
+    @contextlib.contextmanager
+    def hooks(self, model: nn.Module) -> Iterator[None]:
+        modules = {id(m): m for m in model.modules()}.values()
+        handles = [m.register_forward_hook(self._recompute_done, always_call=True) for m in modules]
+        try:
+            with super().hooks(model):
+                yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _flags(self, module: nn.Module, tensors: list[torch.Tensor]) -> dict[str, int]:
+        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable."""
+        binder = self.registry.binder_for(module)
+        params = module.named_parameters(recurse=binder is not None)
+        trainable = [(name, p.requires_grad) for name, p in params]
+        return {
+            "g_x": int(any(t.requires_grad for t in tensors if t.is_floating_point() or t.is_complex())),
+            "g_W": int(any(grad for name, grad in trainable if not _is_bias(name))),
+            "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
+        }
+
+    def _claim(
+        self, index: int, output: Any, stops: set[Any], owners: dict[Any, int], stops_of: Mapping[int, set[Any]]
+    ) -> list[Any]:
+        """Give call ``index`` every node reachable from its outputs that is neither its inputs' (``stops``) nor
+        in ``owners``; returns the nodes it claimed.
+
+        A node claimed by one of its inner calls is not the end of the walk: the walk resumes from that
+        call's inputs (``stops_of[call]``), so nodes this call created between two inner calls are found too.
+        """
+        claimed = []
+        pending = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        resumed: set[int] = set()
+        while pending:
+            node = pending.pop()
+            if node is None or node in stops:
+                continue
+            owner = owners.get(node)
+            if owner is not None:
+                if owner > index and owner not in resumed and owner in stops_of:  # an inner call (in call order)
+                    resumed.add(owner)
+                    pending.extend(stops_of[owner])
+                continue
+            variable = getattr(node, "variable", None)
+            if isinstance(variable, torch.Tensor):  # AccumulateGrad: a leaf the gradients are taken for
+                if self.phase == "forward":
+                    self.leaves[id(variable)] = variable
+                continue
+            owners[node] = index
+            claimed.append(node)
+            pending.extend(next_node for next_node, _ in node.next_functions)
+        return claimed
+
+    def _recomputed_call(self, module: nn.Module) -> int:
+        """The forward call a checkpoint recompute repeats: the module's calls in order, cycling."""
+        calls = [i for i, call in enumerate(self.calls) if call.module is module]
+        occurrence = self.recomputed[id(module)]
+        self.recomputed[id(module)] += 1
+        return calls[occurrence % len(calls)] if calls else 0
+
+    def sink(self, func: Any, count: Count | None) -> None:
+        if self.phase == "forward":
+            super().sink(func, count)
+            return
+        if self.recompute_stack:
+            target = self.backward[self.recompute_stack[-1][0]]
+            if count is not None:
+                target.recompute = target.recompute + count
+        else:
+            # Between nodes the engine sums the gradients of a tensor used more than once; with no node
+            # running, that work is the model's own (its root call).
+            target = self.backward[self.node_stack[-1] if self.node_stack else 0]
+            if count is not None:
+                target.count = target.count + count
+        if count is None:
+            target.uncounted[str(func)] += 1
+
+    def _hook(self, node: Any, index: int) -> None:
+        self.handles.append(node.register_prehook(self._entering(index)))
+        self.handles.append(node.register_hook(self._leaving))
+
+    def _entering(self, index: int) -> Any:
+        def hook(grad_outputs: Any) -> None:
+            self.node_stack.append(index)
+
+        return hook
+
+    def _leaving(self, grad_inputs: Any, grad_outputs: Any) -> None:
+        self.node_stack.pop()
+
+    def run_backward(self, output: Any) -> None:
+        """Differentiate the sum of every floating-point output that needs a gradient, with respect to every
+        leaf of the graph (the trainable parameters, and any input that requires a gradient)."""
+        outputs = [t for t in _tensors(output) if t.requires_grad]
+        if not outputs or not self.leaves:
+            raise InputError("no output depends on a trainable parameter: there is no backward pass to count")
+        grad_outputs = [torch.ones_like(t) for t in outputs]
+        leaves = list(self.leaves.values())
+        saved_grads = [(p, p.grad) for p in {id(t): t for t in [*self.model.parameters(), *leaves]}.values()]
+        # Reentrant checkpointing refuses autograd.grad; only then are gradients accumulated (and undone).
+        self.reentrant = any(type(node).__name__ == "CheckpointFunctionBackward" for node in self.node_call)
+        try:
+            for node, index in self.node_call.items():
+                self._hook(node, index)
+            self.phase = "backward"
+            if self.reentrant:
+                torch.autograd.backward(outputs, grad_outputs)
+            else:
+                torch.autograd.grad(outputs, leaves, grad_outputs, allow_unused=True)
+        finally:
+            self.phase = "done"
+            for handle in self.handles:
+                handle.remove()
+            for param, grad in saved_grads:
+                param.grad = grad
+
+
+def _split(row_backward: list[LayerBackward | None], children: tuple[int, ...]) -> tuple[Count, Count] | None:
+    parts = [row_backward[c] for c in children]
+    if any(part is None or part.grad_input is None or part.grad_weight is None for part in parts):
+        return None
+    grad_input = sum((part.grad_input for part in parts if part and part.grad_input), ZERO)
+    grad_weight = sum((part.grad_weight for part in parts if part and part.grad_weight), ZERO)
+    return grad_input, grad_weight
+
+
+def backward_rows(tracer: BackwardTracer, rows: tuple[LayerRow, ...]) -> list[LayerBackward]:
+    """Each row's backward: the formula's grad-input and grad-weight where the family has a backward formula,
+    checked against the measured backward of the call and its children; otherwise the measurement."""
+    result: list[LayerBackward | None] = [None] * len(rows)
+    for row in reversed(rows):
+        own = tracer.backward[row.index]
+        measured, recompute, uncounted = own.count, own.recompute, Counter(own.uncounted)
+        for child in row.children:
+            done = result[child]
+            assert done is not None
+            measured, recompute = measured + done.measured, recompute + done.recompute
+            uncounted.update(done.uncounted)
+        formula = row.bound.formula if row.bound else None
+        mismatches: tuple[str, ...] = ()
+        if formula is not None and formula.has_backward:
+            values = {**row.bound.values, **own.flags}
+            try:
+                grad_input, grad_weight = (_evaluate(formula.gradient(part), values) for part in GRADIENT_PARTS)
+            except Exception as exc:  # reported as a mismatch, never fatal (as for the forward formula)
+                grad_input = grad_weight = None
+                mismatches = (f"backward formula could not be evaluated: {type(exc).__name__}: {exc}",)
+            if mismatches:
+                status = Status.MISMATCH
+            elif uncounted:
+                status = Status.FORMULA_ONLY
+            else:
+                mismatches = _compare(grad_input + grad_weight, measured)
+                status = Status.MISMATCH if mismatches else Status.MATCH
+        else:
+            split = _split(result, row.children) if row.children else None
+            if split is not None:
+                # Work of a container's own (the engine summing the gradients of a tensor it uses twice)
+                # is gradient propagation towards its input.
+                grad_input, grad_weight = split[0] + own.count, split[1]
+            else:
+                grad_input = grad_weight = None
+            children = [result[c] for c in row.children]
+            pure = not own.count.macs and not own.count.ops and not own.uncounted
+            matched = row.children and pure and all(c and c.status is Status.MATCH for c in children)
+            status = Status.MATCH if matched else Status.MEASURED_ONLY
+        result[row.index] = LayerBackward(
+            grad_input=grad_input, grad_weight=grad_weight, measured=measured, recompute=recompute, status=status,
+            mismatches=mismatches, flags=dict(own.flags), uncounted=dict(uncounted),
+        )
+    return [r for r in result if r is not None]
+
+
+def _evaluate(formula: Any, values: Mapping[str, Any]) -> Count:
+    evaluation = formula.evaluate(values)
+    return Count(evaluation.macs, dict(evaluation.ops))
+
+
+def _compare(formula: Count, measured: Count) -> tuple[str, ...]:
+    checks = [("backward macs", formula.macs, measured.macs), ("backward ops", dict(formula.ops), dict(measured.ops))]
+    return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)

@@ -1,0 +1,58 @@
+"""--time: the model run for real, each layer timed; no assertion on how long anything takes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+import flopcalc
+from flopcalc.cli import app
+from flopcalc.errors import InputError
+from flopcalc.render.json import to_dict
+from flopcalc.timing import achieved, flop_utilisation
+
+
+def test_cpu_timing_per_layer_and_model_left_alone():
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = flopcalc.analyze(model, (8, 64), time="cpu", repeats=3, hardware="peak=1e12,bandwidth=1e11")
+    timing = report.timing
+    assert (timing.device, timing.repeats, timing.warmup) == ("cpu", 3, 2)
+    assert len(timing.by_call) == len(report.rows) == 4  # the model and its three layers, in call order
+    assert all(seconds is not None and seconds > 0 for seconds in timing.by_call)
+    assert timing.total_s == timing.by_call[0]
+    rate, of_roofline = achieved(report, 1)
+    # the first Linear's FLOPs (2*65,536 + 1,024 bias adds) over its measured time
+    assert rate == pytest.approx(132_096 / timing.by_call[1])
+    assert of_roofline == pytest.approx(100 * report.row("0").roofline.time_s / timing.by_call[1])
+    assert flop_utilisation(report) == pytest.approx(100 * 153_680 / timing.total_s / 1e12)
+    assert model.training and all(m.training for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    data = to_dict(report)
+    assert data["layers"][0]["timing"]["time_s"] == timing.by_call[1]
+    assert data["totals"]["timing"]["time_s"] == timing.total_s
+
+
+def test_timing_needs_real_weights_and_the_device(monkeypatch):
+    with torch.device("meta"):
+        meta_model = nn.Linear(4, 2)
+    with pytest.raises(InputError, match="needs real weights"):
+        flopcalc.analyze(meta_model, (1, 4), time="cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="no CUDA device"):
+        flopcalc.analyze(nn.Linear(4, 2), (1, 4), time="cuda")
+
+
+def test_cli_time(tmp_path, monkeypatch):
+    model_file = tmp_path / "net.py"
+    model_file.write_text("from torch import nn\ndef net():\n    return nn.Sequential(nn.Linear(8, 8), nn.ReLU())\n")
+    runner = CliRunner()
+    result = runner.invoke(app, [f"{model_file}:net", "--input", "8", "--time", "cpu", "--repeats", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Measured time" in result.output and "median of 2 runs after 2 warm-up" in result.output
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, [f"{model_file}:net", "--input", "8", "--time", "cuda"])
+    assert result.exit_code == 2 and "no CUDA device" in result.output
