@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import sympy as sp
@@ -50,6 +51,47 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
 
     return tuple(
         f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
+    )
+
+
+OWN_SUFFIX = " (self)"
+"""Appended to a module's name for the row of the work its own forward does outside its child modules."""
+
+
+def _difference(whole: Number, parts: list[Number]) -> Number:
+    rest = whole - sum(parts, start=0)
+    return sp.expand(rest) if isinstance(rest, sp.Basic) else rest
+
+
+def _own_row(row: LayerRow, call: Call, children: list[LayerRow]) -> LayerRow | None:
+    """The part of ``row`` that none of its child calls accounts for, or None when that is nothing.
+
+    A row without a formula is its own measured ops plus its children, so its part is exactly those ops. A
+    formula row is checked as a whole; its part is the formula's count minus its children's (the rescale of a
+    squeeze-and-excitation block), and it shares the row's status.
+    """
+    if not children:
+        return None
+    params = row.params - sum(child.params for child in children)
+    if row.analytic is None:
+        macs, ops = call.self_count.macs, dict(call.self_count.ops)
+        status = Status.MEASURED_ONLY
+    else:
+        macs = _difference(row.macs, [child.macs for child in children])
+        kinds = dict.fromkeys([*row.ops, *(kind for child in children for kind in child.ops)])
+        ops = {kind: _difference(row.ops.get(kind, 0), [c.ops.get(kind, 0) for c in children]) for kind in kinds}
+        status = row.status
+    uncounted = Counter(row.uncounted)
+    for child in children:
+        uncounted.subtract(child.uncounted)
+    ops = _normalized(ops)
+    if not (params or macs or ops or +uncounted):
+        return None
+    return LayerRow(
+        index=row.index, name=(row.name + OWN_SUFFIX).strip(), type=f"{row.type}.forward", depth=row.depth + 1,
+        parent=row.index, children=(), input_shapes=(), output_shapes=(), params=params, macs=macs, ops=ops,
+        measured=call.self_count, measured_self=call.self_count, status=status, uncounted=dict(+uncounted),
+        is_own=True,
     )
 
 
@@ -99,13 +141,14 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
-        rows[index] = LayerRow(
+        row = LayerRow(
             index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
             params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
         )
+        rows[index] = replace(row, own=_own_row(row, call, [c for c in children if c is not None]))
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.

@@ -39,7 +39,7 @@ from flopcalc.render.conventions import (
     conventions_to_markdown,
     conventions_to_rich,
 )
-from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
+from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
@@ -74,7 +74,8 @@ class RatioKind(StrEnum):
     GROUP = "group"
 
 
-RENDERERS: dict[Format, Callable[[Report, int | None, bool], str]] = {
+RENDERERS: dict[Format, Callable[..., str]] = {
+    # each takes (report, depth, formulas, evaluated)
     Format.TABLE: to_plain_text,
     Format.MARKDOWN: to_markdown,
     Format.LATEX: to_latex,
@@ -236,7 +237,9 @@ def analyze_command(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
     inputs: Inputs,
     batch: Batch = "1",
-    depth: Annotated[int | None, typer.Option(min=1, help="fold the hierarchy below this depth")] = None,
+    depth: Annotated[
+        int | None, typer.Option(min=0, help="fold the hierarchy below this depth; 0 shows the totals alone")
+    ] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
@@ -268,23 +271,14 @@ def analyze_command(
                 raise
             typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
             report, points = exc.concrete, []
-        if points and output_format not in (Format.TABLE, Format.JSON):
-            raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
         if convention is not None:
             _show_convention(report, convention, output_format, depth, output)
-        elif output_format is Format.JSON:
-            _write(to_json(report, depth, formulas, evaluated), output)
         elif output is None and output_format is Format.TABLE:
-            _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+            _print(to_rich(report, depth, formulas, evaluated),
+                   lambda: to_plain_text(report, depth, formulas, evaluated=evaluated))
         else:
-            _write(RENDERERS[output_format](report, depth, formulas), output)
-        if evaluated and output_format is Format.TABLE:
-            table = evaluations_to_rich(report, evaluated)
-            if output is None:
-                _print(table, lambda: plain_text(table))
-            else:
-                output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
+            _write(RENDERERS[output_format](report, depth, formulas, evaluated), output)
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)

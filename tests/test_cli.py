@@ -157,8 +157,8 @@ def test_every_format(models_file, fmt):
         data = json.loads(out)
         assert data["totals"]["params"] == SMALL_PARAMS and data["totals"]["macs"] == SMALL_MACS
     elif fmt == "csv":
-        rows = list(csv.DictReader(io.StringIO(out)))
-        assert sum(int(r["macs"]) for r in rows) == SMALL_MACS
+        *rows, total = csv.DictReader(io.StringIO(out))
+        assert sum(int(r["macs"]) for r in rows) == int(total["macs"]) == SMALL_MACS
     else:
         assert f"{SMALL_PARAMS:,}" in out and f"{SMALL_MACS:,}" in out
     marker = {"markdown": "| Layer |", "latex": "\\toprule", "html": "<table>", "table": "Total params"}
