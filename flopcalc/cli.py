@@ -33,6 +33,13 @@ from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
 from flopcalc.models import load_model
 from flopcalc.registry import REGISTRY
 from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+from flopcalc.render.compare_export import (
+    comparison_csv,
+    comparison_html,
+    comparison_json,
+    comparison_latex,
+    comparison_markdown,
+)
 from flopcalc.render.conventions import (
     convention_to_markdown,
     convention_to_rich,
@@ -352,42 +359,79 @@ def ratio_command(
     typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
 
 
+COMPARE_SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
+COMPARISON_RENDERERS: dict[Format, Callable[[Sequence[ComparisonEntry]], str]] = {
+    Format.MARKDOWN: comparison_markdown,
+    Format.LATEX: comparison_latex,
+    Format.CSV: comparison_csv,
+    Format.JSON: comparison_json,
+    Format.HTML: comparison_html,
+}
+
+
+class Axis(StrEnum):
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    PARAM_MEMORY = "param_memory"
+    ACCURACY = "accuracy"
+
+
 @app.command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
-    inputs: Inputs,
-    batch: Batch = "1",
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help=COMPARE_SHAPE_HELP)],
+    batch: Annotated[int, typer.Option(min=1, help="batch size prepended to every input shape")] = 1,
     device: DeviceOption = Device.META,
-    accuracy: Annotated[Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name")] = None,
-    plot: Annotated[Path | None, typer.Option(help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")] = None,
+    accuracy: Annotated[
+        Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name; every model needs a row")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw a scatter plot to FILE.png, .svg or .pdf")] = None,
+    x: Annotated[Axis, typer.Option("--x", help="the plot's x axis")] = Axis.PARAMS,
+    y: Annotated[
+        Axis | None, typer.Option("--y", help="the plot's y axis [default: accuracy with --accuracy, else macs]")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
 ) -> None:
-    """Several models side by side: params, MACs, FLOPs and parameter memory."""
+    """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
     with _one_line_errors():
-        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
+        specs = [parse_shape(text, batch) for text in inputs]
         if symbols_of(specs):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
+        missing = [name for name in models if accuracy and name not in accuracies]
+        if missing:
+            raise InputError(f"{accuracy} has no accuracy for {', '.join(missing)}; add a row model,accuracy for "
+                             f"each (it has {', '.join(accuracies) or 'none'})")
+        if Axis.ACCURACY in (x, y) and not accuracy:
+            raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
         if plot:
             check_plot_path(plot)
         entries = [
             ComparisonEntry(name, report, accuracies.get(name))
             for name, report in zip(models, _analyze_all(models, specs, device), strict=True)
         ]
-        missing = [entry.name for entry in entries if accuracy and entry.accuracy is None]
-        if missing:
-            typer.echo(f"no accuracy for {', '.join(missing)} in {accuracy}", err=True)
-        table = comparison_to_rich(entries)
-        _print(table, lambda: plain_text(table))
+        if output_format is Format.TABLE:
+            table = comparison_to_rich(entries)
+            if output is None:
+                _print(table, lambda: plain_text(table))
+            else:
+                _write(plain_text(table), output)
+        else:
+            _write(COMPARISON_RENDERERS[output_format](entries), output)
         if plot:
-            plot_comparison(entries, plot)
+            plot_comparison(entries, plot, x.value, y.value if y else None)
             typer.echo(f"wrote {plot}", err=True)
 
 
 def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr."""
+    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
+    leave a blank line before the output or an error)."""
     reports = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")

@@ -312,6 +312,51 @@ def test_compare_errors(models_file, tmp_path):
     assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", tmp_path / "p.gif"), ".png")
 
 
+WIDE_MACS = 16 * 6 * 6 * 3 * 3 * 3 + 576 * 10  # 15,552 + 5,760 = 21,312
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json", "html"])
+def test_compare_in_every_format(models_file, fmt):
+    small, wide = f"{models_file}:small", f"{models_file}:wide"
+    result = run("compare", small, wide, "--input", "3x8x8", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert not out.startswith("\n") and not result.stderr.startswith("\n")
+    if fmt == "json":
+        models = json.loads(out)["models"]
+        assert [(m["params"], m["macs"]) for m in models] == [(SMALL_PARAMS, SMALL_MACS), (WIDE_PARAMS, WIDE_MACS)]
+    elif fmt == "csv":
+        records = list(csv.DictReader(io.StringIO(out)))
+        assert [(int(r["params"]), int(r["macs"])) for r in records] == [(SMALL_PARAMS, SMALL_MACS),
+                                                                        (WIDE_PARAMS, WIDE_MACS)]
+    else:
+        assert f"{SMALL_MACS:,}" in out and f"{WIDE_MACS:,}" in out and "1×3×8×8" in out.replace("$\\times$", "×")
+    marker = {"markdown": "| Model |", "latex": "\\toprule", "html": "<table>", "table": "Model"}
+    assert marker.get(fmt, "") in out
+
+
+def test_compare_help_offers_no_closed_forms():
+    result = run("compare", "--help")
+    assert result.exit_code == 0 and "3xHxW" not in result.stdout and "(N)" not in result.stdout
+
+
+def test_compare_plot_axes_and_a_missing_accuracy(models_file, tmp_path):
+    small, wide = f"{models_file}:small", f"{models_file}:wide"
+    accuracy = tmp_path / "accuracy.csv"
+    accuracy.write_text(f"model,accuracy\n{small},61.5\n")
+    plot = tmp_path / "scatter.svg"
+    assert_one_line_error(run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy),
+                          "no accuracy for", wide)
+    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", plot, "--y", "accuracy"),
+                          "needs --accuracy")
+    accuracy.write_text(f"model,accuracy\n{small},61.5\n{wide},64.25\n")
+    result = run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot,
+                 "--x", "macs", "--y", "accuracy")
+    assert result.exit_code == 0, result.output
+    svg = plot.read_text()
+    assert "MACs (multiply-accumulates)" in svg and "accuracy" in svg and "parameters" not in svg
+
+
 def test_plot_without_matplotlib(models_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from flopcalc.render import cells
 from flopcalc.render.fit import FitColumn, FitRow, FitTable
-from flopcalc.render.compare import ComparisonEntry, comparison_cells, comparison_columns
+from flopcalc.render.compare import ComparisonEntry, comparison_cells, comparison_columns, comparison_title
 from flopcalc.report import LayerRow, Report, Status
 
 STATUS_STYLES = {
@@ -130,7 +130,8 @@ def comparison_to_rich(entries: Sequence[ComparisonEntry]) -> RenderableType:
         for column in cols
     ]
     rows = [FitRow(tuple(Text(values[column.key]) for column in cols)) for values in comparison_cells(entries)]
-    return FitTable(fit_columns, rows, how_to_see_all=", or --format markdown, csv or json")
+    return FitTable(fit_columns, rows, title=Text(comparison_title(entries)),
+                    how_to_see_all=", or --format markdown, csv or json")
 
 
 def evaluations_to_rich(report: Report, evaluations: Sequence[Mapping[str, object]]) -> RenderableType:

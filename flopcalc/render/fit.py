@@ -67,8 +67,7 @@ def _fold(text: Text, width: int) -> Text:
             end = dot + 1 if dot > start else end
         lines.append(("" if first else " " * indent) + plain[start:end])
         start, first = end, False
-    folded = Text("\n".join(lines), style=text.style)
-    return folded
+    return Text("\n".join(lines), style=text.style)
 
 
 def _longest_word(text: str) -> int:
