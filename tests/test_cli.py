@@ -252,7 +252,11 @@ def test_formula_substituted():
     assert f"= {64 * 55 * 55:,}" in out  # bias adds
     assert "(1, 64, 55, 55)" in out
     latex = run("formula", "conv2d", *values, "--format", "latex").stdout
-    assert "\\begin{align*}" in latex and "23{,}296" in latex and "\\frac{C_{in} C_{out} K_{h} K_{w}}{G}" in latex
+    assert "\\begin{align*}" in latex and "23{,}296" in latex
+    assert "\\frac{C_{\\mathrm{in}} C_{\\mathrm{out}} K_{h} K_{w}}{G}" in latex and "H_{\\mathrm{out}}" in latex
+    partial = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32", "--format", "latex")
+    math = [line for line in partial.stdout.splitlines() if not line.startswith(("%", "\\begin", "\\end"))]
+    assert partial.exit_code == 0 and not any("*" in line for line in math)  # sympy's * never reaches math mode
 
 
 def test_formula_symbolic_and_listing():
