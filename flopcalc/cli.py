@@ -24,7 +24,7 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 from typer.core import TyperGroup
 
-from flopcalc import conventions
+from flopcalc import conventions, hf, llm
 from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
@@ -51,6 +51,7 @@ from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
+from flopcalc.render import llm as render_llm
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
@@ -234,6 +235,7 @@ def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
 
 
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
+ANALYZE_MODEL_HELP = MODEL_HELP + ", or hf:PATH (a Hugging Face config.json, its directory or a cached model id)"
 Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
 Batch = Annotated[str, typer.Option(help="batch size prepended to every input shape: a number, or a name (N)")]
 DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
@@ -241,8 +243,8 @@ DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing c
 
 @app.command("analyze")
 def analyze_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-    inputs: Inputs,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=ANALYZE_MODEL_HELP)],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=SHAPE_HELP)] = None,
     batch: Batch = "1",
     depth: Annotated[
         int | None, typer.Option(min=0, help="fold the hierarchy below this depth; 0 shows the totals alone")
@@ -259,9 +261,38 @@ def analyze_command(
     ] = None,
     convention: Annotated[str | None, typer.Option(
         help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
+    seq: Annotated[str | None, typer.Option(help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
+    decode: Annotated[bool, typer.Option(help="hf: count one decode step against a KV cache of --context")] = False,
+    context: Annotated[str | None, typer.Option(help="hf: cached tokens for --decode, e.g. 4096, or P")] = None,
+    generate: Annotated[str | None, typer.Option(help="hf: decode steps after a --seq prompt, e.g. 128, or T")] = None,
+    dtype: Annotated[str | None, typer.Option(help="hf: parameter and KV-cache dtype, e.g. bfloat16")] = None,
+    attention: Annotated[str, typer.Option(help="hf: attention implementation, sdpa or eager")] = "sdpa",
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
+    llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate,
+                   "--dtype": dtype}
+    if model.startswith("hf:"):
+        with _one_line_errors():
+            if inputs or at:
+                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input and --at")
+            if decode != (context is not None):
+                raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
+            if convention is not None:
+                if decode or generate or seq is None:
+                    raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
+                sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
+                _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
+            report = _analyze_hf(model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
+                                 dict(parse_assignment(text) for text in hint or ()), depth, formulas,
+                                 output_format, output, convention)
+        _exit_on_check(report, check, strict)
+        return
     with _one_line_errors():
+        given = [name for name, value in llm_options.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
+        if not inputs:
+            raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
         specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
         symbols = symbols_of(specs)
         if convention is not None:
@@ -286,6 +317,41 @@ def analyze_command(
                    lambda: to_plain_text(report, depth, formulas, evaluated=evaluated))
         else:
             _write(RENDERERS[output_format](report, depth, formulas, evaluated), output)
+    _exit_on_check(report, check, strict)
+
+
+def _analyze_hf(
+    source: str, seq: str | None, batch: str, context: str | None, generate: str | None, dtype: str | None,
+    attention: str, hints: dict[str, int], depth: int | None, formulas: bool, output_format: Format,
+    output: Path | None, convention: str | None = None,
+) -> Report:
+    """``flopcalc hf:PATH``: the main phase's report (decode when asked for, else prefill) and the LLM summary;
+    with ``convention``, what that counter would print for the prefill instead."""
+    hf_model = hf.load(source, dtype=dtype, attention=attention)
+    summary = llm.summarize(
+        hf_model,
+        seq=parse_dim(seq, f"--seq {seq}") if seq is not None else None,
+        batch=parse_batch(batch),
+        context=parse_dim(context, f"--context {context}") if context is not None else None,
+        generate=parse_dim(generate, f"--generate {generate}") if generate is not None else None,
+        hints=hints,
+    )
+    report = summary.main.report
+    if convention is not None:
+        _show_convention(report, convention, output_format, depth, output)
+    elif output_format is Format.JSON:
+        _write(render_llm.to_json(summary, depth), output)
+    elif output is None and output_format is Format.TABLE:
+        _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+        typer.echo("\n" + render_llm.block(summary, "table"), nl=False)
+    else:
+        text = RENDERERS[output_format](report, depth, formulas)
+        _write(render_llm.with_block(text, summary, output_format.value), output)
+    return report
+
+
+def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
+    """``--check`` and ``--strict``: exit status 1 on a mismatch or an uncounted op."""
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)

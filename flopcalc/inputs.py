@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ DimResolver = Callable[[str, bool], Any]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One tensor to create: its full shape (batch included) and dtype."""
+    """One tensor to create: its full shape (batch included) and dtype. Subclasses may build another object
+    from these in ``make`` (e.g. a KV cache holding tensors of this shape)."""
 
     shape: tuple[Dim, ...]
     dtype: torch.dtype = torch.float32
@@ -67,7 +69,7 @@ class ModelInputs:
 
         def concrete(value: InputSpec | torch.Tensor) -> Any:
             if isinstance(value, InputSpec):
-                return InputSpec(tuple(sizes[d] if isinstance(d, str) else d for d in value.shape), value.dtype)
+                return dataclasses.replace(value, shape=tuple(sizes[d] if isinstance(d, str) else d for d in value.shape))
             return value
 
         return ModelInputs(*self._map(concrete))
