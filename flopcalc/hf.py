@@ -252,7 +252,7 @@ def load(
     if attention not in ATTENTION_IMPLEMENTATIONS:
         raise InputError(f"unknown attention implementation {attention!r}; use {' or '.join(ATTENTION_IMPLEMENTATIONS)}")
     if isinstance(source, transformers.PretrainedConfig):
-        config, label = copy.deepcopy(source), type(source).__name__
+        config, label = copy.deepcopy(source), None
     else:
         config, label = _read_config(str(source), transformers), str(source)
     kwargs: dict[str, Any] = {"attn_implementation": attention}
@@ -269,8 +269,9 @@ def load(
             model = builder(config, **kwargs)
     except Exception as exc:
         message = " ".join(str(exc).split())[:300]
-        raise UnknownModelError(f"building {klass.__name__} from hf:{label} failed: {type(exc).__name__}: {message}") from exc
-    return HFModel(model, model.config, label)
+        where = f"hf:{label}" if label else "the given config"
+        raise UnknownModelError(f"building {klass.__name__} from {where} failed: {type(exc).__name__}: {message}") from exc
+    return HFModel(model, model.config, label or type(model).__name__)
 
 
 def _has_fused_experts(klass: Any, config: Any, transformers: Any) -> bool:

@@ -22,6 +22,7 @@ from flopcalc.errors import InputError
 from flopcalc.formula import Number
 from flopcalc.hf import CacheLayout, HFModel
 from flopcalc.inputs import Dim
+from flopcalc.layers.moe import experts_binders
 from flopcalc.report import LayerRow, Report
 from flopcalc.symbolic import user_symbol
 
@@ -255,13 +256,15 @@ def _mixture_of_experts(model: nn.Module, config: Any) -> MixtureOfExperts | Non
 
 def prefill(hf_model: HFModel, seq: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None) -> Phase:
     """The forward pass over a prompt of ``seq`` tokens in each of ``batch`` sequences."""
-    report = analyze(hf_model.model, hf_model.prefill_inputs(seq, batch), name=hf_model.source, hints=hints)
+    report = analyze(hf_model.model, hf_model.prefill_inputs(seq, batch), name=hf_model.source, hints=hints,
+                     extra=experts_binders(hf_model.model))
     return Phase("prefill", report, seq, batch, 0, mac_split(report, hf_model.model, hf_model.config))
 
 
 def decode(hf_model: HFModel, context: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None) -> Phase:
     """One new token per sequence attending to a KV cache of ``context`` earlier tokens (and itself)."""
-    report = analyze(hf_model.model, hf_model.decode_inputs(context, batch), name=hf_model.source, hints=hints)
+    report = analyze(hf_model.model, hf_model.decode_inputs(context, batch), name=hf_model.source, hints=hints,
+                     extra=experts_binders(hf_model.model))
     return Phase("decode", report, 1, batch, context, mac_split(report, hf_model.model, hf_model.config))
 
 
@@ -340,9 +343,10 @@ def summarize(
     )
 
 
-def closed_form_terms(phase: Phase) -> list[tuple[str, Number, Number]] | None:
-    """For a prefill over a named length S: per part, its S² and S coefficients (each may hold the batch
-    name), or ``None`` when the length is concrete or a part is not a polynomial of degree two in S."""
+def closed_form_terms(phase: Phase) -> list[tuple[str, Number, Number, Number]] | None:
+    """For a prefill over a named length S: per part, its S², S and constant coefficients (each may hold the
+    batch name; a constant is work done once per sequence, such as BERT's pooler), or ``None`` when the length
+    is concrete or a part is not a polynomial of degree at most two in S."""
     if not isinstance(phase.tokens, str):
         return None
     symbol = user_symbol(phase.tokens)
@@ -352,8 +356,7 @@ def closed_form_terms(phase: Phase) -> list[tuple[str, Number, Number]] | None:
             poly = sp.Poly(sp.expand(sp.sympify(macs)), symbol)
         except sp.PolynomialError:
             return None
-        if poly.degree() > 2 or poly.coeff_monomial(1) != 0:
+        if poly.degree() > 2:
             return None
-        terms.append((part, _number(poly.coeff_monomial(symbol**2)), _number(poly.coeff_monomial(symbol))))
+        terms.append((part, *(_number(poly.coeff_monomial(m)) for m in (symbol**2, symbol, 1))))
     return terms
-

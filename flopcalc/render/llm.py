@@ -64,14 +64,16 @@ def _closed_form(phase: Phase) -> str | None:
     if terms is None:
         return None
     seq = phase.tokens
-    a = sp.expand(sum(sp.sympify(t[1]) for t in terms))
-    b = sp.expand(sum(sp.sympify(t[2]) for t in terms))
-    linear = " + ".join(f"{_count(coeff)} {part}" for part, _, coeff in terms if coeff != 0)
-    quadratic = " + ".join(f"{_count(coeff)} {part}" for part, coeff, _ in terms if coeff != 0)
-    return (
-        f"MACs = a·{seq}² + b·{seq} with a = {_count(a)} ({quadratic or 'none'}: QKᵀ and AV, every query against "
-        f"every key) and b = {_count(b)} per token ({linear})"
+    a, b, c = (sp.expand(sum(sp.sympify(t[i]) for t in terms)) for i in (1, 2, 3))
+
+    def parts(index: int) -> str:
+        return " + ".join(f"{_count(t[index])} {t[0]}" for t in terms if t[index] != 0) or "none"
+
+    text = (
+        f"MACs = a·{seq}² + b·{seq}{' + c' if c != 0 else ''} with a = {_count(a)} ({parts(1)}: QKᵀ and AV, "
+        f"every query against every key) and b = {_count(b)} per token ({parts(2)})"
     )
+    return text + (f" and c = {_count(c)} once per sequence ({parts(3)})" if c != 0 else "")
 
 
 def _kv_cache(summary: LLMSummary) -> str | None:
@@ -177,7 +179,8 @@ def summary_dict(summary: LLMSummary) -> dict[str, Any]:
     }
     if summary.prefill is not None and (terms := closed_form_terms(summary.prefill)):
         data["prefill"]["closed_form_terms"] = {
-            part: {"seq_squared": _json_number(a), "seq": _json_number(b)} for part, a, b in terms
+            part: {"seq_squared": _json_number(a), "seq": _json_number(b), "constant": _json_number(c)}
+            for part, a, b, c in terms
         }
     if summary.generation is not None:
         g = summary.generation
