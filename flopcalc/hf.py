@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import inspect
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -164,8 +165,6 @@ class HFModel:
 
 
 def _forward_parameters(model: nn.Module) -> Mapping[str, Any]:
-    import inspect
-
     return inspect.signature(model.forward).parameters
 
 
@@ -186,11 +185,10 @@ def _read_config(source: str, transformers: Any) -> Any:
     try:
         with _quiet(transformers):
             return transformers.AutoConfig.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:200]
+    except (OSError, ValueError):
         raise UnknownModelError(
             f"hf:{source}: not a directory or file, and not a model id in the local Hugging Face cache "
-            f"(nothing is downloaded; fetch its config.json first): {reason}"
+            "(nothing is downloaded: fetch its config.json first, or give the path of a config.json)"
         ) from None
 
 
@@ -250,7 +248,8 @@ def load(
     """
     transformers = _transformers()
     if attention not in ATTENTION_IMPLEMENTATIONS:
-        raise InputError(f"unknown attention implementation {attention!r}; use {' or '.join(ATTENTION_IMPLEMENTATIONS)}")
+        known = " or ".join(ATTENTION_IMPLEMENTATIONS)
+        raise InputError(f"unknown attention implementation {attention!r}; use {known}")
     if isinstance(source, transformers.PretrainedConfig):
         config, label = copy.deepcopy(source), None
     else:
@@ -261,7 +260,7 @@ def load(
     elif getattr(config, "dtype", None) in (None, "auto"):
         kwargs["dtype"] = torch.float32
     klass = _model_class(config, transformers)
-    if _has_fused_experts(klass, config, transformers):
+    if _has_fused_experts(klass, config):
         kwargs["experts_implementation"] = MOE_EXPERTS_IMPLEMENTATION
     try:
         with _quiet(transformers), torch.device("meta"):
@@ -270,13 +269,14 @@ def load(
     except Exception as exc:
         message = " ".join(str(exc).split())[:300]
         where = f"hf:{label}" if label else "the given config"
-        raise UnknownModelError(f"building {klass.__name__} from {where} failed: {type(exc).__name__}: {message}") from exc
+        raise UnknownModelError(
+            f"building {klass.__name__} from {where} failed: {type(exc).__name__}: {message}"
+        ) from exc
     return HFModel(model, model.config, label or type(model).__name__)
 
 
-def _has_fused_experts(klass: Any, config: Any, transformers: Any) -> bool:
+def _has_fused_experts(klass: Any, config: Any) -> bool:
     """Whether the model's experts use transformers' switchable experts implementations (Mixtral, Qwen-MoE)."""
-    del transformers
     experts = getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None)
     if not experts:
         return False

@@ -161,7 +161,7 @@ def _exact_div(numerator: Number, denominator: Any) -> Number:
     quotient = sp.simplify(sp.sympify(numerator) / sp.sympify(denominator))
     if quotient.is_Integer:
         return int(quotient)
-    return sp.nsimplify(quotient) if quotient.is_Rational else sp.expand(quotient)
+    return quotient if quotient.is_Rational else sp.expand(quotient)
 
 
 def _module_for(modules: Mapping[str, nn.Module], name: str) -> nn.Module | None:
@@ -192,8 +192,9 @@ def mac_split(report: Report, model: nn.Module, config: Any) -> dict[str, Number
 
     Each row's own MACs (a formula row's whole count; otherwise its count minus its children's) go to the part
     its place in the model gives: the output embedding is the LM head; inside a module whose class names
-    attention, a row with weights is a projection and one without (the QKᵀ and AV products) is scores;
-    anything else inside the transformer layers is MLP. The parts sum to the report's total MACs.
+    attention, a row with weights is a projection and one without (the QKᵀ and AV products) is scores (a row
+    of a functional call counts as part of the module that made it); anything else inside the transformer
+    layers is MLP. The parts sum to the report's total MACs.
     """
     modules = dict(model.named_modules())
     get_head = getattr(model, "get_output_embeddings", None)
@@ -201,8 +202,9 @@ def mac_split(report: Report, model: nn.Module, config: Any) -> dict[str, Number
     layers = _transformer_layers(model, config)
     split: dict[str, Any] = dict.fromkeys(PARTS, 0)
 
-    def visit(row: LayerRow, role: str) -> None:
+    def visit(row: LayerRow, role: str, owner: nn.Module | None) -> None:
         module = _module_for(modules, row.name)
+        owner = module if module is not None else owner  # a functional call's row belongs to its caller
         if module is not None and head is not None and module is head:
             role = "LM head"
         elif role == "other" and module is not None and id(module) in layers:
@@ -211,15 +213,15 @@ def mac_split(report: Report, model: nn.Module, config: Any) -> dict[str, Number
             role = "attention"
         part = role
         if role == "attention":
-            part = "attention projections" if _has_weights(module) else "attention scores"
+            part = "attention projections" if _has_weights(owner) else "attention scores"
         own = row.macs if row.bound is not None else row.macs - sum(report.rows[c].macs for c in row.children)
         split[part] += own
         if row.bound is None:
             for child in row.children:
-                visit(report.rows[child], role)
+                visit(report.rows[child], role, owner)
 
     if report.rows:
-        visit(report.rows[0], "other")
+        visit(report.rows[0], "other", model)
     return {key: _number(value) for key, value in split.items()}
 
 
@@ -230,10 +232,9 @@ def _non_embedding_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in embedded)
 
 
-def _attention(hf_model: HFModel) -> Attention:
-    config = hf_model.config
+def _attention(config: Any, layout: CacheLayout | None) -> Attention:
+    """Query heads from the config; KV heads from the model's own cache where it keeps one."""
     heads = int(getattr(config, "num_attention_heads"))
-    layout = hf_model.cache_layout()
     kv_heads = layout.layers[0][0] if layout else getattr(config, "num_key_value_heads", None) or heads
     return Attention(heads, int(kv_heads))
 
@@ -329,13 +330,14 @@ def summarize(
         generated = generation(hf_model, prefill_phase, generate, decode_phase)
     model = hf_model.model
     params = sum(p.numel() for p in model.parameters())
+    layout = hf_model.cache_layout()
     return LLMSummary(
         model=hf_model.name,
         dtype=str(hf_model.dtype).removeprefix("torch."),
         params=params,
         non_embedding_params=_non_embedding_params(model),
-        attention=_attention(hf_model),
-        cache=hf_model.cache_layout(),
+        attention=_attention(hf_model.config, layout),
+        cache=layout,
         prefill=prefill_phase,
         decode=decode_phase,
         generation=generated,

@@ -179,3 +179,27 @@ def test_cli_without_transformers(tmp_path, monkeypatch):
     assert result.stderr.strip() == (
         "Error: hf: models need the transformers package, which is not installed (pip install 'flopcalc[hf]')"
     )
+
+
+def test_cli_reads_a_model_id_from_the_local_cache_only(tmp_path):
+    """A model id resolves in the Hugging Face cache (HF_HUB_CACHE) with the hub offline; an id not cached is
+    one line, exit 2, and nothing is fetched."""
+    import os
+    import subprocess
+    import sys
+
+    snapshot = tmp_path / "models--acme--tiny-llama" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
+    (tmp_path / "models--acme--tiny-llama" / "refs").mkdir()
+    (tmp_path / "models--acme--tiny-llama" / "refs" / "main").write_text("abc123")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-c", "from flopcalc.cli import main; main()"]
+    found = subprocess.run([*command, "hf:acme/tiny-llama", "--seq", "4", "--format", "json"], env=env,
+                           capture_output=True, text=True, check=False)
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["totals"]["params"] == 38_308_352
+    missing = subprocess.run([*command, "hf:acme/not-cached", "--seq", "4"], env=env, capture_output=True,
+                             text=True, check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "not a model id in the local Hugging Face cache" in missing.stderr
