@@ -150,6 +150,15 @@ def test_cli_summary_block_in_every_format(tmp_path, output_format):
     assert "GQA (group 4)" in result.stdout
 
 
+def test_cli_convention_applies_to_the_prefill(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
+    result = run_cli(f"hf:{tmp_path}", "--seq", "128", "--convention", "2N", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    # Kaplan's 2N per token: 2 · 21,924,352 non-embedding params · 128 tokens = 5,612,634,112 FLOPs
+    convention = json.loads(result.stdout)["as_convention"]
+    assert (convention["value"], convention["unit"]) == (2 * 21_924_352 * 128, "FLOPs")
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -159,8 +168,10 @@ def test_cli_summary_block_in_every_format(tmp_path, output_format):
         (["hf:{llama}"], "--seq"),
         (["hf:{llama}", "--seq", "8", "--input", "3"], "instead of --input"),
         (["alexnet", "--input", "3x8x8", "--seq", "8"], "apply to hf:PATH models only"),
+        (["hf:{llama}", "--decode", "--context", "8", "--convention", "palm"], "applies to a prefill"),
     ],
-    ids=["missing-path", "unknown-architecture", "context-without-decode", "no-phase", "input", "not-hf"],
+    ids=["missing-path", "unknown-architecture", "context-without-decode", "no-phase", "input", "not-hf",
+         "convention-decode"],
 )
 def test_cli_errors_are_one_line(tmp_path, argv, expected):
     (tmp_path / "unknown.json").write_text(json.dumps({"model_type": "not_a_model"}))
