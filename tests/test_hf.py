@@ -150,6 +150,15 @@ def test_cli_summary_block_in_every_format(tmp_path, output_format):
     assert "GQA (group 4)" in result.stdout
 
 
+def test_cli_closed_form_in_seq(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
+    result = run_cli(f"hf:{tmp_path}", "--seq", "S", "--depth", "1")
+    assert result.exit_code == 0, result.stderr
+    assert "2,048·S² + 21,921,792·S MACs" in result.stdout  # scores 2,048·S², every linear 21,921,792·S
+    assert "b = 21,921,792 per token (1,310,720 attention projections + 4,227,072 MLP + 16,384,000 LM head)" in (
+        result.stdout)
+
+
 def test_cli_convention_applies_to_the_prefill(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
     result = run_cli(f"hf:{tmp_path}", "--seq", "128", "--convention", "2N", "--format", "json")

@@ -31,15 +31,38 @@ def _count(value: Number) -> str:
         return f"{int(value):,}"
     if value.is_Rational:
         return f"{float(value):,.3f} (= {value.p}/{value.q})"
-    return str(sp.expand(value))
+    return _polynomial(sp.expand(value))
+
+
+SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _polynomial(expr: sp.Expr) -> str:
+    """An expanded count in its size names, highest degree first: ``2,048·S² + 21,921,792·S``."""
+    symbols = sorted(expr.free_symbols, key=lambda symbol: symbol.name)
+    try:
+        poly = sp.Poly(expr, *symbols)
+    except sp.PolynomialError:
+        return str(expr)
+    if not all(coefficient.is_Integer for coefficient in poly.coeffs()):
+        return str(expr)
+    terms = []
+    for powers, coefficient in sorted(poly.terms(), key=lambda term: (-sum(term[0]), [-p for p in term[0]])):
+        factors = [f"{symbol}{str(power).translate(SUPERSCRIPTS) if power > 1 else ''}"
+                   for symbol, power in zip(symbols, powers) if power]
+        magnitude = abs(int(coefficient))
+        text = "·".join(([f"{magnitude:,}"] if magnitude != 1 or not factors else []) + factors)
+        terms.append(("- " if coefficient < 0 else "+ ") + text)
+    joined = " ".join(terms)
+    return joined[2:] if joined.startswith("+ ") else "-" + joined[2:]
 
 
 def _scaled(value: Number, unit: str) -> str:
-    return fmt_scaled(value if isinstance(value, int) else sp.expand(value), unit)
+    return fmt_scaled(value, unit) if isinstance(value, int) else f"{_count(value)} {unit}"
 
 
 def _bytes(value: Number) -> str:
-    return fmt_bytes(int(value)) if sp.sympify(value).is_Integer else f"{value} B"
+    return fmt_bytes(int(value)) if sp.sympify(value).is_Integer else f"{_count(value)} B"
 
 
 def _tokens(phase: Phase) -> str:
