@@ -87,21 +87,27 @@ class OpTally:
     """Every run of one aten op (by overload packet, e.g. ``aten.convolution``) inside one module call.
 
     ``input_elements`` sums the elements of each run's first tensor argument, ``output_elements`` those of its
-    (first) result; ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that
-    had no rule.
+    (first) result, ``same_rank_input_elements`` the input elements of the runs whose result has as many
+    dimensions as that argument (a ``mean`` with ``keepdim``, which is what ``adaptive_avg_pool2d(x, 1)``
+    becomes); ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that had
+    no rule.
     """
 
     calls: int = 0
     input_elements: int = 0
     output_elements: int = 0
+    same_rank_input_elements: int = 0
     count: Count = ZERO
     uncounted: int = 0
 
     def add(self, count: Count | None, args: Sequence[Any], out: Any) -> None:
         self.calls += 1
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        self.input_elements += _numel(tensors[0]) if tensors else 0
+        first = _numel(tensors[0]) if tensors else 0
+        self.input_elements += first
         self.output_elements += _numel(out)
+        if tensors and isinstance(out, torch.Tensor) and out.dim() == tensors[0].dim():
+            self.same_rank_input_elements += first
         if count is None:
             self.uncounted += 1
         else:
