@@ -3,6 +3,7 @@ with its measurement, containers summed from their children, and the whole-model
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
@@ -63,7 +64,7 @@ def _difference(whole: Number, parts: list[Number]) -> Number:
     return sp.expand(rest) if isinstance(rest, sp.Basic) else rest
 
 
-def _own_row(row: LayerRow, call: Call, children: list[LayerRow]) -> LayerRow | None:
+def _own_row(row: LayerRow, own: Count, children: list[LayerRow]) -> LayerRow | None:
     """The part of ``row`` that none of its child calls accounts for, or None when that is nothing.
 
     A row without a formula is its own measured ops plus its children, so its part is exactly those ops. A
@@ -74,7 +75,7 @@ def _own_row(row: LayerRow, call: Call, children: list[LayerRow]) -> LayerRow | 
         return None
     params = row.params - sum(child.params for child in children)
     if row.analytic is None:
-        macs, ops = call.self_count.macs, dict(call.self_count.ops)
+        macs, ops = own.macs, dict(own.ops)
         status = Status.MEASURED_ONLY
     else:
         macs = _difference(row.macs, [child.macs for child in children])
@@ -90,9 +91,18 @@ def _own_row(row: LayerRow, call: Call, children: list[LayerRow]) -> LayerRow | 
     return LayerRow(
         index=row.index, name=(row.name + OWN_SUFFIX).strip(), type=f"{row.type}.forward", depth=row.depth + 1,
         parent=row.index, children=(), input_shapes=(), output_shapes=(), params=params, macs=macs, ops=ops,
-        measured=call.self_count, measured_self=call.self_count, status=status, uncounted=dict(+uncounted),
+        measured=own, measured_self=own, status=status, uncounted=dict(+uncounted),
         is_own=True,
     )
+
+
+def _has_empty_input(call: Call) -> bool:
+    """A call whose first input has no elements (batch 0, an empty dimension) does no work, as the operator
+    count says too; a formula's reduction terms would give ``n − 1 = −1`` there."""
+    if not call.input_shapes:
+        return False
+    elements = math.prod(call.input_shapes[0])
+    return isinstance(elements, int) and elements == 0
 
 
 def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
@@ -125,6 +135,8 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 analytic = call.bound.evaluate()
             except Exception as exc:  # a formula that cannot be evaluated is a reported mismatch, never fatal
                 mismatches = (f"formula could not be evaluated: {type(exc).__name__}: {exc}",)
+        if analytic is not None and _has_empty_input(call):
+            analytic = replace(analytic, macs=0, ops={})
         if analytic is not None:
             macs, ops = analytic.macs, dict(analytic.ops)
             if uncounted:
@@ -141,14 +153,21 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
+        measured_self = call.self_count
+        if index == 0:  # work done outside every module call (root pre-hooks, global hooks) is the root's
+            outside = tracer.outside
+            total = Count(macs, ops) + outside.count
+            macs, ops = total.macs, dict(total.ops)
+            measured, measured_self = measured + outside.count, measured_self + outside.count
+            uncounted.update(outside.uncounted)
         row = LayerRow(
             index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
-            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
+            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=measured_self,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
         )
-        rows[index] = replace(row, own=_own_row(row, call, [c for c in children if c is not None]))
+        rows[index] = replace(row, own=_own_row(row, measured_self, [c for c in children if c is not None]))
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flopcalc.measure.core import ZERO, Count
+from flopcalc.measure.core import ZERO, Count, RuleFailed
 
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
@@ -100,7 +100,7 @@ class OpTally:
     count: Count = ZERO
     uncounted: int = 0
 
-    def add(self, count: Count | None, args: Sequence[Any], out: Any) -> None:
+    def add(self, count: Count | RuleFailed | None, args: Sequence[Any], out: Any) -> None:
         self.calls += 1
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         first = _numel(tensors[0]) if tensors else 0
@@ -108,7 +108,7 @@ class OpTally:
         self.output_elements += _numel(out)
         if tensors and isinstance(out, torch.Tensor) and out.dim() == tensors[0].dim():
             self.same_rank_input_elements += first
-        if count is None:
+        if not isinstance(count, Count):
             self.uncounted += 1
         else:
             self.count = self.count + count

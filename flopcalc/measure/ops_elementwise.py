@@ -149,12 +149,14 @@ def count_vector_norm(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) 
 
 @op_rule(aten.pow)
 def count_pow(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
-    """x² is one multiply, xⁿ is n − 1; √x is a square root; any other power is ``exp(b·log a)``."""
+    """x² is one multiply, xⁿ is n − 1; √x is a square root; any other power, and a tensor exponent (``x ** x``,
+    ``2 ** x``), is ``exp(b·log a)``."""
     exponent = args[1]
-    if isinstance(exponent, int | float) and float(exponent).is_integer() and 1 <= exponent <= 8:
-        return per_element(out, mul=int(exponent) - 1)
-    if exponent == 0.5:
-        return per_element(out, sqrt=1)
+    if isinstance(exponent, int | float) and not isinstance(exponent, bool):
+        if float(exponent).is_integer() and 1 <= exponent <= 8:
+            return per_element(out, mul=int(exponent) - 1)
+        if exponent == 0.5:
+            return per_element(out, sqrt=1)
     return per_element(out, exp=2, mul=1)
 
 
