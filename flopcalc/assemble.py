@@ -19,6 +19,7 @@ from flopcalc.measure.core import ZERO
 from flopcalc.report import LayerRow, Report, Status, Totals
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
+from flopcalc.weights import weights
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -32,7 +33,7 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     """
     module = call.module
     checks: list[tuple[str, Any, Any]] = [
-        ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
+        ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
         ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
         ("macs", evaluation.macs, measured.macs),
         ("ops", _normalized(evaluation.ops), _normalized(measured.ops)),
@@ -99,10 +100,7 @@ def _own_row(row: LayerRow, own: Count, children: list[LayerRow]) -> LayerRow | 
 def _has_empty_input(call: Call) -> bool:
     """A call whose first input has no elements (batch 0, an empty dimension) does no work, as the operator
     count says too; a formula's reduction terms would give ``n − 1 = −1`` there."""
-    if not call.input_shapes:
-        return False
-    elements = math.prod(call.input_shapes[0])
-    return isinstance(elements, int) and elements == 0
+    return bool(call.input_shapes) and any(type(d) is int and d == 0 for d in call.input_shapes[0])
 
 
 def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
@@ -174,7 +172,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
     uncalled = {
         module_name: unowned
         for module_name, module in model.named_modules()
-        if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
+        if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = _totals(model, root)
     closed_form = None
@@ -197,13 +195,13 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
 
 
 def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
-    params = list(model.parameters())  # deduplicated by identity: tied weights count once
+    params = list(weights(model))  # deduplicated by identity: tied weights count once
     buffers = list(model.buffers())
     by_dtype: Counter[str] = Counter()
-    for p in params:
-        by_dtype[str(p.dtype).removeprefix("torch.")] += p.numel() * p.element_size()
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    total = sum(p.numel() for p in params)
+    for w in params:
+        by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
+    trainable = sum(w.tensor.numel() for w in params if w.trainable)
+    total = sum(w.tensor.numel() for w in params)
     float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
     measured = root.measured if root else ZERO
     return Totals(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from flopcalc.measure import Count, Tally
 from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
 from flopcalc.registry import Binder, Bound, FormulaRegistry
 from flopcalc.symbolic import SymbolicShapes
+from flopcalc.weights import weights
 
 @dataclass
 class Call:
@@ -62,7 +63,7 @@ class Tracer:
         self.symbolic = symbolic
         self.calls: list[Call] = []
         self.stack: list[int] = []
-        self.claimed: set[int] = set()
+        self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.times_called: Counter[int] = Counter()
         self.outside = Tally()
@@ -98,11 +99,10 @@ class Tracer:
         call.output_shapes = self._symbolic_shapes(_shapes(output))
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
-        owned = module.parameters() if call.bound else module.parameters(recurse=False)
-        for param in owned:
-            if id(param) not in self.claimed:
-                self.claimed.add(id(param))
-                call.params += param.numel()
+        for weight in weights(module, recurse=call.bound is not None):
+            if weight.key not in self.claimed:
+                self.claimed.add(weight.key)
+                call.params += weight.tensor.numel()
 
     def sink(self, func: Any, count: Count | RuleFailed | None) -> None:
         """Charge an op to the innermost open call. Ops run while no call is open (the root's own forward

@@ -34,12 +34,23 @@ def _value(value: Any) -> Any:
     return ("object", id(value), type(value))
 
 
+def _content(value: Any) -> Any:
+    """A state_dict entry by content only (a quantized module unpacks fresh tensors on every call)."""
+    if isinstance(value, torch.Tensor):
+        return _tensor(value)
+    if isinstance(value, list | tuple):
+        return tuple(_content(v) for v in value)
+    return _value(value)
+
+
 def _tensor(tensor: torch.Tensor) -> tuple[Any, ...]:
     """Type, flags and metadata of a tensor, and its values (a copy) unless it is on the meta device."""
     if type(tensor).__name__ == "FakeTensor" or tensor.is_meta:
         content: Any = None
     elif isinstance(tensor, nn.parameter.UninitializedTensorMixin):
         content = "uninitialized"
+    elif tensor.is_quantized:
+        content = tensor.dequantize()
     else:
         content = tensor.detach().clone()
     shape = None if isinstance(tensor, nn.parameter.UninitializedTensorMixin) else tuple(tensor.shape)
@@ -96,7 +107,7 @@ def snapshot(model: nn.Module) -> ModelState:
     parameters = [(n, id(p), _tensor(p)) for n, p in model.named_parameters(remove_duplicate=False)]
     buffers = [(n, id(b), _tensor(b)) for n, b in model.named_buffers(remove_duplicate=False)]
     has_lazy = any(isinstance(t, nn.parameter.UninitializedTensorMixin) for _, _, t in [*parameters, *buffers])
-    state = [] if has_lazy else [(k, _tensor(v)) for k, v in model.state_dict(keep_vars=True).items()]
+    state = [] if has_lazy else [(k, _content(v)) for k, v in model.state_dict(keep_vars=True).items()]
     hooks = tuple(
         tuple((k, id(v)) for k, v in getattr(module_globals, name).items())
         for name in ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_hooks")
