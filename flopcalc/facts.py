@@ -75,10 +75,10 @@ def module_facts(module: nn.Module) -> ModuleFacts:
 
 
 def _numel(value: Any) -> int:
+    if isinstance(value, list | tuple) and value:
+        value = value[0]
     if isinstance(value, torch.Tensor):
-        return math.prod(value.shape)
-    if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
-        return math.prod(value[0].shape)
+        return value.numel() if value.is_nested else math.prod(value.shape)  # a nested tensor has no one shape
     return 0
 
 

@@ -165,7 +165,9 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
         for module in modules:
             module.training = training
             if isinstance(module, nn.TransformerEncoder):
-                module.use_nested_tensor = False  # padded positions are counted, as for any mask
+                # Module hooks take the layers off their fused nested-tensor path, which elementwise rules cannot
+                # read; the pass counts the padded computation instead (a padding mask is not discounted).
+                module.use_nested_tensor = False
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if fake is not None:

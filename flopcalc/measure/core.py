@@ -127,7 +127,9 @@ def cost_of(op: OpOverload, *args: Any, out: Any, **kwargs: Any) -> Count:
 def _has_no_elements(value: Any) -> bool:
     """An op whose input tensor is empty (batch 0, an empty dimension) does no arithmetic: zero work, which
     the per-shape rules would otherwise turn into ``n − 1 = −1`` steps or a division by zero."""
-    return isinstance(value, torch.Tensor) and any(type(d) is int and d == 0 for d in value.shape)
+    if not isinstance(value, torch.Tensor) or value.is_nested:  # a nested tensor has no single shape
+        return False
+    return any(type(d) is int and d == 0 for d in value.shape)
 
 
 @dataclass(frozen=True)
