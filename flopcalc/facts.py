@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from flopcalc.measure.core import ZERO, Count, RuleFailed
 
@@ -70,14 +71,16 @@ def module_facts(module: nn.Module) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
     attributes = {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
-    parameters = tuple((name, p.numel()) for name, p in module._parameters.items() if p is not None)
+    parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
+        (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
+    )
     return ModuleFacts(classes, attributes, parameters, not module._modules)
 
 
 def _numel(value: Any) -> int:
     if isinstance(value, list | tuple) and value:
         value = value[0]
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor) and not is_lazy(value):
         return value.numel() if value.is_nested else math.prod(value.shape)  # a nested tensor has no one shape
     return 0
 

@@ -165,7 +165,7 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
         for module in modules:
             module.training = training
             if isinstance(module, nn.TransformerEncoder):
-                # Module hooks take the layers off their fused nested-tensor path, which elementwise rules cannot
+                # On its nested-tensor path the layers' ops have no single shape for the hooks and rules to
                 # read; the pass counts the padded computation instead (a padding mask is not discounted).
                 module.use_nested_tensor = False
         with contextlib.ExitStack() as stack:
