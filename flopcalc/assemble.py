@@ -3,7 +3,6 @@ with its measurement, containers summed from their children, and the whole-model
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace

@@ -10,7 +10,6 @@ import io
 import shutil
 from collections.abc import Mapping, Sequence
 
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
