@@ -63,14 +63,16 @@ class KVCacheSpec(InputSpec):
     layers: tuple[tuple[int, int, int], ...] = ()
     config: Any = None
 
-    def make(self, device: torch.device | str, resolve: DimResolver | None = None) -> Any:
+    def make(
+        self, device: torch.device | str, resolve: DimResolver | None = None, generator: torch.Generator | None = None
+    ) -> Any:
         from transformers import DynamicCache
 
         batch, _, tokens, _ = self.shape
         cache = DynamicCache(config=self.config)
         for index, (kv_heads, key_dim, value_dim) in enumerate(self.layers):
-            keys = InputSpec((batch, kv_heads, tokens, key_dim), self.dtype).make(device, resolve)
-            values = InputSpec((batch, kv_heads, tokens, value_dim), self.dtype).make(device, resolve)
+            keys = InputSpec((batch, kv_heads, tokens, key_dim), self.dtype).make(device, resolve, generator)
+            values = InputSpec((batch, kv_heads, tokens, value_dim), self.dtype).make(device, resolve, generator)
             cache.update(keys, values, index)
         return cache
 
