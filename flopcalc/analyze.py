@@ -161,11 +161,11 @@ def _analyze_concrete(
 ) -> Report:
     tracer = BackwardTracer(model, registry) if backward else Tracer(model, registry)
     bytes_moved = BytesMoved(tracer.stack) if hardware is not None else None
-    run_pass(model, inputs, tracer, device, training, backward, memory, bytes_moved)
-    report = build_report(model, inputs, tracer, device, name, optimizer)
-    if bytes_moved is None or hardware is None:
-        return report
-    return with_roofline(report, model, inputs, bytes_moved, hardware)
+    with run_pass(model, inputs, tracer, device, training, backward, memory, bytes_moved):
+        report = build_report(model, inputs, tracer, device, name, optimizer)
+        if bytes_moved is None or hardware is None:
+            return report
+        return with_roofline(report, model, inputs, bytes_moved, hardware)
 
 
 def _analyze_symbolic(
@@ -176,14 +176,14 @@ def _analyze_symbolic(
     symbolic = SymbolicShapes(hints)
     tracer = Tracer(model, registry, symbolic)
     try:
-        run_pass(model, inputs, tracer, device, training)
-        pinned = symbolic.specialized()
-        problem = f"the model fixes {'; '.join(pinned.values())}" if pinned else ""
+        with run_pass(model, inputs, tracer, device, training):
+            pinned = symbolic.specialized()
+            problem = f"the model fixes {'; '.join(pinned.values())}" if pinned else ""
+            if not problem:
+                return build_report(model, inputs, tracer, device, name)
     except ForwardError as exc:
         sizes = ", ".join(f"{k}={v}" for k, v in symbolic.hints.items())
         problem = f"the forward pass fails with symbolic sizes {sizes} (other sizes can be set as hints): {exc}"
-    if not problem:
-        return build_report(model, inputs, tracer, device, name)
     at = {**symbolic.hints, **(hints or {})}
     concrete_inputs = inputs.with_sizes(at)
     concrete = None

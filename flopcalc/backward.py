@@ -283,6 +283,31 @@ def backward_rows(tracer: BackwardTracer, rows: tuple[LayerRow, ...]) -> list[La
     return [r for r in result if r is not None]
 
 
+def own_backward(tracer: BackwardTracer, row: LayerRow, children: list[LayerBackward]) -> LayerBackward:
+    """The backward work of ``row``'s ``(self)`` row: what its own nodes executed outside its children's (the
+    gradient of a residual add, the engine summing the gradients of a tensor the call uses twice). Its
+    grad-input/grad-weight split is the row's minus its children's where all of them have one. A row with a
+    backward formula is checked as a whole, so its part shares its status; otherwise the part is measured."""
+    whole, own = row.backward, tracer.backward[row.index]
+    assert whole is not None
+    grad_input = grad_weight = None
+    parts = [whole, *children]
+    if all(p.grad_input is not None and p.grad_weight is not None for p in parts):
+        grad_input = _minus(whole.grad_input, [c.grad_input for c in children])  # type: ignore[arg-type]
+        grad_weight = _minus(whole.grad_weight, [c.grad_weight for c in children])  # type: ignore[arg-type]
+    checked = row.bound is not None and row.bound.formula.has_backward
+    return LayerBackward(
+        grad_input=grad_input, grad_weight=grad_weight, measured=own.count, recompute=own.recompute,
+        status=whole.status if checked else Status.MEASURED_ONLY, uncounted=dict(own.uncounted),
+    )
+
+
+def _minus(whole: Count, parts: list[Count]) -> Count:
+    taken = sum(parts, ZERO)
+    ops = {kind: whole.ops.get(kind, 0) - taken.ops.get(kind, 0) for kind in {**whole.ops, **taken.ops}}
+    return Count(whole.macs - taken.macs, {kind: n for kind, n in ops.items() if n})
+
+
 def _evaluate(formula: Any, values: Mapping[str, Any]) -> Count:
     evaluation = formula.evaluate(values)
     return Count(evaluation.macs, dict(evaluation.ops))

@@ -25,7 +25,7 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 from typer.core import TyperGroup
 
-from flopcalc import conventions
+from flopcalc import conventions, hf, llm
 from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
@@ -34,18 +34,26 @@ from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
 from flopcalc.models import load_model
 from flopcalc.registry import REGISTRY
 from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+from flopcalc.render.compare_export import (
+    comparison_csv,
+    comparison_html,
+    comparison_json,
+    comparison_latex,
+    comparison_markdown,
+)
 from flopcalc.render.conventions import (
     convention_to_markdown,
     convention_to_rich,
     conventions_to_markdown,
     conventions_to_rich,
 )
-from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
+from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.roofline_plot import plot_roofline
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
+from flopcalc.render import llm as render_llm
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
@@ -93,7 +101,8 @@ class RatioKind(StrEnum):
     GROUP = "group"
 
 
-RENDERERS: dict[Format, Callable[[Report, int | None, bool], str]] = {
+RENDERERS: dict[Format, Callable[..., str]] = {
+    # each takes (report, depth, formulas, evaluated)
     Format.TABLE: to_plain_text,
     Format.MARKDOWN: to_markdown,
     Format.LATEX: to_latex,
@@ -245,6 +254,7 @@ def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
 
 
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
+ANALYZE_MODEL_HELP = MODEL_HELP + ", or hf:PATH (a Hugging Face config.json, its directory or a cached model id)"
 Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
 Batch = Annotated[str, typer.Option(help="batch size prepended to every input shape: a number, or a name (N)")]
 DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
@@ -252,10 +262,12 @@ DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing c
 
 @app.command("analyze")
 def analyze_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-    inputs: Inputs,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=ANALYZE_MODEL_HELP)],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=SHAPE_HELP)] = None,
     batch: Batch = "1",
-    depth: Annotated[int | None, typer.Option(min=1, help="fold the hierarchy below this depth")] = None,
+    depth: Annotated[
+        int | None, typer.Option(min=0, help="fold the hierarchy below this depth; 0 shows the totals alone")
+    ] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
@@ -268,6 +280,13 @@ def analyze_command(
     ] = None,
     convention: Annotated[str | None, typer.Option(
         help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
+    seq: Annotated[str | None, typer.Option(help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
+    decode: Annotated[bool, typer.Option(help="hf: count one decode step against a KV cache of --context")] = False,
+    context: Annotated[str | None, typer.Option(help="hf: cached tokens for --decode, e.g. 4096, or P")] = None,
+    generate: Annotated[str | None, typer.Option(help="hf: decode steps after a --seq prompt, e.g. 128, or T")] = None,
+    dtype: Annotated[str | None, typer.Option(
+        help="parameter dtype (hf: and KV cache), e.g. bfloat16; a --input model and its float inputs are cast")] = None,
+    attention: Annotated[str, typer.Option(help="hf: attention implementation, sdpa or eager")] = "sdpa",
     backward: Annotated[
         bool, typer.Option(help="also count the backward pass per layer (grad-input, grad-weight, recompute)")
     ] = False,
@@ -276,9 +295,6 @@ def analyze_command(
     ] = False,
     optimizer: Annotated[
         Optimizer | None, typer.Option(help="training state bytes for this optimizer (implies --memory)")
-    ] = None,
-    dtype: Annotated[
-        DType | None, typer.Option(help="cast the model and its floating-point inputs (16-bit: mixed precision)")
     ] = None,
     hardware: Annotated[
         str | None, typer.Option(help="roofline on NAME (h100-sxm, a100-sxm-80gb, ...), cpu, or peak=…,bandwidth=…")
@@ -290,7 +306,33 @@ def analyze_command(
     repeats: Annotated[int, typer.Option(min=1, help="timed runs after 2 warm-up runs (--time)")] = 10,
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
+    llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate}
+    if model.startswith("hf:"):
+        with _one_line_errors():
+            if inputs or at:
+                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input and --at")
+            training_options = {"--backward": backward or None, "--memory": memory or None, "--optimizer": optimizer,
+                                "--hardware": hardware, "--plot": plot, "--time": time}
+            if given := [name for name, value in training_options.items() if value is not None]:
+                raise InputError(f"{', '.join(given)} apply to --input models; hf: models are not counted that way yet")
+            if decode != (context is not None):
+                raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
+            if convention is not None:
+                if decode or generate or seq is None:
+                    raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
+                sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
+                _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
+            report = _analyze_hf(model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
+                                 dict(parse_assignment(text) for text in hint or ()), depth, formulas,
+                                 output_format, output, convention)
+        _exit_on_check(report, check, strict)
+        return
     with _one_line_errors():
+        given = [name for name, value in llm_options.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
+        if not inputs:
+            raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
         specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
         symbols = symbols_of(specs)
         if convention is not None:
@@ -312,8 +354,10 @@ def analyze_command(
                 raise InputError("--time cuda: this machine has no CUDA device (torch.cuda.is_available() is False)")
             loaded = loaded.to("cuda")
         if dtype is not None:  # the CLI built this model, so it may cast it
-            loaded = loaded.to(getattr(torch, dtype.value))
-            specs = [dataclasses.replace(s, dtype=getattr(torch, dtype.value)) if s.dtype.is_floating_point else s
+            if dtype not in set(DType):
+                raise InputError(f"--dtype {dtype}: a --input model is cast to one of {', '.join(DType)}")
+            loaded = loaded.to(getattr(torch, dtype))
+            specs = [dataclasses.replace(s, dtype=getattr(torch, dtype)) if s.dtype.is_floating_point else s
                      for s in specs]
         try:
             report = analyze(loaded, specs, device=device.value, name=model, hints=hints, backward=backward,
@@ -324,26 +368,52 @@ def analyze_command(
                 raise
             typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
             report, points = exc.concrete, []
-        if points and output_format not in (Format.TABLE, Format.JSON):
-            raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
         if convention is not None:
             _show_convention(report, convention, output_format, depth, output)
-        elif output_format is Format.JSON:
-            _write(to_json(report, depth, formulas, evaluated), output)
         elif output is None and output_format is Format.TABLE:
-            _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+            _print(to_rich(report, depth, formulas, evaluated),
+                   lambda: to_plain_text(report, depth, formulas, evaluated=evaluated))
         else:
-            _write(RENDERERS[output_format](report, depth, formulas), output)
+            _write(RENDERERS[output_format](report, depth, formulas, evaluated), output)
         if plot:
             plot_roofline(report, plot)
             typer.echo(f"wrote {plot}", err=True)
-        if evaluated and output_format is Format.TABLE:
-            table = evaluations_to_rich(report, evaluated)
-            if output is None:
-                _print(table, lambda: plain_text(table))
-            else:
-                output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
+    _exit_on_check(report, check, strict)
+
+
+def _analyze_hf(
+    source: str, seq: str | None, batch: str, context: str | None, generate: str | None, dtype: str | None,
+    attention: str, hints: dict[str, int], depth: int | None, formulas: bool, output_format: Format,
+    output: Path | None, convention: str | None = None,
+) -> Report:
+    """``flopcalc hf:PATH``: the main phase's report (decode when asked for, else prefill) and the LLM summary;
+    with ``convention``, what that counter would print for the prefill instead."""
+    hf_model = hf.load(source, dtype=dtype, attention=attention)
+    summary = llm.summarize(
+        hf_model,
+        seq=parse_dim(seq, f"--seq {seq}") if seq is not None else None,
+        batch=parse_batch(batch),
+        context=parse_dim(context, f"--context {context}") if context is not None else None,
+        generate=parse_dim(generate, f"--generate {generate}") if generate is not None else None,
+        hints=hints,
+    )
+    report = summary.main.report
+    if convention is not None:
+        _show_convention(report, convention, output_format, depth, output)
+    elif output_format is Format.JSON:
+        _write(render_llm.to_json(summary, depth), output)
+    elif output is None and output_format is Format.TABLE:
+        _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+        typer.echo("\n" + render_llm.block(summary, "table"), nl=False)
+    else:
+        text = RENDERERS[output_format](report, depth, formulas)
+        _write(render_llm.with_block(text, summary, output_format.value), output)
+    return report
+
+
+def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
+    """``--check`` and ``--strict``: exit status 1 on a mismatch or an uncounted op."""
     if check and (report.mismatches or report.backward_mismatches):
         names = ", ".join(row.name or report.model for row in (*report.mismatches, *report.backward_mismatches))
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
@@ -417,42 +487,79 @@ def ratio_command(
     typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
 
 
+COMPARE_SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
+COMPARISON_RENDERERS: dict[Format, Callable[[Sequence[ComparisonEntry]], str]] = {
+    Format.MARKDOWN: comparison_markdown,
+    Format.LATEX: comparison_latex,
+    Format.CSV: comparison_csv,
+    Format.JSON: comparison_json,
+    Format.HTML: comparison_html,
+}
+
+
+class Axis(StrEnum):
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    PARAM_MEMORY = "param_memory"
+    ACCURACY = "accuracy"
+
+
 @app.command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
-    inputs: Inputs,
-    batch: Batch = "1",
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help=COMPARE_SHAPE_HELP)],
+    batch: Annotated[int, typer.Option(min=1, help="batch size prepended to every input shape")] = 1,
     device: DeviceOption = Device.META,
-    accuracy: Annotated[Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name")] = None,
-    plot: Annotated[Path | None, typer.Option(help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")] = None,
+    accuracy: Annotated[
+        Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name; every model needs a row")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw a scatter plot to FILE.png, .svg or .pdf")] = None,
+    x: Annotated[Axis, typer.Option("--x", help="the plot's x axis")] = Axis.PARAMS,
+    y: Annotated[
+        Axis | None, typer.Option("--y", help="the plot's y axis [default: accuracy with --accuracy, else macs]")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
 ) -> None:
-    """Several models side by side: params, MACs, FLOPs and parameter memory."""
+    """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
     with _one_line_errors():
-        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
+        specs = [parse_shape(text, batch) for text in inputs]
         if symbols_of(specs):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
+        missing = [name for name in models if accuracy and name not in accuracies]
+        if missing:
+            raise InputError(f"{accuracy} has no accuracy for {', '.join(missing)}; add a row model,accuracy for "
+                             f"each (it has {', '.join(accuracies) or 'none'})")
+        if Axis.ACCURACY in (x, y) and not accuracy:
+            raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
         if plot:
             check_plot_path(plot)
         entries = [
             ComparisonEntry(name, report, accuracies.get(name))
             for name, report in zip(models, _analyze_all(models, specs, device), strict=True)
         ]
-        missing = [entry.name for entry in entries if accuracy and entry.accuracy is None]
-        if missing:
-            typer.echo(f"no accuracy for {', '.join(missing)} in {accuracy}", err=True)
-        table = comparison_to_rich(entries)
-        _print(table, lambda: plain_text(table))
+        if output_format is Format.TABLE:
+            table = comparison_to_rich(entries)
+            if output is None:
+                _print(table, lambda: plain_text(table))
+            else:
+                _write(plain_text(table), output)
+        else:
+            _write(COMPARISON_RENDERERS[output_format](entries), output)
         if plot:
-            plot_comparison(entries, plot)
+            plot_comparison(entries, plot, x.value, y.value if y else None)
             typer.echo(f"wrote {plot}", err=True)
 
 
 def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr."""
+    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
+    leave a blank line before the output or an error)."""
     reports = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")

@@ -47,7 +47,8 @@ def op_bytes(func: Any, args: Any, kwargs: Any, out: Any) -> int:
 
 
 class BytesMoved(TorchDispatchMode):
-    """Charges each op's bytes to the innermost open module call of ``stack`` (a tracer's call stack)."""
+    """Charges each op's bytes to the innermost open module call of ``stack`` (a tracer's call stack), or to the
+    model (call 0) outside every call."""
 
     def __init__(self, stack: list[int]) -> None:
         super().__init__()
@@ -58,8 +59,8 @@ class BytesMoved(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.counting and self.stack:
-            self.by_call[self.stack[-1]] += op_bytes(func, args, kwargs, out)
+        if self.counting:  # work outside every module call is the model's own, as for the op counts
+            self.by_call[self.stack[-1] if self.stack else 0] += op_bytes(func, args, kwargs, out)
         return out
 
 
@@ -116,23 +117,30 @@ def compute_dtype(model: nn.Module, input_dtypes: Sequence[torch.dtype]) -> str:
 
 
 def with_roofline(report: Report, model: nn.Module, inputs: ModelInputs, moved: BytesMoved, hardware: Hardware) -> Report:
-    """``report`` with every row's :class:`Roofline` and the model's in ``totals.roofline``."""
+    """``report`` with every row's :class:`Roofline` (a ``(self)`` row's is its call's own work) and the
+    model's in ``totals.roofline``."""
     dtype = compute_dtype(model, inputs.dtypes)
-    rows = roofline_rows(report.rows, moved.by_call, hardware, dtype)
-    new_rows = tuple(dataclasses.replace(row, roofline=r) for row, r in zip(report.rows, rows))
-    totals = RooflineTotals(hardware, dtype, hardware.peak_for(dtype), rows[0]) if rows else None
+    rooflines = roofline_rows(report.rows, moved.by_call, hardware, dtype)
+    new_rows = tuple(
+        dataclasses.replace(row, roofline=whole, own=row.own and dataclasses.replace(row.own, roofline=own))
+        for row, (whole, own) in zip(report.rows, rooflines, strict=True)
+    )
+    totals = RooflineTotals(hardware, dtype, hardware.peak_for(dtype), rooflines[0][0]) if rooflines else None
     return dataclasses.replace(report, rows=new_rows, totals=dataclasses.replace(report.totals, roofline=totals))
 
 
 def roofline_rows(
     rows: Sequence[LayerRow], self_bytes: Counter[int], hardware: Hardware, dtype: str
-) -> list[Roofline]:
-    """Each row's :class:`Roofline`, children first (rows are in call order, parents before children)."""
+) -> list[tuple[Roofline, Roofline]]:
+    """Each row's :class:`Roofline` and that of its own work outside its children, children first (rows are in
+    call order, parents before children)."""
     peak = hardware.peak_for(dtype)
     result: list[Roofline | None] = [None] * len(rows)
+    own: list[Roofline | None] = [None] * len(rows)
     for row in reversed(rows):
         flops, moved = int(row.measured_self.flops), self_bytes[row.index]
         compute, memory = flops / peak, moved / hardware.bandwidth
+        own[row.index] = Roofline(flops, moved, max(compute, memory), compute, memory)
         time_s = max(compute, memory)
         for child in row.children:
             done = result[child]
@@ -140,4 +148,4 @@ def roofline_rows(
             flops, moved = flops + done.flops, moved + done.bytes
             compute, memory, time_s = compute + done.compute_s, memory + done.memory_s, time_s + done.time_s
         result[row.index] = Roofline(flops, moved, time_s, compute, memory)
-    return [r for r in result if r is not None]
+    return [(whole, mine) for whole, mine in zip(result, own, strict=True) if whole is not None and mine is not None]

@@ -2,8 +2,9 @@
 
 On the CPU each module call is timed with ``time.perf_counter`` between its forward pre- and post-hook; on CUDA
 with a pair of CUDA events per call, read after one synchronisation per repeat (so timing adds no syncs inside
-the forward). The run uses the report's inputs made real (random floats, zero indices), under ``no_grad``, in
-the mode the count used, and leaves the model as it was: hooks removed, training flags restored.
+the forward). The run uses the report's inputs made real (random floats from a private generator, zero
+indices), under ``no_grad``, in the mode the count used, through :func:`flopcalc.isolate.real_run`, which
+leaves the model as it was.
 
 With the roofline of the device (``hardware=``), each row gets its achieved FLOP/s and the roofline time as a
 percentage of the measured one, and the model its FLOP utilisation: FLOPs / time / peak.
@@ -24,22 +25,27 @@ from torch import nn
 
 from flopcalc.errors import InputError
 from flopcalc.inputs import ModelInputs
-from flopcalc.report import Report
+from flopcalc.isolate import real_run
+from flopcalc.report import LayerRow, Report
 
 
 @dataclass(frozen=True)
 class Timing:
     """Median seconds per module call (indexed like ``report.rows``; ``None`` for a call the timed run did
-    not make) and for the whole forward, on ``device``."""
+    not make), of each call's own work outside its child calls (``self_by_call``, the ``(self)`` rows), and of
+    the whole forward, on ``device``."""
 
     device: str
     repeats: int
     warmup: int
     by_call: tuple[float | None, ...]
+    self_by_call: tuple[float | None, ...]
     total_s: float
 
-    def of(self, index: int) -> float | None:
-        return self.by_call[index] if index < len(self.by_call) else None
+    def of(self, row: LayerRow) -> float | None:
+        """The median time of ``row``: its call's, or for a ``(self)`` row its call's own."""
+        times = self.self_by_call if row.is_own else self.by_call
+        return times[row.index] if row.index < len(times) else None
 
 
 def check_device(model: nn.Module, device: str) -> None:
@@ -55,10 +61,17 @@ def check_device(model: nn.Module, device: str) -> None:
             raise InputError(f"--time {device}: the model's weights are on {tensor.device}; move the model there first")
 
 
+@dataclass
+class _Stamp:
+    start: Any
+    end: Any = None
+    parent: int | None = None
+
+
 @contextlib.contextmanager
-def _timed_calls(model: nn.Module, device: str, stamps: list[list[Any]]) -> Iterator[None]:
-    """Hooks appending ``[start, end]`` per module call, in call order (CUDA events on ``cuda``)."""
-    open_calls: list[list[Any]] = []
+def _timed_calls(model: nn.Module, device: str, stamps: list[_Stamp]) -> Iterator[None]:
+    """Hooks appending a :class:`_Stamp` per module call, in call order (CUDA events on ``cuda``)."""
+    open_calls: list[int] = []
 
     def stamp() -> Any:
         if device == "cuda":
@@ -68,12 +81,11 @@ def _timed_calls(model: nn.Module, device: str, stamps: list[list[Any]]) -> Iter
         return time.perf_counter()
 
     def pre_hook(module: nn.Module, args: Any) -> None:
-        entry = [stamp(), None]
-        stamps.append(entry)
-        open_calls.append(entry)
+        stamps.append(_Stamp(stamp(), parent=open_calls[-1] if open_calls else None))
+        open_calls.append(len(stamps) - 1)
 
     def post_hook(module: nn.Module, args: Any, output: Any) -> None:
-        open_calls.pop()[1] = stamp()
+        stamps[open_calls.pop()].end = stamp()
 
     handles = []
     try:
@@ -90,6 +102,24 @@ def _seconds(device: str, start: Any, end: Any) -> float:
     return start.elapsed_time(end) / 1000 if device == "cuda" else end - start
 
 
+def _run_times(device: str, stamps: list[_Stamp]) -> tuple[list[float], list[float]]:
+    """Seconds of each call of one run, and of each call's own work (its time minus its children's)."""
+    whole = [_seconds(device, s.start, s.end) for s in stamps]
+    own = list(whole)
+    for index, s in enumerate(stamps):
+        if s.parent is not None:
+            own[s.parent] -= whole[index]
+    return whole, own
+
+
+def _medians(runs: list[list[float]]) -> tuple[float | None, ...]:
+    calls = max((len(r) for r in runs), default=0)
+    return tuple(
+        statistics.median(r[i] for r in runs if i < len(r)) if any(i < len(r) for r in runs) else None
+        for i in range(calls)
+    )
+
+
 def time_layers(
     model: nn.Module, inputs: ModelInputs, device: str = "cpu", repeats: int = 10, warmup: int = 2,
     training: bool = False,
@@ -98,44 +128,33 @@ def time_layers(
     check_device(model, device)
     if repeats < 1 or warmup < 0:
         raise InputError("--time needs at least one repeat")
-    args, kwargs = inputs.materialize(device)
-    flags = [(m, m.training) for m in model.modules()]
     runs: list[list[float]] = []
-    totals: list[float] = []
-    try:
-        model.train(training)
-        with torch.no_grad():
-            for run in range(warmup + repeats):
-                stamps: list[list[Any]] = []
-                with _timed_calls(model, device, stamps):
-                    model(*args, **kwargs)
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                if run >= warmup:
-                    runs.append([_seconds(device, start, end) for start, end in stamps])
-                    totals.append(runs[-1][0] if runs[-1] else 0.0)
-    finally:
-        for module, flag in flags:
-            module.training = flag
-    calls = max((len(r) for r in runs), default=0)
-    by_call = tuple(
-        statistics.median(r[i] for r in runs if i < len(r)) if any(i < len(r) for r in runs) else None
-        for i in range(calls)
-    )
-    return Timing(device, repeats, warmup, by_call, statistics.median(totals))
+    own_runs: list[list[float]] = []
+    with real_run(model, device, training) as generator, torch.no_grad():
+        args, kwargs = inputs.materialize(device, convert=lambda t: t.to(device), generator=generator)
+        for run in range(warmup + repeats):
+            stamps: list[_Stamp] = []
+            with _timed_calls(model, device, stamps):
+                model(*args, **kwargs)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if run >= warmup:
+                whole, own = _run_times(device, stamps)
+                runs.append(whole)
+                own_runs.append(own)
+    total = statistics.median(r[0] if r else 0.0 for r in runs)
+    return Timing(device, repeats, warmup, _medians(runs), _medians(own_runs), total)
 
 
 def with_timing(report: Report, timing: Timing) -> Report:
     return dataclasses.replace(report, timing=timing)
 
 
-def achieved(report: Report, index: int) -> tuple[float | None, float | None]:
-    """(achieved FLOP/s, roofline time as % of the measured time) of row ``index``; ``None`` where unknown."""
-    timing = report.timing
-    seconds = timing.of(index) if timing else None
-    if not seconds:
+def achieved(report: Report, row: LayerRow) -> tuple[float | None, float | None]:
+    """(achieved FLOP/s, roofline time as % of the measured time) of ``row``; ``None`` where unknown."""
+    seconds = report.timing.of(row) if report.timing else None
+    if not seconds or seconds <= 0:
         return None, None
-    row = report.rows[index]
     flops = row.flops if isinstance(row.flops, int) else None
     rate = flops / seconds if flops is not None else None
     share = 100 * row.roofline.time_s / seconds if row.roofline is not None else None

@@ -12,28 +12,51 @@ from flopcalc.cli import app
 from flopcalc.errors import InputError
 from flopcalc.render.json import to_dict
 from flopcalc.timing import achieved, flop_utilisation
+from model_state import assert_unchanged, snapshot
 
 
 def test_cpu_timing_per_layer_and_model_left_alone():
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before = snapshot(model)
     report = flopcalc.analyze(model, (8, 64), time="cpu", repeats=3, hardware="peak=1e12,bandwidth=1e11")
     timing = report.timing
     assert (timing.device, timing.repeats, timing.warmup) == ("cpu", 3, 2)
     assert len(timing.by_call) == len(report.rows) == 4  # the model and its three layers, in call order
     assert all(seconds is not None and seconds > 0 for seconds in timing.by_call)
     assert timing.total_s == timing.by_call[0]
-    rate, of_roofline = achieved(report, 1)
+    rate, of_roofline = achieved(report, report.rows[1])
     # the first Linear's FLOPs (2*65,536 + 1,024 bias adds) over its measured time
     assert rate == pytest.approx(132_096 / timing.by_call[1])
     assert of_roofline == pytest.approx(100 * report.row("0").roofline.time_s / timing.by_call[1])
     assert flop_utilisation(report) == pytest.approx(100 * 153_680 / timing.total_s / 1e12)
-    assert model.training and all(m.training for m in model.modules())
-    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert_unchanged(before, model)
     data = to_dict(report)
     assert data["layers"][0]["timing"]["time_s"] == timing.by_call[1]
     assert data["totals"]["timing"]["time_s"] == timing.total_s
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(16)
+        self.linear = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return x + self.linear(self.norm(x))
+
+
+def test_self_row_time_is_the_calls_own_and_batch_statistics_stay():
+    """A (self) row shares its module's call index but is timed as the work outside its children; a
+    training-mode BatchNorm updates the stand-in statistics, never the model's."""
+    model = Residual().train()
+    before = snapshot(model)
+    report = flopcalc.analyze(model, (4, 16), time="cpu", repeats=3, training=True)
+    assert_unchanged(before, model)
+    root = report.rows[0]
+    assert root.own is not None and root.own.index == root.index == 0
+    timing = report.timing
+    own = timing.of(root.own)
+    assert own == timing.self_by_call[0] and 0 < own < timing.of(root)
 
 
 def test_timing_needs_real_weights_and_the_device(monkeypatch):

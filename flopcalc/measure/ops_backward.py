@@ -241,14 +241,6 @@ op_rule(aten._adaptive_avg_pool2d_backward)(_adaptive_avg_backward(2))
 op_rule(aten._adaptive_avg_pool3d_backward)(_adaptive_avg_backward(3))
 
 
-@op_rule(aten.index_put)
-def count_index_put(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
-    """``(self, indices, values, accumulate)``, the gradient of an index: with ``accumulate`` each value is
-    added at its index (1 add per value element), otherwise written (data movement)."""
-    accumulate = args[3] if len(args) > 3 else kwargs.get("accumulate", False)
-    return Count(0, {ADD: numel(shape_of(args[2]))}) if accumulate else Count()
-
-
 @op_rule(aten.embedding_dense_backward)
 def count_embedding_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq)``: each looked-up row is added into

@@ -74,9 +74,11 @@ def backward_record(backward: LayerBackward | None) -> dict[str, Any] | None:
 
 
 def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
-    """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself)."""
+    """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself).
+    A ``(self)`` row (``kind`` ``"self"``) has its module's ``index``."""
     return {
         "index": row.index,
+        "kind": "self" if row.is_own else "module",
         "name": row.name,
         "type": row.type,
         "depth": row.depth,
@@ -97,7 +99,7 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
         "formula": _formula(row),
         "mismatches": list(row.mismatches),
         "backward": backward_record(row.backward),
-        "output_bytes": _number(row.output_bytes),
+        "output_bytes": None if row.is_own else _number(row.output_bytes),
         "roofline": _roofline(row.roofline),
         "timing": _timing(report, row),
     }
@@ -146,8 +148,8 @@ def _roofline_totals(report: Report) -> dict[str, Any]:
 def _timing(report: Report, row: LayerRow) -> dict[str, Any] | None:
     if report.timing is None:
         return None
-    rate, of_roofline = achieved(report, row.index)
-    return {"time_s": report.timing.of(row.index), "achieved_flops_per_s": rate, "percent_of_roofline": of_roofline}
+    rate, of_roofline = achieved(report, row)
+    return {"time_s": report.timing.of(row), "achieved_flops_per_s": rate, "percent_of_roofline": of_roofline}
 
 
 def _timing_totals(report: Report) -> dict[str, Any]:
@@ -202,7 +204,8 @@ def _closed_form(report: Report) -> dict[str, Any] | None:
 
 
 def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
-    """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default)."""
+    """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default; none
+    at ``depth=0``), each module's ``(self)`` row after its children."""
     t = report.totals
     return {
         "schema_version": report.schema_version,
