@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 import flopcalc
 from flopcalc.cli import app
-from flopcalc.errors import InputError
+from flopcalc.errors import ForwardError, InputError
 from flopcalc.measure import measure
 from flopcalc.render.json import to_dict
 from flopcalc.report import Status
+from model_state import assert_unchanged, snapshot
 
 
 def mlp() -> nn.Sequential:
@@ -80,14 +81,40 @@ def test_conv_backward_formula_matches_and_bias_grad():
     assert all(row.backward.status is Status.MATCH for row in report.rows)
 
 
-def test_model_is_not_changed_and_gets_no_grad():
-    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    flopcalc.analyze(model, (5, 4), backward=True)
-    flopcalc.analyze(model, (5, 4), backward=True, device="cpu")
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_model_is_not_changed_and_gets_no_grad(device):
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
+    before = snapshot(model)
+    flopcalc.analyze(model, (5, 4), backward=True, training=True, device=device, optimizer="adam",
+                     hardware="h100-sxm")
+    assert_unchanged(before, model)
     assert all(p.grad is None for p in model.parameters())
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert model.training and not model[0]._forward_hooks and not model[0]._forward_pre_hooks
+
+
+def test_model_is_not_changed_when_the_backward_pass_fails():
+    class Fails(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return _FailingBackward.apply(self.lin(x))
+
+    model = Fails()
+    before = snapshot(model)
+    with pytest.raises(ForwardError, match="backward pass failed"):
+        flopcalc.analyze(model, (2, 4), backward=True, device="cpu")
+    assert_unchanged(before, model)
+
+
+class _FailingBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("no gradient here")
 
 
 def test_existing_grad_is_kept():
@@ -126,7 +153,9 @@ def test_checkpoint_recompute_is_counted_and_shown():
 def test_reentrant_checkpoint_per_layer_and_no_grad_left():
     model = Checkpointed(reentrant=True)
     x = torch.randn(8, 64, requires_grad=True)
+    before = snapshot(model)
     report = flopcalc.analyze(model, x, device="cpu", backward=True)
+    assert_unchanged(before, model)
     assert all(p.grad is None for p in model.parameters()) and x.grad is None
     # The input requires grad here: a dX + dW 2*65,536, b 2*32,768; the recompute re-runs a and the ReLU.
     assert report.row("a").backward.measured.macs == 131_072

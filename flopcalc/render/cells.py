@@ -13,15 +13,12 @@ from dataclasses import dataclass
 import sympy as sp
 
 from flopcalc.formula import Number
-from flopcalc.render import closed_forms
+from flopcalc.render import closed_forms, training
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerBackward, LayerRow, Report
-from flopcalc.roofline import Roofline
+from flopcalc.render.training import UNCOUNTED_MARK
+from flopcalc.render.units import KIB, fmt_bytes, fmt_count, fmt_scaled, format_measure  # noqa: F401 (KIB: re-exported)
+from flopcalc.report import LayerRow, Report
 from flopcalc.sizes import SizeNames, simplify_sizes
-from flopcalc.timing import achieved, flop_utilisation
-
-KIB = 1024
-"""1 kB = 1024 B, as PyTorch and Keras summaries (and seed report 003) count parameter memory."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,6 @@ FORMULA_COLUMNS = (
 
 LISTED = 5
 """How many never-called modules the notes name before summarising the rest."""
-UNCOUNTED_MARK = "*"
 STATUS_LEGEND = (
     ("match", "formula and executed operators agree (params, MACs, ops, shape)"),
     ("measured-only", "no formula for (part of) the row: the count is what executed"),
@@ -187,92 +183,12 @@ def layer_values(report: Report, row: LayerRow, formulas: bool = False, latex: b
         "flops": row.flops,
         "status": status_text(row),
     }
-    if report.totals.memory is not None:
-        values["output_bytes"] = None if row.is_own else row.output_bytes  # a (self) row outputs nothing
-    if row.backward is not None:
-        values.update(backward_values(row.backward))
-    if row.roofline is not None:
-        values.update(roofline_values(row.roofline))
-    if report.timing is not None:
-        values.update(timing_values(report, row))
+    values.update(training.row_values(report, row))
     if formulas:
         values["formula"] = row.formula_name or ""
         values["params_formula"] = formula_text(row, "params", latex)
         values["macs_formula"] = formula_text(row, "macs", latex)
     return values
-
-
-def timing_values(report: Report, row: LayerRow) -> dict[str, object]:
-    """The timing columns of one row: median seconds, achieved FLOP/s and % of the roofline time."""
-    seconds = report.timing.of(row) if report.timing else None
-    rate, of_roofline = achieved(report, row)
-    return {
-        "time": Seconds(seconds) if seconds is not None else None,
-        "achieved": Rate(rate) if rate is not None else None,
-        "of_roofline": Ratio(of_roofline) if of_roofline is not None else None,
-    }
-
-
-def roofline_values(roofline: Roofline) -> dict[str, object]:
-    """The roofline columns of one row (or of the totals)."""
-    return {
-        "bytes_moved": roofline.bytes,
-        "intensity": Ratio(roofline.intensity) if roofline.intensity is not None else None,
-        "roofline_time": Seconds(roofline.time_s),
-        "bound": roofline.bound,
-    }
-
-
-class Seconds(float):
-    """A duration, shown with its unit and 4 significant digits (``10.02 µs``)."""
-
-
-class Ratio(float):
-    """A ratio such as FLOPs per byte, shown with 2 decimals."""
-
-
-class Rate(float):
-    """FLOP/s, shown scaled with 4 significant digits (``1.234 T``)."""
-
-
-def fmt_rate(value: float) -> str:
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if value >= factor:
-            return f"{value / factor:.4g} {prefix}"
-    return f"{value:.4g}"
-
-
-def fmt_seconds(value: float) -> str:
-    for factor, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if value >= factor:
-            return f"{value / factor:.4g} {unit}"
-    return f"{value / 1e-9:.4g} ns"
-
-
-def backward_values(backward: LayerBackward) -> dict[str, object]:
-    """The backward columns of one row (or of the totals); a split the formula does not give is ``None``."""
-    return {
-        "grad_input_macs": backward.grad_input.macs if backward.grad_input is not None else None,
-        "grad_weight_macs": backward.grad_weight.macs if backward.grad_weight is not None else None,
-        "backward_other_ops": backward.other_ops,
-        "recompute_macs": backward.recompute.macs,
-        "backward_status": backward.status.value + (UNCOUNTED_MARK if backward.uncounted else ""),
-    }
-
-
-def fmt_count(value: Number) -> str:
-    """An exact count with thousands separators (``61,100,840``); a symbolic count as sympy prints it."""
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def fmt_scaled(value: Number, unit: str) -> str:
-    """A count with its unit, exact and then scaled for reading: ``714,188,480 MACs (714.19 M)``."""
-    if not isinstance(value, int):
-        return f"{value} {unit}"
-    for factor, prefix in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
-        if abs(value) >= factor:
-            return f"{value:,} {unit} ({value / factor:.2f} {prefix})"
-    return f"{value:,} {unit}"
 
 
 def fmt_shapes(shapes: Sequence[Sequence[Number]], times: str = "×") -> str:
@@ -281,11 +197,6 @@ def fmt_shapes(shapes: Sequence[Sequence[Number]], times: str = "×") -> str:
         return str(d) if isinstance(d, int | str) or getattr(d, "is_Atom", False) else f"({d})"
 
     return ", ".join(times.join(dim(d) for d in shape) for shape in shapes)
-
-
-def fmt_bytes(n: int) -> str:
-    """Bytes, kB and MB with 1 kB = 1024 B: ``3,905,936 B = 3,814.391 kB = 3.725 MB``."""
-    return f"{n:,} B = {n / KIB:,.3f} kB = {n / KIB**2:,.3f} MB"
 
 
 def format_value(
@@ -314,12 +225,8 @@ def format_value(
         return fmt_shapes(value, "x" if raw else "×")  # type: ignore[arg-type]
     if key == "share":
         return f"{value:.4f}" if raw else f"{value:.1f}"
-    if isinstance(value, Seconds):
-        return repr(float(value)) if raw else fmt_seconds(value)
-    if isinstance(value, Rate):
-        return repr(float(value)) if raw else fmt_rate(value)
-    if isinstance(value, Ratio):
-        return repr(float(value)) if raw else f"{value:,.2f}"
+    if (measure := format_measure(value, raw)) is not None:
+        return measure
     if isinstance(value, str):
         return value
     return str(value) if raw else fmt_count(value)  # type: ignore[arg-type]
@@ -343,12 +250,7 @@ def total_cells(report: Report, formulas: bool = False, raw: bool = False, latex
         "name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops, "flops": t.flops,
         "share": 100.0 if t.macs and not report.is_symbolic else None,
     }
-    if t.backward is not None:
-        values.update(backward_values(t.backward), backward_status="")
-    if t.roofline is not None:
-        values.update(roofline_values(t.roofline.model))
-    if report.timing is not None and report.rows:
-        values.update(timing_values(report, report.rows[0]))
+    values.update(training.total_values(report))
     names = size_names(report)
     keys = [column.key for column in columns(formulas, report)] + ["flops"]
     return {key: format_value(key, values.get(key, ""), raw, latex, names) for key in keys}
@@ -385,7 +287,7 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
             ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
             ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
             ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
-        ] + training_items(report) + memory_items(report) + roofline_items(report) + timing_items(report)
+        ] + training.items(report)
     where = _where_items(names, latex)
     return where + items + _closed_form_counts(report, names, latex) + closed_form_items(report)
 
@@ -431,86 +333,6 @@ def _closed_form_counts(report: Report, names: SizeNames, latex: bool) -> list[t
     else:
         items.append(("Measured", line(f"{count(t.measured_macs)} MACs, {count(t.measured_flops)} FLOPs "
                                        "(aten ops executed; written as the formula is)")))
-    return items
-
-
-def timing_items(report: Report) -> list[tuple[str, str]]:
-    """The measured forward time and, with a roofline, the model's FLOP utilisation."""
-    timing = report.timing
-    if timing is None:
-        return []
-    items = [("Measured time", f"{fmt_seconds(timing.total_s)} per forward on {timing.device} (median of "
-                               f"{timing.repeats} runs after {timing.warmup} warm-up)")]
-    utilisation = flop_utilisation(report)
-    if utilisation is not None:
-        rate = report.totals.flops / timing.total_s if isinstance(report.totals.flops, int) else 0
-        items.append(("FLOP utilisation", f"{utilisation:.2f}% = {fmt_rate(rate)}FLOP/s of the "
-                                          f"{report.totals.roofline.peak / 1e12:,.4g} TFLOP/s peak"))
-    return items
-
-
-def roofline_items(report: Report) -> list[tuple[str, str]]:
-    """The device, its peak and bandwidth, and the model's roofline time, when a roofline was asked for."""
-    roofline = report.totals.roofline
-    if roofline is None:
-        return []
-    hw, model = roofline.hardware, roofline.model
-    return [
-        ("Hardware", f"{hw.name}: {roofline.dtype} peak {roofline.peak / 1e12:,.4g} TFLOP/s, "
-                     f"{hw.bandwidth / 1e12:,.4g} TB/s" + (f"; {hw.source}" if hw.source else "")),
-        ("Bytes moved", f"{model.bytes:,} B (each op reads its inputs and writes its outputs once)"),
-        ("Roofline time", f"{fmt_seconds(model.time_s)} = Σ per layer max(FLOPs / peak, bytes / bandwidth); "
-                          f"compute {fmt_seconds(model.compute_s)}, memory {fmt_seconds(model.memory_s)}, "
-                          f"mostly {model.bound}-bound"),
-    ]
-
-
-def memory_items(report: Report) -> list[tuple[str, str]]:
-    """Activation peak, bytes kept for backward and the training state, when the report tracked memory."""
-    memory = report.totals.memory
-    if memory is None:
-        return []
-    items = []
-    if memory.activation_peak_bytes is not None:
-        items.append(("Activation peak", fmt_bytes(memory.activation_peak_bytes) + " (tensors alive at once "
-                      "during the forward pass; inputs and parameters excluded)"))
-    if memory.saved_for_backward_bytes is not None:
-        items.append(("Kept for backward", fmt_bytes(memory.saved_for_backward_bytes) + " (activations "
-                      "autograd saves for the backward pass)"))
-    state = memory.training
-    if state is not None:
-        master = f" + float32 master weights {state.master_bytes:,} B" if state.master_bytes else ""
-        items.append(("Training state", fmt_bytes(state.total_bytes) + f" = params {state.param_bytes:,} B + "
-                      f"gradients {state.grad_bytes:,} B{master} + {state.optimizer} state "
-                      f"{state.optimizer_bytes:,} B ({state.states_per_param} float32 per trainable param)"))
-    return items
-
-
-def training_items(report: Report) -> list[tuple[str, str]]:
-    """With the backward pass: forward, backward (grad-input + grad-weight), recompute and the training step,
-    and how the step compares with the forward (the ×3 that "6·N·D" assumes)."""
-    t = report.totals
-    b = t.backward
-    if b is None:
-        return []
-    split = ""
-    if b.grad_input is not None and b.grad_weight is not None:
-        split = f" = grad-input {fmt_count(b.grad_input.macs)} + grad-weight {fmt_count(b.grad_weight.macs)}"
-    items = [
-        ("Forward", fmt_scaled(t.macs, "MACs")),
-        ("Backward", fmt_scaled(b.macs, "MACs") + split + f"; {fmt_scaled(b.flops, 'FLOPs')}"),
-    ]
-    if b.recompute.macs or b.recompute.ops:
-        items.append(("Recompute", fmt_scaled(b.recompute.macs, "MACs") + " (forward re-run by activation "
-                      f"checkpointing; {fmt_scaled(b.recompute.flops, 'FLOPs')})"))
-    training = t.training_macs
-    ratio = f"{training / t.macs:.2f}× the forward MACs" if isinstance(training, int) and t.macs else ""
-    items += [
-        ("Training step", f"{fmt_scaled(training, 'MACs')} ({ratio}; 6·N·D assumes 3×), "
-                          f"{fmt_scaled(t.training_flops, 'FLOPs')}"),
-        ("Measured bwd", f"{fmt_count(b.measured.macs)} MACs, {fmt_count(b.measured.flops)} FLOPs (aten ops "
-                         "autograd executed)"),
-    ]
     return items
 
 
@@ -561,14 +383,7 @@ def notes(report: Report) -> list[tuple[str, str]]:
         found.append(("Uncounted ops", "none"))
     for row in report.mismatches:
         found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
-    for row in report.rows:
-        if row.backward is not None and row.backward.mismatches:
-            found.append(("Mismatch", f"{display_name(report, row)} ({row.type}) backward: "
-                          f"{'; '.join(row.backward.mismatches)}"))
-    backward_uncounted = report.totals.backward.uncounted if report.totals.backward else {}
-    if backward_uncounted:
-        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(backward_uncounted.items()))
-        found.append(("Uncounted ops", f"backward: {listed} (no counting rule; backward counts are lower bounds)"))
+    found += training.notes(report)
     if report.uncalled:
         uncalled = sorted(report.uncalled.items())
         listed = ", ".join(f"{name} ({n:,} params)" for name, n in uncalled[:LISTED])

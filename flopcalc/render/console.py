@@ -41,10 +41,12 @@ DROP_ORDER = (
     "macs_formula", "params_formula", "formula", "share", "output_shape", "type",
     # the training views' columns: the less telling first, the backward split and the times last
     "intensity", "achieved", "backward_other_ops", "output_bytes", "bytes_moved", "of_roofline", "recompute_macs",
-    "bound", "roofline_time", "time", "backward_status", "grad_weight_macs", "grad_input_macs",
+    "bound", "roofline_time", "time", "backward_status",
 )
 """Columns left out, in this order, when the table is too wide for the terminal; the others are essential."""
-ESSENTIAL = ("name", "params", "macs", "other_ops", "status")
+ESSENTIAL = ("name", "params", "macs", "other_ops", "status", "grad_input_macs", "grad_weight_macs")
+"""Never left out: a narrower terminal stacks each row instead. The backward split is there only with
+``--backward``, which asks for it."""
 SEE_ALL = ", or --format markdown, csv or json (every column, at any width)"
 
 
