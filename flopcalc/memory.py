@@ -26,6 +26,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from flopcalc.weights import weights
+
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 """Optimizer state tensors per parameter: Adam/AdamW keep the first and second moments (``exp_avg``,
 ``exp_avg_sq``), SGD with momentum one momentum buffer (torch's SGD with ``momentum=0`` keeps none)."""
@@ -136,12 +138,13 @@ class TrainingState:
 
 
 def training_state(model: nn.Module, optimizer: str) -> TrainingState:
-    """Parameters (all), gradients and optimizer state (trainable parameters only) of ``model``."""
+    """Parameters (all, packed quantized weights included), gradients and optimizer state (trainable parameters
+    only) of ``model``."""
     if optimizer not in OPTIMIZER_STATES:
         known = ", ".join(OPTIMIZER_STATES)
         raise ValueError(f"unknown optimizer {optimizer!r}; known: {known}")
-    params = list(model.parameters())
-    trainable = [p for p in params if p.requires_grad]
+    params = [w.tensor for w in weights(model)]  # quantized modules' packed weights too, never trainable
+    trainable = [w.tensor for w in weights(model) if w.trainable]
     fp32 = torch.tensor([], dtype=torch.float32).element_size()
     states = OPTIMIZER_STATES[optimizer]
     return TrainingState(

@@ -79,3 +79,15 @@ def test_cli_time(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, [f"{model_file}:net", "--input", "8", "--time", "cuda"])
     assert result.exit_code == 2 and "no CUDA device" in result.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_timing_with_events_leaves_the_model_alone():
+    model = Residual().cuda().train()
+    before = snapshot(model)
+    report = flopcalc.analyze(model, (64, 16), time="cuda", repeats=5, hardware="h100-sxm")
+    assert_unchanged(before, model)
+    timing = report.timing
+    assert timing.device == "cuda" and len(timing.by_call) == len(report.rows) == 4
+    assert all(seconds is not None and seconds > 0 for seconds in timing.by_call)
+    assert 0 <= timing.of(report.rows[0].own) < timing.of(report.rows[0])
