@@ -90,24 +90,20 @@ def analyze(
         raise InputError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZER_STATES)}")
     model_inputs = to_model_inputs(inputs, kwargs)
     memory = memory or optimizer is not None
-    if (memory or hardware is not None or time is not None) and model_inputs.is_symbolic:
-        raise InputError("memory, the roofline and timing are for concrete sizes; give numbers instead of names")
+    if (backward or memory or hardware is not None or time is not None) and model_inputs.is_symbolic:
+        raise InputError(
+            "the backward pass, memory, the roofline and timing need concrete sizes; give numbers instead of names")
     if time is not None:
         check_device(model, time)  # before the count, so a missing device fails fast
     device_spec = resolve_hardware(hardware) if isinstance(hardware, str) else hardware
     registry = REGISTRY.extended(extra) if extra else REGISTRY
     name = name or type(model).__name__
     _check_hints(model_inputs, hints)
-    if backward:
-        if model_inputs.is_symbolic:
-            raise InputError("the backward pass needs concrete sizes; give numbers instead of names")
-        report = _analyze_concrete(
-            model, model_inputs, registry, device, training, name, True, optimizer, memory, device_spec)
-    elif model_inputs.is_symbolic:
+    if model_inputs.is_symbolic:
         report = _analyze_symbolic(model, model_inputs, registry, device, training, name, hints)
     else:
-        report = _analyze_concrete(
-            model, model_inputs, registry, device, training, name, False, optimizer, memory, device_spec)
+        report = _analyze_concrete(model, model_inputs, registry, device, training, name, backward=backward,
+                                   optimizer=optimizer, memory=memory, hardware=device_spec)
     if time is not None:
         report = with_timing(report, time_layers(model, model_inputs, time, repeats, training=bool(training)))
     if strict and report.uncounted:
@@ -156,7 +152,7 @@ def _check_hints(inputs: ModelInputs, hints: Mapping[str, int] | None) -> None:
 
 
 def _analyze_concrete(
-    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str,
+    model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str, *,
     backward: bool = False, optimizer: str | None = None, memory: bool = False, hardware: Hardware | None = None,
 ) -> Report:
     tracer = BackwardTracer(model, registry) if backward else Tracer(model, registry)
