@@ -21,10 +21,12 @@ from flopcalc.trace import Tracer
 
 @contextlib.contextmanager
 def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Set train/eval for the pass and restore every module's own flag afterwards."""
+    """Set train/eval for the pass and restore every module's own flag afterwards. The flags are set directly:
+    a model's own ``train()`` override (one that freezes a head, or takes no mode) is not run."""
     flags = [(m, m.training) for m in model.modules()]
     try:
-        model.train(training)
+        for module, _ in flags:
+            module.training = training
         yield
     finally:
         for module, flag in flags:
@@ -64,11 +66,11 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
         stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
         try:
             model(*args, **kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a forward that calls sys.exit() failed too
             raise _forward_error(model, tracer, exc) from exc
 
 
-def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardError:
+def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException) -> ForwardError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if tracer.stack:
         call = tracer.calls[tracer.stack[-1]]
