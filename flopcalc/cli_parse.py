@@ -71,7 +71,9 @@ def parse_shape(text: str, batch: Dim = 1) -> InputSpec:
     dims = tuple(parse_dim(part, text) for part in re.split(r"x|(?<=\d)X(?=\d)", dims_text))
     dtype_name = dtype_name.strip() or "float32"
     if dtype_name not in INPUT_DTYPES:
-        raise InputError(f"input shape {text!r}: an input cannot be {dtype_name!r}; use one of {', '.join(INPUT_DTYPES)}")
+        raise InputError(
+            f"input shape {text!r}: an input cannot be {dtype_name!r}; use one of {', '.join(INPUT_DTYPES)}"
+        )
     return InputSpec((batch, *dims), getattr(torch, dtype_name))
 
 

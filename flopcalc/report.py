@@ -88,7 +88,11 @@ class LayerRow(CountTotals):
             measured=Count(self.measured.macs, frozen_mapping(self.measured.ops)),
             measured_self=Count(self.measured_self.macs, frozen_mapping(self.measured_self.ops)),
             mismatches=tuple(self.mismatches), uncounted=frozen_mapping(self.uncounted),
+            op_tallies=frozen_mapping(self.op_tallies),
         )
+        if self.facts is not None:
+            facts = dataclasses.replace(self.facts, attributes=frozen_mapping(self.facts.attributes))
+            _freeze_fields(self, facts=facts)
         if self.bound is not None:
             _freeze_fields(self, bound=Bound(self.bound.formula, frozen_mapping(self.bound.values)))
         if self.analytic is not None:
