@@ -162,10 +162,12 @@ class Report:
             self, input_shapes=_shapes(self.input_shapes), rows=tuple(self.rows),
             uncounted=frozen_mapping(self.uncounted), uncalled=frozen_mapping(self.uncalled),
         )
-        if self.closed_form is not None:
+        closed = self.closed_form
+        if closed is not None and not isinstance(closed.hints, MappingProxyType):
+            # Replaced once (not by a copy of this report), so the closed form keeps what it compiled and scanned.
             closed_form = dataclasses.replace(
-                self.closed_form, expressions=frozen_mapping(self.closed_form.expressions),
-                conditions=tuple(self.closed_form.conditions), hints=frozen_mapping(self.closed_form.hints),
+                closed, expressions=frozen_mapping(closed.expressions), conditions=tuple(closed.conditions),
+                hints=frozen_mapping(closed.hints),
             )
             _freeze_fields(self, closed_form=closed_form)
 
