@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import sympy as sp
@@ -17,6 +18,7 @@ from flopcalc.measure.core import ZERO
 from flopcalc.report import LayerRow, Report, Status, Totals
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
+from flopcalc.weights import weights
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -30,7 +32,7 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     """
     module = call.module
     checks: list[tuple[str, Any, Any]] = [
-        ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
+        ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
         ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
         ("macs", evaluation.macs, measured.macs),
         ("ops", _normalized(evaluation.ops), _normalized(measured.ops)),
@@ -51,6 +53,53 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     return tuple(
         f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
     )
+
+
+OWN_SUFFIX = " (self)"
+"""Appended to a module's name for the row of the work its own forward does outside its child modules."""
+
+
+def _difference(whole: Number, parts: list[Number]) -> Number:
+    rest = whole - sum(parts, start=0)
+    return sp.expand(rest) if isinstance(rest, sp.Basic) else rest
+
+
+def _own_row(row: LayerRow, own: Count, children: list[LayerRow]) -> LayerRow | None:
+    """The part of ``row`` that none of its child calls accounts for, or None when that is nothing.
+
+    A row without a formula is its own measured ops plus its children, so its part is exactly those ops. A
+    formula row is checked as a whole; its part is the formula's count minus its children's (the rescale of a
+    squeeze-and-excitation block), and it shares the row's status.
+    """
+    if not children:
+        return None
+    params = row.params - sum(child.params for child in children)
+    if row.analytic is None:
+        macs, ops = own.macs, dict(own.ops)
+        status = Status.MEASURED_ONLY
+    else:
+        macs = _difference(row.macs, [child.macs for child in children])
+        kinds = dict.fromkeys([*row.ops, *(kind for child in children for kind in child.ops)])
+        ops = {kind: _difference(row.ops.get(kind, 0), [c.ops.get(kind, 0) for c in children]) for kind in kinds}
+        status = row.status
+    uncounted = Counter(row.uncounted)
+    for child in children:
+        uncounted.subtract(child.uncounted)
+    ops = _normalized(ops)
+    if not (params or macs or ops or +uncounted):
+        return None
+    return LayerRow(
+        index=row.index, name=(row.name + OWN_SUFFIX).strip(), type=f"{row.type}.forward", depth=row.depth + 1,
+        parent=row.index, children=(), input_shapes=(), output_shapes=(), params=params, macs=macs, ops=ops,
+        measured=own, measured_self=own, status=status, uncounted=dict(+uncounted),
+        is_own=True,
+    )
+
+
+def _has_empty_input(call: Call) -> bool:
+    """A call whose first input has no elements (batch 0, an empty dimension) does no work, as the operator
+    count says too; a formula's reduction terms would give ``n − 1 = −1`` there."""
+    return bool(call.input_shapes) and any(type(d) is int and d == 0 for d in call.input_shapes[0])
 
 
 def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
@@ -83,6 +132,8 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 analytic = call.bound.evaluate()
             except Exception as exc:  # a formula that cannot be evaluated is a reported mismatch, never fatal
                 mismatches = (f"formula could not be evaluated: {type(exc).__name__}: {exc}",)
+        if analytic is not None and _has_empty_input(call):
+            analytic = replace(analytic, macs=0, ops={})
         if analytic is not None:
             macs, ops = analytic.macs, dict(analytic.ops)
             if uncounted:
@@ -99,20 +150,28 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
-        rows[index] = LayerRow(
+        measured_self = call.self_count
+        if index == 0:  # work done outside every module call (root pre-hooks, global hooks) is the root's
+            outside = tracer.outside
+            total = Count(macs, ops) + outside.count
+            macs, ops = total.macs, dict(total.ops)
+            measured, measured_self = measured + outside.count, measured_self + outside.count
+            uncounted.update(outside.uncounted)
+        row = LayerRow(
             index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
-            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
+            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=measured_self,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
         )
+        rows[index] = replace(row, own=_own_row(row, measured_self, [c for c in children if c is not None]))
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
         module_name: unowned
         for module_name, module in model.named_modules()
-        if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
+        if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = _totals(model, root)
     closed_form = None
@@ -135,13 +194,13 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
 
 
 def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
-    params = list(model.parameters())  # deduplicated by identity: tied weights count once
+    params = list(weights(model))  # deduplicated by identity: tied weights count once
     buffers = list(model.buffers())
     by_dtype: Counter[str] = Counter()
-    for p in params:
-        by_dtype[str(p.dtype).removeprefix("torch.")] += p.numel() * p.element_size()
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    total = sum(p.numel() for p in params)
+    for w in params:
+        by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
+    trainable = sum(w.tensor.numel() for w in params if w.trainable)
+    total = sum(w.tensor.numel() for w in params)
     float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
     measured = root.measured if root else ZERO
     return Totals(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,27 +20,18 @@ import typer
 from typer.core import TyperArgument, TyperGroup
 
 from flopcalc.cli_parse import (
-    SHAPE_HELP, model_inputs, parse_arguments, parse_assignment, parse_hint, parse_points, read_accuracy, symbols_of,
+    SHAPE_HELP, model_inputs, parse_arguments, parse_assignment, parse_batch, parse_dim, parse_hint, parse_points,
+    read_accuracy, symbols_of,
 )
+from flopcalc.cli_show import Format, show_comparison, show_convention, show_llm, show_report
 from flopcalc.errors import FlopcalcError, InputError
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
     from flopcalc.inputs import ModelInputs
     from flopcalc.report import Report
 
 # Imports are deferred to the commands that need them: ``--help``, ``--version``, ``formula`` and ``ratio`` never
 # import torch (or rich, or torchvision), so they start at once.
-
-
-class Format(StrEnum):
-    TABLE = "table"
-    MARKDOWN = "markdown"
-    LATEX = "latex"
-    CSV = "csv"
-    JSON = "json"
-    HTML = "html"
 
 
 class Device(StrEnum):
@@ -51,6 +42,14 @@ class Device(StrEnum):
 class FormulaFormat(StrEnum):
     TEXT = "text"
     LATEX = "latex"
+
+
+class Axis(StrEnum):
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    PARAM_MEMORY = "param_memory"
+    ACCURACY = "accuracy"
 
 
 class RatioKind(StrEnum):
@@ -65,18 +64,6 @@ RATIOS = {
     ),
     RatioKind.GROUP: ("group_ratio", "group convolution with G groups / standard convolution"),
 }
-
-
-def render(report: Report, output_format: Format, depth: int | None, formulas: bool) -> str:
-    """``report`` as text in ``output_format`` (the renderer is imported only for the format asked)."""
-    from flopcalc.render import csv, html, latex, markdown
-    from flopcalc.render.console import to_plain_text
-
-    renderers: dict[Format, Callable[[Report, int | None, bool], str]] = {
-        Format.TABLE: to_plain_text, Format.MARKDOWN: markdown.to_markdown, Format.LATEX: latex.to_latex,
-        Format.CSV: csv.to_csv, Format.HTML: html.to_html,
-    }
-    return renderers[output_format](report, depth, formulas)
 
 
 def _version() -> str:
@@ -155,29 +142,10 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _write(text: str, output: Path | None) -> None:
-    """``text`` to stdout, or to ``output`` with a note on stderr."""
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
-
-
-def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
-    """``renderable`` in colour on a terminal; ``plain()`` (no colour, as wide as the table needs) when stdout
-    is redirected, where rich would otherwise wrap the table at 80 columns."""
-    from rich.console import Console
-
-    console = Console()
-    if console.is_terminal:
-        console.print(renderable)
-    else:
-        typer.echo(plain(), nl=False)
-
-
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
-Inputs = Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE", help=SHAPE_HELP)]
+COMPARE_SHAPE_HELP = ("dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64; "
+                      "NAME=SHAPE for a keyword input")
+ANALYZE_MODEL_HELP = MODEL_HELP + ", or hf:PATH (a Hugging Face config.json, its directory or a cached model id)"
 Batch = Annotated[
     str, typer.Option(metavar="N", help="batch size prepended to every input shape: a number, or a name (N)")
 ]
@@ -195,11 +163,12 @@ DeviceOption = Annotated[
 
 @app.command("analyze", short_help="per-layer params, MACs and FLOPs of a model (the default)")
 def analyze_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-    inputs: Inputs,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=ANALYZE_MODEL_HELP)],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="SHAPE", help=SHAPE_HELP)] = None,
     batch: Batch = "1",
     arguments: Arguments = None,
-    depth: Annotated[int | None, typer.Option(min=1, metavar="N", help="fold the hierarchy below this depth")] = None,
+    depth: Annotated[int | None, typer.Option(
+        min=0, metavar="N", help="fold the hierarchy below this depth; 0 shows the totals alone")] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
@@ -219,11 +188,50 @@ def analyze_command(
     convention: Annotated[str | None, typer.Option(
         metavar="NAME|all", help="print what another counter would (thop, fvcore, torch, ...; all: every one; "
         "an unknown name lists them)")] = None,
+    seq: Annotated[str | None, typer.Option(
+        metavar="S", help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
+    decode: Annotated[bool, typer.Option(help="hf: count one decode step against a KV cache of --context")] = False,
+    context: Annotated[str | None, typer.Option(
+        metavar="P", help="hf: cached tokens for --decode, e.g. 4096, or a name (P)")] = None,
+    generate: Annotated[str | None, typer.Option(
+        metavar="T", help="hf: decode steps after a --seq prompt, e.g. 128, or a name (T)")] = None,
+    dtype: Annotated[str | None, typer.Option(
+        metavar="DTYPE", help="hf: parameter and KV-cache dtype, e.g. bfloat16")] = None,
+    attention: Annotated[str, typer.Option(metavar="sdpa|eager", help="hf: attention implementation")] = "sdpa",
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
     from flopcalc import cli_run
 
+    if model.startswith("hf:"):
+        with _one_line_errors():
+            if inputs or at or arguments:
+                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input, --at and "
+                                 "--arg")
+            if decode != (context is not None):
+                raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
+            if convention is not None:
+                if decode or generate or seq is None:
+                    raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
+                sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
+                _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
+            summary = cli_run.run_hf(cli_run.LLMRequest(
+                model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
+                dict(parse_hint(text) for text in hint or ()),
+            ))
+            if convention is not None:
+                show_convention(summary.main.report, convention, output_format, depth, output)
+            else:
+                show_llm(summary, output_format, output, depth, formulas)
+        _exit_on_check(summary.main.report, check, strict)
+        return
     with _one_line_errors():
+        llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate,
+                       "--dtype": dtype}
+        given = [name for name, value in llm_options.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
+        if not inputs:
+            raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
         request_inputs = model_inputs(inputs, batch)
         symbols = symbols_of(request_inputs.shapes)
         if convention is not None:
@@ -231,8 +239,6 @@ def analyze_command(
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
         points = parse_points(at, symbols) if at else []
-        if points and output_format not in (Format.TABLE, Format.JSON):
-            raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         request = cli_run.Request(
             model, request_inputs, device.value if device else None, parse_arguments(arguments),
             dict(parse_hint(text) for text in hint or ()), points,
@@ -242,9 +248,14 @@ def analyze_command(
             typer.echo(note, err=True)
         report, evaluated = outcome.report, outcome.evaluated
         if convention is not None:
-            _show_convention(report, convention, output_format, depth, output)
+            show_convention(report, convention, output_format, depth, output)
         else:
-            _show(report, evaluated, output_format, output, depth, formulas)
+            show_report(report, evaluated, output_format, output, depth, formulas)
+    _exit_on_check(report, check, strict)
+
+
+def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
+    """``--check`` and ``--strict``: exit status 1 on a mismatch or an uncounted op."""
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
@@ -253,28 +264,6 @@ def analyze_command(
         listed = ", ".join(f"{op} ×{n}" for op, n in sorted(report.uncounted.items()))
         typer.echo(f"strict: ops without a counting rule ran: {listed}", err=True)
         raise typer.Exit(1)
-
-
-def _show(
-    report: Report, evaluated: list[dict[str, Any]], output_format: Format, output: Path | None,
-    depth: int | None, formulas: bool,
-) -> None:
-    """Print or write the report in ``output_format``, with the ``--at`` points."""
-    from flopcalc.render.console import evaluations_to_rich, plain_text, to_plain_text, to_rich
-    from flopcalc.render.json import to_json
-
-    if output_format is Format.JSON:
-        _write(to_json(report, depth, formulas, evaluated), output)
-    elif output is None and output_format is Format.TABLE:
-        _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
-    else:
-        _write(render(report, output_format, depth, formulas), output)
-    if evaluated and output_format is Format.TABLE:
-        table = evaluations_to_rich(report, evaluated)
-        if output is None:
-            _print(table, lambda: plain_text(table))
-        else:
-            output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
 
 
 def _check_convention_request(name: str, output_format: Format, symbols: Sequence[str]) -> None:
@@ -288,30 +277,6 @@ def _check_convention_request(name: str, output_format: Format, symbols: Sequenc
                          "input at a time")
     if output_format not in (Format.TABLE, Format.MARKDOWN, Format.JSON):
         raise InputError("--convention goes with --format table, markdown or json")
-
-
-def _show_convention(report: Report, name: str, output_format: Format, depth: int | None, output: Path | None) -> None:
-    """The number one counter (or every one, for ``all``) would print for this model and input."""
-    from flopcalc import conventions
-    from flopcalc.render.console import plain_text
-    from flopcalc.render.conventions import (
-        convention_to_markdown, convention_to_rich, conventions_to_markdown, conventions_to_rich,
-    )
-    from flopcalc.render.json import to_json
-
-    results = conventions.apply_all(report) if name == "all" else [conventions.apply(report, name)]
-    if output_format is Format.JSON:
-        _write(to_json(report, depth, as_convention=results if name == "all" else results[0]), output)
-        return
-    if output_format is Format.MARKDOWN:
-        text = conventions_to_markdown(report, results) if name == "all" else convention_to_markdown(report, results[0])
-        _write(text, output)
-        return
-    view = conventions_to_rich(report, results) if name == "all" else convention_to_rich(report, results[0])
-    if output is None:
-        _print(view, lambda: plain_text(view))
-    else:
-        _write(plain_text(view), output)
 
 
 @app.command("formula", short_help="a layer family's formulas, with numbers substituted")
@@ -367,48 +332,58 @@ def ratio_command(
 @app.command("compare", short_help="several models side by side, with an optional plot")
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
-    inputs: Inputs,
-    batch: Batch = "1",
+    inputs: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE", help=COMPARE_SHAPE_HELP)],
+    batch: Annotated[int, typer.Option(min=1, metavar="N", help="batch size prepended to every input shape")] = 1,
     arguments: Arguments = None,
     device: Annotated[Device, typer.Option(metavar="meta|cpu", help="meta: shapes only; cpu: run for real")]
     = Device.META,
-    accuracy: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="CSV with columns model,accuracy, joined by name")
-    ] = None,
+    accuracy: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="CSV with columns model,accuracy, joined by name; every model needs a row")] = None,
     plot: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")
+        Path | None, typer.Option(metavar="FILE", help="draw a scatter plot to FILE.png, .svg or .pdf")
+    ] = None,
+    x: Annotated[Axis, typer.Option("--x", help="the plot's x axis")] = Axis.PARAMS,
+    y: Annotated[
+        Axis | None, typer.Option("--y", help="the plot's y axis [default: accuracy with --accuracy, else macs]")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f", metavar="table|markdown|latex|csv|json|html")]
+    = Format.TABLE,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     ] = None,
 ) -> None:
-    """Several models side by side: params, MACs, FLOPs and parameter memory."""
+    """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
     from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
-    from flopcalc.render.console import comparison_to_rich, plain_text
 
     with _one_line_errors():
-        request_inputs = model_inputs(inputs, batch)
+        request_inputs = model_inputs(inputs, str(batch))
         if symbols_of(request_inputs.shapes):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
+        missing = [name for name in models if accuracy and name not in accuracies]
+        if missing:
+            raise InputError(f"{accuracy} has no accuracy for {', '.join(missing)}; add a row model,accuracy for "
+                             f"each (it has {', '.join(accuracies) or 'none'})")
+        if Axis.ACCURACY in (x, y) and not accuracy:
+            raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
         if plot:
             check_plot_path(plot)
         reports = _analyze_all(models, request_inputs, device, parse_arguments(arguments))
         entries = [
             ComparisonEntry(name, report, accuracies.get(name)) for name, report in zip(models, reports, strict=True)
         ]
-        missing = [entry.name for entry in entries if accuracy and entry.accuracy is None]
-        if missing:
-            typer.echo(f"no accuracy for {', '.join(missing)} in {accuracy}", err=True)
-        table = comparison_to_rich(entries)
-        _print(table, lambda: plain_text(table))
+        show_comparison(entries, output_format, output)
         if plot:
-            plot_comparison(entries, plot)
+            plot_comparison(entries, plot, x.value, y.value if y else None)
             typer.echo(f"wrote {plot}", err=True)
 
 
 def _analyze_all(
     models: Sequence[str], inputs: ModelInputs, device: Device, arguments: dict[str, Any]
 ) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr."""
+    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
+    leave a blank line before the output or an error)."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -416,7 +391,8 @@ def _analyze_all(
     from flopcalc.models import load_model
 
     reports = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flopcalc import hf, llm
 from flopcalc.analyze import analyze, evaluate_at
+from flopcalc.cli_parse import parse_batch, parse_dim
 from flopcalc.errors import ForwardError
 from flopcalc.inputs import InputSpec, ModelInputs
 from flopcalc.models import load_model
@@ -42,6 +44,35 @@ _NEEDS_VALUES = ("DataDependent", "DynamicOutputShape", "data-dependent", "regis
                  "meta and cpu", "cpu and meta", "device meta", "on meta", "'meta'")
 """How torch says that an op read tensor values the meta device does not have (``.item()``, ``nonzero``, a
 tensor created on the CPU inside the forward)."""
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    """One ``flopcalc hf:PATH`` run, its sizes as typed (a number or a name)."""
+
+    source: str
+    seq: str | None
+    batch: str
+    context: str | None
+    generate: str | None
+    dtype: str | None
+    attention: str
+    hints: Mapping[str, int] = field(default_factory=dict)
+
+
+def run_hf(request: LLMRequest) -> llm.LLMSummary:
+    """Build the Hugging Face model from its config on meta and count the phases asked for (prefill, a decode
+    step against a KV cache, generation)."""
+
+    def size(text: str | None, option: str) -> Any:
+        return parse_dim(text, f"{option} {text}") if text is not None else None
+
+    hf_model = hf.load(request.source, dtype=request.dtype, attention=request.attention)
+    return llm.summarize(
+        hf_model, seq=size(request.seq, "--seq"), batch=parse_batch(request.batch),
+        context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
+        hints=request.hints,
+    )
 
 
 def needs_real_values(exc: ForwardError) -> bool:

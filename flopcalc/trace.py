@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,11 @@ from torch import nn
 
 from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
 from flopcalc.formula import Number
-from flopcalc.measure import Count
-from flopcalc.measure.core import ZERO
+from flopcalc.measure import Count, Tally
+from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
 from flopcalc.registry import Binder, Bound, FormulaRegistry
 from flopcalc.symbolic import SymbolicShapes
+from flopcalc.weights import weights
 
 @dataclass
 class Call:
@@ -46,7 +47,7 @@ class Call:
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
     """Shapes of every tensor in a (nested) argument or output, in order."""
     if isinstance(value, torch.Tensor):
-        return (tuple(value.shape),)
+        return () if value.is_nested else (tuple(value.shape),)  # a nested tensor has no single shape
     if isinstance(value, list | tuple):
         return tuple(s for v in value for s in _shapes(v))
     if isinstance(value, Mapping):
@@ -62,9 +63,10 @@ class Tracer:
         self.symbolic = symbolic
         self.calls: list[Call] = []
         self.stack: list[int] = []
-        self.claimed: set[int] = set()
+        self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.times_called: Counter[int] = Counter()
+        self.outside = Tally()
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -97,26 +99,28 @@ class Tracer:
         call.output_shapes = self._symbolic_shapes(_shapes(output))
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
-        owned = module.parameters() if call.bound else module.parameters(recurse=False)
-        for param in owned:
-            if id(param) not in self.claimed:
-                self.claimed.add(id(param))
-                call.params += param.numel()
+        for weight in weights(module, recurse=call.bound is not None):
+            if weight.key not in self.claimed:
+                self.claimed.add(weight.key)
+                call.params += weight.tensor.numel()
 
-    def sink(self, func: Any, count: Count | None) -> None:
+    def sink(self, func: Any, count: Count | RuleFailed | None) -> None:
+        """Charge an op to the innermost open call. Ops run while no call is open (the root's own forward
+        pre-hooks such as ``weight_norm``'s, global module hooks) go to :attr:`outside`, which the report adds
+        to the root row on top of its formula."""
+        if isinstance(count, Count) and self.symbolic is not None:
+            to_expr = self.symbolic.to_expr
+            count = Count(to_expr(count.macs), {kind: to_expr(n) for kind, n in count.ops.items()})
         if not self.stack:
+            self.outside(func, count)
             return
         call = self.calls[self.stack[-1]]
-        if count is None:
-            call.uncounted[str(func)] += 1
-        elif self.symbolic is not None:
-            to_expr = self.symbolic.to_expr
-            ops = {kind: to_expr(n) for kind, n in count.ops.items()}
-            call.self_count = call.self_count + Count(to_expr(count.macs), ops)
-        else:
+        if isinstance(count, Count):
             call.self_count = call.self_count + count
+        else:
+            call.uncounted[uncounted_name(func, count)] += 1
 
-    def record(self, func: Any, count: Count | None, args: Any, out: Any) -> None:
+    def record(self, func: Any, count: Count | RuleFailed | None, args: Any, out: Any) -> None:
         """Keep per-op facts of the innermost call (concrete passes only: the conventions need numbers)."""
         if self.stack and self.symbolic is None:
             tallies = self.calls[self.stack[-1]].op_tallies

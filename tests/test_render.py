@@ -98,7 +98,7 @@ def test_totals_items_name_their_units(report):
     # other ops: 288 + 10 bias adds, 2 × 288 compares
     assert items["FLOPs"].startswith(f"{2 * TOTAL_MACS + 298 + 576:,} FLOPs")
     # 3,114 float32 params = 12,456 B; /1024 = 12.164 kB; /1024² = 0.012 MB
-    assert items["Parameter memory"] == "12,456 B = 12.164 kB = 0.012 MB (float32 12,456 B)"
+    assert items["Parameter memory"] == "12,456 B = 12.164 kB = 0.012 MB (1 kB = 1024 B; float32 12,456 B)"
     assert dict(cells.notes(report))["Convention"] == report.convention
 
 
@@ -127,14 +127,18 @@ def test_json_schema_and_values(report):
 
 
 def test_csv_agrees_with_json(report):
-    records = list(csv.DictReader(io.StringIO(to_csv(report))))
+    *records, total = csv.DictReader(io.StringIO(to_csv(report)))
     layers = json.loads(to_json(report))["layers"]
     assert [r["name"] for r in records] == [layer["name"] for layer in layers]
     for record, layer in zip(records, layers, strict=True):
         assert int(record["params"]) == layer["params"]
         assert int(record["macs"]) == layer["macs"]
         assert int(record["other_ops"]) == layer["other_ops"]
+        assert int(record["flops"]) == layer["flops"]
         assert record["status"].rstrip("*") == layer["status"]
+    # the total line: 2 × 10,656 MACs + 298 bias adds + 576 compares = 22,186 FLOPs
+    assert (total["depth"], total["name"], total["flops"]) == ("0", "Total", "22186")
+    assert (int(total["params"]), int(total["macs"])) == (CONV_PARAMS + LINEAR_PARAMS, TOTAL_MACS)
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "latex", "html", "table"])
@@ -215,7 +219,7 @@ def test_uncounted_ops_are_marked():
     assert cells.status_text(row) == "measured-only*"
     notes = dict(cells.notes(report))
     assert notes["Uncounted ops"].startswith("aten._linalg_det.default ×1")
-    assert notes["Note"] == cells.UNCOUNTED_NOTE
+    assert cells.UNCOUNTED_LEGEND in cells.legend(cells.visible_rows(report))
 
 
 def test_parameter_memory_in_kib():
