@@ -16,7 +16,8 @@ import re
 import statistics
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 
@@ -33,7 +34,9 @@ class Hardware:
     peak_flops: Mapping[str, float]
     bandwidth: float
     source: str = ""
-    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # read-only, like everything a report holds
+        object.__setattr__(self, "peak_flops", MappingProxyType(dict(self.peak_flops)))
 
     def peak_for(self, dtype: str) -> float:
         """The dense peak for ``dtype``; a dtype the device has no figure for is an input error."""

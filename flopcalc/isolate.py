@@ -212,7 +212,7 @@ def run_pass(
                 stack.enter_context(saved_for_backward(saved))
             try:
                 output = model(*args, **kwargs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a forward that calls sys.exit() failed too
                 raise _forward_error(model, tracer, exc) from exc
             if live is not None:
                 tracer.peak_bytes = live.peak
@@ -263,7 +263,7 @@ def _restored(model: nn.Module) -> Iterator[list[nn.Module]]:
             state.restore()
 
 
-def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardError:
+def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException) -> ForwardError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if tracer.stack:
         call = tracer.calls[tracer.stack[-1]]

@@ -42,6 +42,10 @@ class Timing:
     self_by_call: tuple[float | None, ...]
     total_s: float
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_call", tuple(self.by_call))
+        object.__setattr__(self, "self_by_call", tuple(self.self_by_call))
+
     def of(self, row: LayerRow) -> float | None:
         """The median time of ``row``: its call's, or for a ``(self)`` row its call's own."""
         times = self.self_by_call if row.is_own else self.by_call
