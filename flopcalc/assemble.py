@@ -29,12 +29,13 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     differently, and both are exact there.
     """
     module = call.module
-    checks: list[tuple[str, Any, Any]] = [
-        ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
-        ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
-        ("macs", evaluation.macs, measured.macs),
-        ("ops", _normalized(evaluation.ops), _normalized(measured.ops)),
-    ]
+    checks: list[tuple[str, Any, Any]] = []
+    if call.function is None:  # a functional call's parameters are its arguments, read by its binder
+        checks += [
+            ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
+            ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
+        ]
+    checks += [("macs", evaluation.macs, measured.macs), ("ops", _normalized(evaluation.ops), _normalized(measured.ops))]
     if evaluation.output_shape and call.output_shapes:
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
     point = {user_symbol(name): value for name, value in at.items()}
@@ -100,7 +101,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
         rows[index] = LayerRow(
-            index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
+            index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
             params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),

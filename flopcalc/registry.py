@@ -1,13 +1,15 @@
 """Which formula applies to which module: a registry keyed by module type, resolved along the MRO.
 
-Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them) and one *binder* per
-module type. A binder is the only code that reads a torch module: it picks the formula and returns the
-values of its symbols for one call, given the call's positional and keyword arguments.
+Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them), one *binder* per
+module type and one *function binder* per functional call (``F.linear``, ``torch.matmul``, ...) that the
+family covers. A binder is the only code that reads a torch module or a call's arguments: it picks the
+formula and returns the values of its symbols for one call. A module binder and a function binder of the
+same family bind the same formula, so a functional call is checked by the formula that checks its module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -29,6 +31,13 @@ class Bound:
 
 
 Binder = Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Bound]
+FunctionBinder = Callable[[tuple[Any, ...], Mapping[str, Any]], Bound | None]
+"""Binds one functional call from its arguments; ``None`` for a form the formula does not cover."""
+
+
+def argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
+    """A call's argument given by position or by keyword."""
+    return args[index] if len(args) > index else kwargs.get(name, default)
 
 
 class RegistryError(ValueError):
@@ -41,6 +50,7 @@ class FormulaRegistry:
     def __init__(self) -> None:
         self._formulas: dict[str, LayerFormula] = {}
         self._binders: dict[type, Binder] = {}
+        self._functions: dict[Any, tuple[str, FunctionBinder]] = {}
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
@@ -55,6 +65,21 @@ class FormulaRegistry:
                 raise RegistryError(f"duplicate binder for {module_type.__qualname__}")
             self._binders[module_type] = binder
         return binder
+
+    def bind_functions(self, functions: Mapping[Any, str], binder: FunctionBinder) -> FunctionBinder:
+        """Register ``binder`` for each function, shown in reports under its label (``{F.linear: "F.linear"}``)."""
+        for function, label in functions.items():
+            if function in self._functions:
+                raise RegistryError(f"duplicate binder for {label}")
+            self._functions[function] = (label, binder)
+        return binder
+
+    def function_binder(self, function: Any) -> tuple[str, FunctionBinder] | None:
+        """The label and binder of a functional call, or ``None`` when no formula covers it."""
+        try:
+            return self._functions.get(function)
+        except TypeError:  # an unhashable callable is no registered function
+            return None
 
     def binder_for(self, module: nn.Module) -> Binder | None:
         """The binder of the nearest registered class in the MRO, if the module still runs that class's
@@ -82,6 +107,7 @@ class FormulaRegistry:
         copy._formulas = dict(self._formulas)
         copy._binders = dict(self._binders)
         copy._binders.update(extra)
+        copy._functions = dict(self._functions)
         return copy
 
 

@@ -24,11 +24,12 @@ from functools import cache
 from typing import Any
 
 import sympy as sp
+import torch.nn.functional as F
 from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.linear import split_parts, split_size, split_values
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 V, E, N, B = dims("V E N B")
 W, P = flag("W"), flag("P")
@@ -131,3 +132,16 @@ def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: M
 
 REGISTRY.bind(nn.Embedding, bind_embedding)
 REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)
+
+
+def bind_f_embedding(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """``F.embedding(input, weight, padding_idx, max_norm, norm_type)``: the Embedding formula."""
+    index_shape = tuple(argument(args, kwargs, 0, "input").shape)
+    weight, max_norm = argument(args, kwargs, 1, "weight"), argument(args, kwargs, 3, "max_norm")
+    norm_type = argument(args, kwargs, 4, "norm_type", 2.0)
+    values = {"V": weight.shape[0], "E": weight.shape[1], "P": int(float(norm_type) != 2.0)}
+    formula = _embedding_formula(max_norm is not None, len(index_shape))
+    return Bound(formula, {**values, **split_values("N", index_shape)})
+
+
+REGISTRY.bind_functions({F.embedding: "F.embedding"}, bind_f_embedding)
