@@ -4,7 +4,7 @@ with its measurement, containers summed from their children, and the whole-model
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sympy as sp
@@ -14,7 +14,7 @@ from flopcalc.formula import Evaluation, Number
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
-from flopcalc.report import LayerRow, Report, Status, Totals
+from flopcalc.report import Checked, LayerRow, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
 
@@ -63,6 +63,55 @@ def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
     return Status.MEASURED_ONLY
 
 
+def _share(part: Number, whole: Number, at: Mapping[str, int]) -> float | None:
+    """``part / whole`` as a float (at the hints ``at`` for closed forms); ``None`` when ``whole`` is 0."""
+    if part == whole:
+        return None if whole == 0 else 1.0
+    if not isinstance(whole, int) or not isinstance(part, int):
+        point = {user_symbol(name): value for name, value in at.items()}
+        part, whole = (int(sp.sympify(n).xreplace(point)) for n in (part, whole))
+    return part / whole if whole else None
+
+
+def _checked(status: Status, has_formula: bool, own: Count, children: list[LayerRow | None], macs: Number,
+             ops: Mapping[str, Number], at: Mapping[str, int]) -> Checked:
+    """A matching formula checks its whole row; a row without one is checked as far as its children are."""
+    other_ops = sum(ops.values(), 0)
+    if has_formula:
+        checked_macs, checked_ops = (macs, other_ops) if status is Status.MATCH else (0, 0)
+    elif status is Status.MATCH:  # a pure container of matching calls
+        checked_macs, checked_ops = macs, other_ops
+    else:
+        checked_macs = sum((child.checked.macs for child in children if child and child.checked), 0)
+        checked_ops = sum((child.checked.other_ops for child in children if child and child.checked), 0)
+    return Checked(checked_macs, checked_ops, _share(checked_macs, macs, at), _share(checked_ops, other_ops, at))
+
+
+def _unchecked(rows: tuple[LayerRow, ...], row: LayerRow) -> Iterator[Unchecked]:
+    """Where the unchecked work of ``row``'s subtree is: whole rows whose formula does not match, and the own
+    work of rows without a formula."""
+    if row.analytic is not None:
+        if row.status is not Status.MATCH:
+            reason = "formula disagrees" if row.status is Status.MISMATCH else "uncounted ops inside"
+            yield Unchecked(row.name, row.type, row.macs, row.other_ops, reason)
+        return
+    own = row.measured_self
+    if own.macs != 0 or own.other_ops != 0:
+        reason = "no formula binds" if row.mismatches else "own work outside its children"
+        yield Unchecked(row.name, row.type, own.macs, own.other_ops, reason)
+    for child in row.children:
+        yield from _unchecked(rows, rows[child])
+
+
+def _size_at(at: Mapping[str, int]) -> Callable[[Unchecked], tuple[int, int]]:
+    point = {user_symbol(name): value for name, value in at.items()}
+
+    def size(entry: Unchecked) -> tuple[int, int]:
+        return tuple(int(sp.sympify(n).xreplace(point)) for n in (entry.macs, entry.other_ops))  # type: ignore[return-value]
+
+    return size
+
+
 def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, name: str) -> Report:
     calls = tracer.calls
     hints = tracer.symbolic.hints if tracer.symbolic else {}
@@ -100,12 +149,14 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
+        checked = _checked(status, analytic is not None, call.self_count, children, macs, _normalized(ops), hints)
         rows[index] = LayerRow(
             index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth, parent=call.parent,
             children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
             params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
+            checked=checked, function=call.function,
         )
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
@@ -116,6 +167,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
     }
     totals = _totals(model, root)
+    unchecked = tuple(sorted(_unchecked(final_rows, root), key=_size_at(hints), reverse=True)) if root else ()
     closed_form = None
     if tracer.symbolic is not None:
         expressions = {"macs": totals.macs, "flops": totals.flops, **{f"ops.{k}": v for k, v in totals.ops.items()}}
@@ -132,6 +184,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         uncounted=dict(root.uncounted) if root else {},
         uncalled=uncalled,
         closed_form=closed_form,
+        unchecked=unchecked,
     )
 
 
@@ -158,5 +211,6 @@ def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
         ops=dict(root.ops) if root else {},
         measured_macs=measured.macs,
         measured_flops=measured.flops,
+        checked=root.checked if root else None,
     )
 

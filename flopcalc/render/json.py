@@ -14,7 +14,7 @@ from flopcalc.conventions.base import ConventionResult
 from flopcalc.formula import Number
 from flopcalc.render import cells, closed_forms
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report
+from flopcalc.report import Checked, LayerRow, Report
 
 
 def _number(value: Number) -> int | str:
@@ -68,6 +68,20 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
         "uncounted_ops": dict(sorted(row.uncounted.items())),
         "formula": _formula(row),
         "mismatches": list(row.mismatches),
+        "function": row.function,
+        **_checked(row.checked),
+    }
+
+
+def _checked(checked: Checked | None) -> dict[str, Any]:
+    """How much of a count a matching formula stands behind, as counts and 0..1 shares."""
+    if checked is None:
+        return {}
+    return {
+        "checked_macs": _number(checked.macs),
+        "checked_macs_share": checked.macs_share,
+        "checked_other_ops": _number(checked.other_ops),
+        "checked_other_ops_share": checked.ops_share,
     }
 
 
@@ -118,10 +132,16 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
             "flops": _number(t.flops),
             "measured_macs": _number(t.measured_macs),
             "measured_flops": _number(t.measured_flops),
+            **_checked(t.checked),
         },
         "closed_form": _closed_form(report),
         "uncounted_ops": dict(sorted(report.uncounted.items())),
         "uncalled_params": dict(sorted(report.uncalled.items())),
+        "unchecked": [
+            {"name": u.name, "type": u.type, "macs": _number(u.macs), "other_ops": _number(u.other_ops),
+             "reason": u.reason}
+            for u in report.unchecked
+        ],
         "layers": [layer_record(report, row) for row in cells.visible_rows(report, depth)],
     }
 
