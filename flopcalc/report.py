@@ -62,8 +62,10 @@ class Unchecked:
 
 @dataclass(frozen=True)
 class LayerRow(CountTotals):
-    """One module call. ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise
-    the measured ops of this call plus the reported counts of its children."""
+    """One module call, or one functional call (``function``: ``"F.linear"``, ...) made by its parent's module.
+    ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise the measured ops of
+    this call plus the reported counts of its children; ``checked`` says how much of them a matching formula
+    stands behind."""
 
     index: int
     name: str

@@ -182,9 +182,14 @@ class Tracer:
             call.self_count = call.self_count + count
 
     def record(self, func: Any, count: Count | None, args: Any, out: Any) -> None:
-        """Keep per-op facts of the innermost call (concrete passes only: the conventions need numbers)."""
+        """Keep per-op facts of the innermost module call (concrete passes only: the conventions need numbers).
+
+        A functional call's ops count as its module's own here: the counters the conventions reproduce hook
+        modules, not functions."""
         if self.stack and self.symbolic is None:
-            tallies = self.calls[self.stack[-1]].op_tallies
+            innermost = self.calls[self.stack[-1]]
+            module_call = self.calls[innermost.parent] if innermost.function and innermost.parent is not None else innermost
+            tallies = module_call.op_tallies
             name = op_name(func)
             tally = tallies.get(name)
             if tally is None:
