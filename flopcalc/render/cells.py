@@ -320,8 +320,16 @@ def unchecked_text(report: Report) -> str:
     """The largest work no matching formula stands behind, e.g. ``layer1.0 (BasicBlock) 200,704 other ops:
     own work outside its children``."""
 
+    hints = report.closed_form.hints if report.closed_form is not None else {}
+    point = {sp.Symbol(name, integer=True, positive=True): value for name, value in hints.items()}
+
+    def at_hints(n: Number) -> int:
+        """A closed form's amount at the traced sizes (said once, after the list)."""
+        return n if isinstance(n, int) else int(sp.sympify(n).subs(point))
+
     def amount(macs: Number, other_ops: Number) -> str:
-        parts = [f"{fmt_count(macs)} MACs" if macs != 0 else "", f"{fmt_count(other_ops)} other ops" if other_ops != 0 else ""]
+        macs, other_ops = at_hints(macs), at_hints(other_ops)
+        parts = [f"{macs:,} MACs" if macs else "", f"{other_ops:,} other ops" if other_ops else ""]
         return " + ".join(p for p in parts if p) or "0 MACs"
 
     listed = "; ".join(
@@ -329,7 +337,8 @@ def unchecked_text(report: Report) -> str:
         for u in report.unchecked[:LISTED]
     )
     more = f"; and {len(report.unchecked) - LISTED} more" if len(report.unchecked) > LISTED else ""
-    return listed + more
+    at = f" (at {', '.join(f'{k}={v}' for k, v in hints.items())})" if hints else ""
+    return listed + more + at
 
 
 def closed_form_items(report: Report) -> list[tuple[str, str]]:
