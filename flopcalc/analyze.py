@@ -117,8 +117,8 @@ def _analyze_concrete(
     model: nn.Module, inputs: ModelInputs, registry: FormulaRegistry, device: str, training: bool, name: str
 ) -> Report:
     tracer = Tracer(model, registry)
-    run_pass(model, inputs, tracer, device, training)
-    return build_report(model, inputs, tracer, device, name)
+    with run_pass(model, inputs, tracer, device, training):
+        return build_report(model, inputs, tracer, device, name)
 
 
 def _analyze_symbolic(
@@ -129,14 +129,14 @@ def _analyze_symbolic(
     symbolic = SymbolicShapes(hints)
     tracer = Tracer(model, registry, symbolic)
     try:
-        run_pass(model, inputs, tracer, device, training)
-        pinned = symbolic.specialized()
-        problem = f"the model fixes {'; '.join(pinned.values())}" if pinned else ""
+        with run_pass(model, inputs, tracer, device, training):
+            pinned = symbolic.specialized()
+            problem = f"the model fixes {'; '.join(pinned.values())}" if pinned else ""
+            if not problem:
+                return build_report(model, inputs, tracer, device, name)
     except ForwardError as exc:
         sizes = ", ".join(f"{k}={v}" for k, v in symbolic.hints.items())
         problem = f"the forward pass fails with symbolic sizes {sizes} (other sizes can be set as hints): {exc}"
-    if not problem:
-        return build_report(model, inputs, tracer, device, name)
     at = {**symbolic.hints, **(hints or {})}
     concrete_inputs = inputs.with_sizes(at)
     concrete = None

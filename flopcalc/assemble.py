@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import sympy as sp
@@ -17,6 +18,7 @@ from flopcalc.measure.core import ZERO
 from flopcalc.report import Checked, LayerRow, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
+from flopcalc.weights import weights
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -32,7 +34,7 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     checks: list[tuple[str, Any, Any]] = []
     if call.function is None:  # a functional call's parameters are its arguments, read by its binder
         checks += [
-            ("params", evaluation.params, sum(p.numel() for p in module.parameters())),
+            ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
             ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
         ]
     checks += [("macs", evaluation.macs, measured.macs), ("ops", _normalized(evaluation.ops), _normalized(measured.ops))]
@@ -54,6 +56,60 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     )
 
 
+OWN_SUFFIX = " (self)"
+"""Appended to a module's name for the row of the work its own forward does outside its child modules."""
+
+
+def _difference(whole: Number, parts: list[Number]) -> Number:
+    rest = whole - sum(parts, start=0)
+    return sp.expand(rest) if isinstance(rest, sp.Basic) else rest
+
+
+def _own_row(row: LayerRow, own: Count, children: list[LayerRow], at: Mapping[str, int]) -> LayerRow | None:
+    """The part of ``row`` that none of its child calls accounts for, or None when that is nothing.
+
+    A row without a formula is its own measured ops plus its children, so its part is exactly those ops, and
+    no formula checks them. A formula row is checked as a whole; its part is the formula's count minus its
+    children's (the rescale of a squeeze-and-excitation block), and it shares the row's status and check.
+    """
+    if not children:
+        return None
+    params = row.params - sum(child.params for child in children)
+    if row.analytic is None:
+        macs, ops = own.macs, dict(own.ops)
+        status = Status.MEASURED_ONLY
+    else:
+        macs = _difference(row.macs, [child.macs for child in children])
+        kinds = dict.fromkeys([*row.ops, *(kind for child in children for kind in child.ops)])
+        ops = {kind: _difference(row.ops.get(kind, 0), [c.ops.get(kind, 0) for c in children]) for kind in kinds}
+        status = row.status
+    uncounted = Counter(row.uncounted)
+    for child in children:
+        uncounted.subtract(child.uncounted)
+    ops = _normalized(ops)
+    if not (params or macs or ops or +uncounted):
+        return None
+    other_ops = sum(ops.values(), 0)
+    checked = _checked_of(0, 0, macs, other_ops, at)
+    if row.analytic is not None and row.status is Status.MATCH and row.checked is not None:
+        # all of it, less any work the root did outside every module call (not the formula's)
+        checked = _checked_of(
+            _difference(macs, [row.macs, -row.checked.macs]),
+            _difference(other_ops, [row.other_ops, -row.checked.other_ops]), macs, other_ops, at,
+        )
+    return LayerRow(
+        index=row.index, name=(row.name + OWN_SUFFIX).strip(), type=f"{row.type}.forward", depth=row.depth + 1,
+        parent=row.index, children=(), input_shapes=(), output_shapes=(), params=params, macs=macs, ops=ops,
+        measured=own, measured_self=own, status=status, uncounted=dict(+uncounted), checked=checked, is_own=True,
+    )
+
+
+def _has_empty_input(call: Call) -> bool:
+    """A call whose first input has no elements (batch 0, an empty dimension) does no work, as the operator
+    count says too; a formula's reduction terms would give ``n − 1 = −1`` there."""
+    return bool(call.input_shapes) and any(type(d) is int and d == 0 for d in call.input_shapes[0])
+
+
 def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
     """A module without a formula matches when it is a pure container: no work of its own, and every child
     call matches, so its count is the sum of checked formulas. Otherwise part of its count is measured only."""
@@ -73,32 +129,42 @@ def _share(part: Number, whole: Number, at: Mapping[str, int]) -> float | None:
     return part / whole if whole else None
 
 
-def _checked(status: Status, has_formula: bool, own: Count, children: list[LayerRow | None], macs: Number,
+def _checked(analytic: Evaluation | None, status: Status, children: list[LayerRow], macs: Number,
              ops: Mapping[str, Number], at: Mapping[str, int]) -> Checked:
-    """A matching formula checks its whole row; a row without one is checked as far as its children are."""
-    other_ops = sum(ops.values(), 0)
-    if has_formula:
-        checked_macs, checked_ops = (macs, other_ops) if status is Status.MATCH else (0, 0)
-    elif status is Status.MATCH:  # a pure container of matching calls
-        checked_macs, checked_ops = macs, other_ops
+    """How much of a row's count (``macs``, ``ops``) a matching formula stands behind: a formula row's formula
+    count when it matches, nothing when it does not; a row without a formula as much as its children."""
+    if analytic is not None:
+        formula = Count(analytic.macs, analytic.ops) if status is Status.MATCH else ZERO
+        checked_macs, checked_ops = formula.macs, formula.other_ops
     else:
-        checked_macs = sum((child.checked.macs for child in children if child and child.checked), 0)
-        checked_ops = sum((child.checked.other_ops for child in children if child and child.checked), 0)
+        checked_macs = sum((child.checked.macs for child in children if child.checked), 0)
+        checked_ops = sum((child.checked.other_ops for child in children if child.checked), 0)
+    return _checked_of(checked_macs, checked_ops, macs, sum(ops.values(), 0), at)
+
+
+def _checked_of(checked_macs: Number, checked_ops: Number, macs: Number, other_ops: Number,
+                at: Mapping[str, int]) -> Checked:
     return Checked(checked_macs, checked_ops, _share(checked_macs, macs, at), _share(checked_ops, other_ops, at))
 
 
 def _unchecked(rows: tuple[LayerRow, ...], row: LayerRow) -> Iterator[Unchecked]:
-    """Where the unchecked work of ``row``'s subtree is: whole rows whose formula does not match, and the own
-    work of rows without a formula."""
+    """Where the unchecked work of ``row``'s subtree is: rows whose formula does not match, and the ``(self)``
+    work of rows without a formula (named as their ``(self)`` row)."""
     if row.analytic is not None:
-        if row.status is not Status.MATCH:
-            reason = "formula disagrees" if row.status is Status.MISMATCH else "uncounted ops inside"
-            yield Unchecked(row.name, row.type, row.macs, row.other_ops, reason)
+        assert row.checked is not None
+        macs = _difference(row.macs, [row.checked.macs])
+        other_ops = _difference(row.other_ops, [row.checked.other_ops])
+        if macs != 0 or other_ops != 0:
+            if row.status is Status.MATCH:  # the root's work outside every module call
+                reason = "work outside every module call"
+            else:
+                reason = "formula disagrees" if row.status is Status.MISMATCH else "uncounted ops inside"
+            yield Unchecked(row.name, row.type, macs, other_ops, reason)
         return
-    own = row.measured_self
-    if own.macs != 0 or own.other_ops != 0:
+    own = row.own
+    if own is not None and (own.macs != 0 or own.other_ops != 0):
         reason = "no formula binds" if row.mismatches else "own work outside its children"
-        yield Unchecked(row.name, row.type, own.macs, own.other_ops, reason)
+        yield Unchecked(own.name, own.type, own.macs, own.other_ops, reason)
     for child in row.children:
         yield from _unchecked(rows, rows[child])
 
@@ -133,6 +199,8 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 analytic = call.bound.evaluate()
             except Exception as exc:  # a formula that cannot be evaluated is a reported mismatch, never fatal
                 mismatches = (f"formula could not be evaluated: {type(exc).__name__}: {exc}",)
+        if analytic is not None and _has_empty_input(call):
+            analytic = replace(analytic, macs=0, ops={})
         if analytic is not None:
             macs, ops = analytic.macs, dict(analytic.ops)
             if uncounted:
@@ -149,22 +217,31 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
                 total = total + Count(child.macs, child.ops)
             macs, ops = total.macs, dict(total.ops)
             status = Status.MISMATCH if mismatches else _container_status(call, children)
-        checked = _checked(status, analytic is not None, call.self_count, children, macs, _normalized(ops), hints)
-        rows[index] = LayerRow(
-            index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth, parent=call.parent,
-            children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
-            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=call.self_count,
-            status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
-            facts=call.facts, op_tallies=call.op_tallies,
-            checked=checked, function=call.function,
+        measured_self = call.self_count
+        if index == 0:  # work done outside every module call (root pre-hooks, global hooks) is the root's
+            outside = tracer.outside
+            total = Count(macs, ops) + outside.count
+            macs, ops = total.macs, dict(total.ops)
+            measured, measured_self = measured + outside.count, measured_self + outside.count
+            uncounted.update(outside.uncounted)
+        present = [child for child in children if child is not None]
+        checked = _checked(analytic, status, present, macs, _normalized(ops), hints)
+        row = LayerRow(
+            index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth,
+            parent=call.parent, children=tuple(call.children), input_shapes=call.input_shapes,
+            output_shapes=call.output_shapes, params=params, macs=macs, ops=_normalized(ops), measured=measured,
+            measured_self=measured_self, status=status, bound=call.bound, analytic=analytic, mismatches=mismatches,
+            uncounted=dict(uncounted), facts=call.facts, op_tallies=call.op_tallies, checked=checked,
+            function=call.function,
         )
+        rows[index] = replace(row, own=_own_row(row, measured_self, present, hints))
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
         module_name: unowned
         for module_name, module in model.named_modules()
-        if (unowned := sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.claimed))
+        if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = _totals(model, root)
     unchecked = tuple(sorted(_unchecked(final_rows, root), key=_size_at(hints), reverse=True)) if root else ()
@@ -189,13 +266,13 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
 
 
 def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
-    params = list(model.parameters())  # deduplicated by identity: tied weights count once
+    params = list(weights(model))  # deduplicated by identity: tied weights count once
     buffers = list(model.buffers())
     by_dtype: Counter[str] = Counter()
-    for p in params:
-        by_dtype[str(p.dtype).removeprefix("torch.")] += p.numel() * p.element_size()
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    total = sum(p.numel() for p in params)
+    for w in params:
+        by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
+    trainable = sum(w.tensor.numel() for w in params if w.trainable)
+    total = sum(w.tensor.numel() for w in params)
     float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
     measured = root.measured if root else ZERO
     return Totals(

@@ -24,7 +24,7 @@ from rich.console import Console, RenderableType
 from rich.progress import Progress
 from typer.core import TyperGroup
 
-from flopcalc import conventions
+from flopcalc import conventions, hf, llm
 from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.errors import FlopcalcError, InputError
 from flopcalc.formula import FormulaError, to_text
@@ -33,17 +33,25 @@ from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
 from flopcalc.models import load_model
 from flopcalc.registry import REGISTRY
 from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+from flopcalc.render.compare_export import (
+    comparison_csv,
+    comparison_html,
+    comparison_json,
+    comparison_latex,
+    comparison_markdown,
+)
 from flopcalc.render.conventions import (
     convention_to_markdown,
     convention_to_rich,
     conventions_to_markdown,
     conventions_to_rich,
 )
-from flopcalc.render.console import comparison_to_rich, evaluations_to_rich, plain_text, to_plain_text, to_rich
+from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.formulas import formula_sheet
 from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
+from flopcalc.render import llm as render_llm
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
 from flopcalc.report import Report
@@ -74,7 +82,8 @@ class RatioKind(StrEnum):
     GROUP = "group"
 
 
-RENDERERS: dict[Format, Callable[[Report, int | None, bool], str]] = {
+RENDERERS: dict[Format, Callable[..., str]] = {
+    # each takes (report, depth, formulas, evaluated)
     Format.TABLE: to_plain_text,
     Format.MARKDOWN: to_markdown,
     Format.LATEX: to_latex,
@@ -226,6 +235,7 @@ def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
 
 
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
+ANALYZE_MODEL_HELP = MODEL_HELP + ", or hf:PATH (a Hugging Face config.json, its directory or a cached model id)"
 Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
 Batch = Annotated[str, typer.Option(help="batch size prepended to every input shape: a number, or a name (N)")]
 DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
@@ -233,10 +243,12 @@ DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing c
 
 @app.command("analyze")
 def analyze_command(
-    model: Annotated[str, typer.Argument(metavar="MODEL", help=MODEL_HELP)],
-    inputs: Inputs,
+    model: Annotated[str, typer.Argument(metavar="MODEL", help=ANALYZE_MODEL_HELP)],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=SHAPE_HELP)] = None,
     batch: Batch = "1",
-    depth: Annotated[int | None, typer.Option(min=1, help="fold the hierarchy below this depth")] = None,
+    depth: Annotated[
+        int | None, typer.Option(min=0, help="fold the hierarchy below this depth; 0 shows the totals alone")
+    ] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
@@ -249,9 +261,38 @@ def analyze_command(
     ] = None,
     convention: Annotated[str | None, typer.Option(
         help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
+    seq: Annotated[str | None, typer.Option(help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
+    decode: Annotated[bool, typer.Option(help="hf: count one decode step against a KV cache of --context")] = False,
+    context: Annotated[str | None, typer.Option(help="hf: cached tokens for --decode, e.g. 4096, or P")] = None,
+    generate: Annotated[str | None, typer.Option(help="hf: decode steps after a --seq prompt, e.g. 128, or T")] = None,
+    dtype: Annotated[str | None, typer.Option(help="hf: parameter and KV-cache dtype, e.g. bfloat16")] = None,
+    attention: Annotated[str, typer.Option(help="hf: attention implementation, sdpa or eager")] = "sdpa",
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
+    llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate,
+                   "--dtype": dtype}
+    if model.startswith("hf:"):
+        with _one_line_errors():
+            if inputs or at:
+                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input and --at")
+            if decode != (context is not None):
+                raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
+            if convention is not None:
+                if decode or generate or seq is None:
+                    raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
+                sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
+                _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
+            report = _analyze_hf(model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
+                                 dict(parse_assignment(text) for text in hint or ()), depth, formulas,
+                                 output_format, output, convention)
+        _exit_on_check(report, check, strict)
+        return
     with _one_line_errors():
+        given = [name for name, value in llm_options.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
+        if not inputs:
+            raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
         specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
         symbols = symbols_of(specs)
         if convention is not None:
@@ -268,23 +309,49 @@ def analyze_command(
                 raise
             typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
             report, points = exc.concrete, []
-        if points and output_format not in (Format.TABLE, Format.JSON):
-            raise InputError("--at goes with --format table or json (JSON lists the points under 'evaluated')")
         evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
         if convention is not None:
             _show_convention(report, convention, output_format, depth, output)
-        elif output_format is Format.JSON:
-            _write(to_json(report, depth, formulas, evaluated), output)
         elif output is None and output_format is Format.TABLE:
-            _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+            _print(to_rich(report, depth, formulas, evaluated),
+                   lambda: to_plain_text(report, depth, formulas, evaluated=evaluated))
         else:
-            _write(RENDERERS[output_format](report, depth, formulas), output)
-        if evaluated and output_format is Format.TABLE:
-            table = evaluations_to_rich(report, evaluated)
-            if output is None:
-                _print(table, lambda: plain_text(table))
-            else:
-                output.write_text(output.read_text(encoding="utf-8") + plain_text(table), encoding="utf-8")
+            _write(RENDERERS[output_format](report, depth, formulas, evaluated), output)
+    _exit_on_check(report, check, strict)
+
+
+def _analyze_hf(
+    source: str, seq: str | None, batch: str, context: str | None, generate: str | None, dtype: str | None,
+    attention: str, hints: dict[str, int], depth: int | None, formulas: bool, output_format: Format,
+    output: Path | None, convention: str | None = None,
+) -> Report:
+    """``flopcalc hf:PATH``: the main phase's report (decode when asked for, else prefill) and the LLM summary;
+    with ``convention``, what that counter would print for the prefill instead."""
+    hf_model = hf.load(source, dtype=dtype, attention=attention)
+    summary = llm.summarize(
+        hf_model,
+        seq=parse_dim(seq, f"--seq {seq}") if seq is not None else None,
+        batch=parse_batch(batch),
+        context=parse_dim(context, f"--context {context}") if context is not None else None,
+        generate=parse_dim(generate, f"--generate {generate}") if generate is not None else None,
+        hints=hints,
+    )
+    report = summary.main.report
+    if convention is not None:
+        _show_convention(report, convention, output_format, depth, output)
+    elif output_format is Format.JSON:
+        _write(render_llm.to_json(summary, depth), output)
+    elif output is None and output_format is Format.TABLE:
+        _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
+        typer.echo("\n" + render_llm.block(summary, "table"), nl=False)
+    else:
+        text = RENDERERS[output_format](report, depth, formulas)
+        _write(render_llm.with_block(text, summary, output_format.value), output)
+    return report
+
+
+def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
+    """``--check`` and ``--strict``: exit status 1 on a mismatch or an uncounted op."""
     if check and report.mismatches:
         names = ", ".join(row.name or report.model for row in report.mismatches)
         typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
@@ -358,42 +425,79 @@ def ratio_command(
     typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
 
 
+COMPARE_SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
+COMPARISON_RENDERERS: dict[Format, Callable[[Sequence[ComparisonEntry]], str]] = {
+    Format.MARKDOWN: comparison_markdown,
+    Format.LATEX: comparison_latex,
+    Format.CSV: comparison_csv,
+    Format.JSON: comparison_json,
+    Format.HTML: comparison_html,
+}
+
+
+class Axis(StrEnum):
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    PARAM_MEMORY = "param_memory"
+    ACCURACY = "accuracy"
+
+
 @app.command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
-    inputs: Inputs,
-    batch: Batch = "1",
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help=COMPARE_SHAPE_HELP)],
+    batch: Annotated[int, typer.Option(min=1, help="batch size prepended to every input shape")] = 1,
     device: DeviceOption = Device.META,
-    accuracy: Annotated[Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name")] = None,
-    plot: Annotated[Path | None, typer.Option(help="draw params vs MACs (or vs accuracy) to FILE.png or .svg")] = None,
+    accuracy: Annotated[
+        Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name; every model needs a row")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option(help="draw a scatter plot to FILE.png, .svg or .pdf")] = None,
+    x: Annotated[Axis, typer.Option("--x", help="the plot's x axis")] = Axis.PARAMS,
+    y: Annotated[
+        Axis | None, typer.Option("--y", help="the plot's y axis [default: accuracy with --accuracy, else macs]")
+    ] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
 ) -> None:
-    """Several models side by side: params, MACs, FLOPs and parameter memory."""
+    """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
     with _one_line_errors():
-        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
+        specs = [parse_shape(text, batch) for text in inputs]
         if symbols_of(specs):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
+        missing = [name for name in models if accuracy and name not in accuracies]
+        if missing:
+            raise InputError(f"{accuracy} has no accuracy for {', '.join(missing)}; add a row model,accuracy for "
+                             f"each (it has {', '.join(accuracies) or 'none'})")
+        if Axis.ACCURACY in (x, y) and not accuracy:
+            raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
         if plot:
             check_plot_path(plot)
         entries = [
             ComparisonEntry(name, report, accuracies.get(name))
             for name, report in zip(models, _analyze_all(models, specs, device), strict=True)
         ]
-        missing = [entry.name for entry in entries if accuracy and entry.accuracy is None]
-        if missing:
-            typer.echo(f"no accuracy for {', '.join(missing)} in {accuracy}", err=True)
-        table = comparison_to_rich(entries)
-        _print(table, lambda: plain_text(table))
+        if output_format is Format.TABLE:
+            table = comparison_to_rich(entries)
+            if output is None:
+                _print(table, lambda: plain_text(table))
+            else:
+                _write(plain_text(table), output)
+        else:
+            _write(COMPARISON_RENDERERS[output_format](entries), output)
         if plot:
-            plot_comparison(entries, plot)
+            plot_comparison(entries, plot, x.value, y.value if y else None)
             typer.echo(f"wrote {plot}", err=True)
 
 
 def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr."""
+    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
+    leave a blank line before the output or an error)."""
     reports = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")

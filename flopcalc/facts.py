@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
-from flopcalc.measure.core import ZERO, Count
+from flopcalc.measure.core import ZERO, Count, RuleFailed
 
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
@@ -70,15 +71,17 @@ def module_facts(module: nn.Module) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
     attributes = {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
-    parameters = tuple((name, p.numel()) for name, p in module._parameters.items() if p is not None)
+    parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
+        (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
+    )
     return ModuleFacts(classes, attributes, parameters, not module._modules)
 
 
 def _numel(value: Any) -> int:
-    if isinstance(value, torch.Tensor):
-        return math.prod(value.shape)
-    if isinstance(value, list | tuple) and value and isinstance(value[0], torch.Tensor):
-        return math.prod(value[0].shape)
+    if isinstance(value, list | tuple) and value:
+        value = value[0]
+    if isinstance(value, torch.Tensor) and not is_lazy(value):
+        return value.numel() if value.is_nested else math.prod(value.shape)  # a nested tensor has no one shape
     return 0
 
 
@@ -87,22 +90,28 @@ class OpTally:
     """Every run of one aten op (by overload packet, e.g. ``aten.convolution``) inside one module call.
 
     ``input_elements`` sums the elements of each run's first tensor argument, ``output_elements`` those of its
-    (first) result; ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that
-    had no rule.
+    (first) result, ``same_rank_input_elements`` the input elements of the runs whose result has as many
+    dimensions as that argument (a ``mean`` with ``keepdim``, which is what ``adaptive_avg_pool2d(x, 1)``
+    becomes); ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that had
+    no rule.
     """
 
     calls: int = 0
     input_elements: int = 0
     output_elements: int = 0
+    same_rank_input_elements: int = 0
     count: Count = ZERO
     uncounted: int = 0
 
-    def add(self, count: Count | None, args: Sequence[Any], out: Any) -> None:
+    def add(self, count: Count | RuleFailed | None, args: Sequence[Any], out: Any) -> None:
         self.calls += 1
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        self.input_elements += _numel(tensors[0]) if tensors else 0
+        first = _numel(tensors[0]) if tensors else 0
+        self.input_elements += first
         self.output_elements += _numel(out)
-        if count is None:
+        if tensors and isinstance(out, torch.Tensor) and out.dim() == tensors[0].dim():
+            self.same_rank_input_elements += first
+        if not isinstance(count, Count):
             self.uncounted += 1
         else:
             self.count = self.count + count

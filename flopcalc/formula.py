@@ -217,8 +217,8 @@ class LayerFormula:
         return to_text(self.field_expr(what))
 
     def to_latex(self, what: str = "macs") -> str:
-        """LaTeX formula, e.g. ``\\frac{C_{in} C_{out} K_{h} K_{w}}{G} + B C_{out}``."""
-        return sp.latex(self.field_expr(what))
+        """LaTeX formula, e.g. ``\\frac{C_{\\mathrm{in}} C_{\\mathrm{out}} K_{h} K_{w}}{G} + B C_{\\mathrm{out}}``."""
+        return to_latex(self.field_expr(what))
 
     def substituted(self, what: str, values: Mapping[str | sp.Symbol, int], latex: bool = False) -> str:
         """The formula with numbers in place of symbols, and its value: ``3·11·11·64 + 64 = 23,296``."""
@@ -320,7 +320,23 @@ class _NumberStrPrinter(_TextPrinter):
         return sp.sstr(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
 
 
-class _NumberLatexPrinter(LatexPrinter):
+class _MathLatexPrinter(LatexPrinter):
+    """sympy's LaTeX with a word as subscript set upright: ``H_out`` is ``H_{\\mathrm{out}}`` (not H sub o, then
+    "ut"); a one-letter subscript stays a variable (``K_{h}``)."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        base, underscore, subscript = expr.name.partition("_")
+        if underscore and len(subscript) > 1 and subscript.isalpha():
+            return f"{super()._print_Symbol(sp.Symbol(base), style)}_{{\\mathrm{{{subscript}}}}}"
+        return super()._print_Symbol(expr, style)
+
+
+def to_latex(expr: sp.Expr) -> str:
+    """LaTeX for math mode, subscripts as words upright: ``\\frac{C_{\\mathrm{in}} K_{h}}{G}``."""
+    return _MathLatexPrinter().doprint(sp.sympify(expr))
+
+
+class _NumberLatexPrinter(_MathLatexPrinter):
     """LaTeX twin of :class:`_NumberStrPrinter`, with explicit ``\\cdot`` between numbers."""
 
     def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
@@ -344,7 +360,7 @@ def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, Number], latex:
     total_text = f"{int(total):,}" if total.is_Integer else sp.sstr(total)
     if latex:
         body = _NumberLatexPrinter(values).doprint(structural)
-        return f"{body} = {total_text.replace(',', '{,}')}"
+        return f"{body} = {total_text.replace(',', '{,}') if total.is_Integer else to_latex(total)}"
     body = _NumberStrPrinter(values).doprint(structural)
     body = re.sub(r"\*\*", "^", body).replace("*", "·")
     return body if body == total_text.replace(",", "") else f"{body} = {total_text}"

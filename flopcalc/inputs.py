@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,8 @@ DimResolver = Callable[[str, bool], Any]
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One tensor to create: its full shape (batch included) and dtype."""
+    """One tensor to create: its full shape (batch included) and dtype. Subclasses may build another object
+    from these in ``make`` (e.g. a KV cache holding tensors of this shape)."""
 
     shape: tuple[Dim, ...]
     dtype: torch.dtype = torch.float32
@@ -28,13 +30,16 @@ class InputSpec:
     def is_symbolic(self) -> bool:
         return any(isinstance(d, str) for d in self.shape)
 
-    def make(self, device: torch.device | str, resolve: DimResolver | None = None) -> torch.Tensor:
-        """A tensor of this spec; integer tensors are zeros so they are valid indices for any embedding."""
+    def make(
+        self, device: torch.device | str, resolve: DimResolver | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A tensor of this spec; integer tensors are zeros so they are valid indices for any embedding. Random
+        values come from ``generator`` (the global RNG when ``None``)."""
         shape = [resolve(d, i == 0) if isinstance(d, str) and resolve else d for i, d in enumerate(self.shape)]
         if self.dtype.is_floating_point or self.dtype.is_complex:
             if torch.device(device).type == "meta" or self.is_symbolic:
                 return torch.empty(shape, dtype=self.dtype, device=device)
-            return torch.randn(shape, dtype=self.dtype, device=device)
+            return torch.randn(shape, dtype=self.dtype, device=device, generator=generator)
         return torch.zeros(shape, dtype=self.dtype, device=device)
 
 
@@ -46,14 +51,15 @@ class ModelInputs:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def materialize(
-        self, device: torch.device | str, convert: Any = None, resolve: DimResolver | None = None
+        self, device: torch.device | str, convert: Any = None, resolve: DimResolver | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Create the spec tensors on ``device`` (named dims through ``resolve``); pass real tensors through
-        ``convert`` (e.g. to fake tensors)."""
+        """Create the spec tensors on ``device`` (named dims through ``resolve``, random values from
+        ``generator``); pass real tensors through ``convert`` (e.g. to fake tensors)."""
 
         def build(value: InputSpec | torch.Tensor) -> Any:
             if isinstance(value, InputSpec):
-                return value.make(device, resolve)
+                return value.make(device, resolve, generator)
             return convert(value) if convert else value
 
         return self._map(build)
@@ -67,7 +73,7 @@ class ModelInputs:
 
         def concrete(value: InputSpec | torch.Tensor) -> Any:
             if isinstance(value, InputSpec):
-                return InputSpec(tuple(sizes[d] if isinstance(d, str) else d for d in value.shape), value.dtype)
+                return dataclasses.replace(value, shape=tuple(sizes[d] if isinstance(d, str) else d for d in value.shape))
             return value
 
         return ModelInputs(*self._map(concrete))

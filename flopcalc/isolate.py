@@ -1,34 +1,128 @@
 """Running the user's model for one counted pass without changing it.
 
-This is the only module that runs the user's model. It sets the training flags for the pass, chooses where
-the pass runs (the meta device for a meta model, fake tensors for a model with real weights, the real
-computation on ``device="cpu"``), and restores every flag afterwards, also when the forward pass raises.
+This is the only module that runs the user's model. The pass never touches the user's tensors: every
+parameter, buffer and tensor attribute is swapped for a stand-in (a fake tensor on the default meta path, a
+meta tensor for a meta model, a copy on ``device="cpu"``), so in-place updates (BatchNorm statistics, step
+counters) and tensors the forward stores on ``self`` (rotary caches, ``weight_norm``'s weight) land on the
+stand-ins. Afterwards every module's class, attributes, hook dicts and parameter/buffer dicts are put back as
+they were, the global RNG state is restored, and training flags are set directly (a ``train()`` override never
+runs), also when the forward pass raises. Calls on one model from several threads take turns.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.parameter import UninitializedTensorMixin
 
 from flopcalc.errors import ForwardError, InputError
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import OpCounter
 from flopcalc.trace import Tracer
 
+INPUT_SEED = 0
+"""Seed of the private generator that draws random inputs on ``device="cpu"`` (the global RNG is not used)."""
+
+_busy: dict[int, int] = {}  # id of a module in a pass -> ident of the thread running it
+_turns = threading.Condition()
+
+
 @contextlib.contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """Set train/eval for the pass and restore every module's own flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
+def _exclusive(model: nn.Module) -> Iterator[None]:
+    """One pass at a time over any module of ``model``: another thread waits its turn; a pass started from
+    inside a pass over the same modules (e.g. ``analyze`` called in a forward) is refused."""
+    ids = [id(m) for m in model.modules()]
+    me = threading.get_ident()
+    with _turns:
+        while any(_busy.get(i, me) != me for i in ids):
+            _turns.wait()
+        if any(i in _busy for i in ids):
+            raise InputError(
+                f"{type(model).__name__} is already being analysed by this thread (analyze() called inside its "
+                "own forward pass); analyse a copy (copy.deepcopy) instead"
+            )
+        _busy.update(dict.fromkeys(ids, me))
     try:
-        model.train(training)
         yield
     finally:
-        for module, flag in flags:
-            module.training = flag
+        with _turns:
+            for i in ids:
+                del _busy[i]
+            _turns.notify_all()
+
+
+class _ModuleState:
+    """Everything a forward pass can change on one module, to put back afterwards: its class (lazy modules
+    change it), its ``__dict__``, and the contents of the dicts, sets and lists held there (parameters,
+    buffers, submodules, hooks, caches), restored in place so their identity is kept too."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.cls = type(module)
+        self.attributes = dict(vars(module))
+        self.contents = {
+            key: (value, _copy_container(value))
+            for key, value in self.attributes.items()
+            if isinstance(value, dict | set | list)
+        }
+
+    def restore(self) -> None:
+        for container, saved in self.contents.values():
+            container.clear()
+            container.update(saved) if isinstance(container, dict | set) else container.extend(saved)
+        vars(self.module).clear()
+        vars(self.module).update(self.attributes)
+        if type(self.module) is not self.cls:
+            self.module.__class__ = self.cls
+
+
+def _copy_container(value: dict[Any, Any] | set[Any] | list[Any]) -> Any:
+    return dict(value) if isinstance(value, dict) else type(value)(value)
+
+
+Convert = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _swap_tensors(modules: list[nn.Module], convert: Convert, device: torch.device) -> None:
+    """Replace every parameter, buffer and plain tensor attribute by ``convert(it)``; a tensor shared by several
+    modules (tied weights) gets one stand-in, so sharing is kept."""
+    stand_ins: dict[int, torch.Tensor] = {}
+
+    def stand_in(tensor: torch.Tensor) -> torch.Tensor:
+        if id(tensor) not in stand_ins:
+            lazy = isinstance(tensor, UninitializedTensorMixin)
+            stand_ins[id(tensor)] = _lazy_copy(tensor, device) if lazy else convert(tensor)
+        return stand_ins[id(tensor)]
+
+    for module in modules:
+        for store in (module._parameters, module._buffers):
+            for key, tensor in store.items():
+                if tensor is not None:
+                    store[key] = stand_in(tensor)
+        attributes = vars(module)
+        for key, value in list(attributes.items()):
+            if isinstance(value, torch.Tensor):
+                attributes[key] = stand_in(value)
+
+
+def _lazy_copy(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A fresh uninitialised parameter or buffer on ``device``: a lazy module materialises it in place."""
+    return type(tensor)(  # type: ignore[call-arg]
+        requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype
+    )
+
+
+def _keep_kind(tensor: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+    """``copy`` as an ``nn.Parameter`` with the same ``requires_grad`` when ``tensor`` is one."""
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(copy, requires_grad=tensor.requires_grad)
+    return copy
 
 
 def _model_device(model: nn.Module) -> torch.device | None:
@@ -37,35 +131,76 @@ def _model_device(model: nn.Module) -> torch.device | None:
     return None
 
 
-def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, training: bool) -> None:
+@contextlib.contextmanager
+def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, training: bool) -> Iterator[None]:
+    """Run one traced forward pass of ``model`` on stand-in tensors; the body of the ``with`` runs while the
+    stand-ins are still in place (a report reads the parameters the pass used, e.g. a lazy module's
+    materialised weights), and the model is restored when it ends.
+
+    Raises:
+        ForwardError: the forward pass raised (the model is restored first).
+        InputError: a meta model on ``device="cpu"``, or a pass started inside a pass over the same model.
+    """
     model_device = _model_device(model)
     on_meta = model_device is not None and model_device.type == "meta"
     if device == "cpu" and on_meta:
         raise InputError("the model's weights are on the meta device; analyse it with device='meta'")
     symbolic = tracer.symbolic
+    lazy = any(isinstance(t, UninitializedTensorMixin) for t in [*model.parameters(), *model.buffers()])
+    if lazy and symbolic is not None:
+        raise InputError(
+            "a model with lazy modules (nn.LazyLinear, ...) cannot be counted in closed form: its weight shapes "
+            "are only known from a concrete input; use concrete sizes"
+        )
+    # A lazy module materialises its weights with torch.empty on its own device, which cannot be a fake tensor:
+    # such a model runs on meta stand-ins instead.
+    on_meta = on_meta or (lazy and device == "meta")
     fake = None
     if symbolic is not None:
         fake = symbolic.fake_mode
     elif device == "meta" and not on_meta:
         fake = FakeTensorMode(allow_non_fake_inputs=True)
-    target = "meta" if on_meta else (model_device or torch.device("cpu"))
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(_mode(model, training))
-        if fake is not None:
-            stack.enter_context(fake)
-            resolve = symbolic.symint if symbolic else None
-            args, kwargs = inputs.materialize(target, convert=fake.from_tensor, resolve=resolve)
-        elif on_meta:
-            args, kwargs = inputs.materialize(target, convert=lambda t: t.to("meta"))
-        else:
-            args, kwargs = inputs.materialize(target)
-        stack.enter_context(tracer.hooks(model))
-        stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
-        try:
-            model(*args, **kwargs)
-        except Exception as exc:
-            raise _forward_error(model, tracer, exc) from exc
+    target = torch.device("meta") if on_meta else (model_device or torch.device("cpu"))
+    with _exclusive(model), torch.random.fork_rng(devices=[]), _restored(model) as modules:
+        for module in modules:
+            module.training = training
+            if isinstance(module, nn.TransformerEncoder):
+                # On its nested-tensor path the layers' ops have no single shape for the hooks and rules to
+                # read; the pass counts the padded computation instead (a padding mask is not discounted).
+                module.use_nested_tensor = False
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            if fake is not None:
+                _swap_tensors(modules, lambda t: fake.from_tensor(t, static_shapes=True), target)
+                stack.enter_context(fake)
+                resolve = symbolic.symint if symbolic else None
+                args, kwargs = inputs.materialize(target, convert=fake.from_tensor, resolve=resolve)
+            elif on_meta:
+                _swap_tensors(modules, lambda t: _keep_kind(t, torch.empty_like(t, device="meta")), target)
+                args, kwargs = inputs.materialize(target, convert=lambda t: t.to("meta"))
+            else:
+                _swap_tensors(modules, lambda t: _keep_kind(t, t.detach().clone()), target)
+                generator = torch.Generator(device=target).manual_seed(INPUT_SEED)
+                args, kwargs = inputs.materialize(target, convert=torch.clone, generator=generator)
+            stack.enter_context(tracer.hooks(model))
+            stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
+            try:
+                model(*args, **kwargs)
+            except Exception as exc:
+                raise _forward_error(model, tracer, exc) from exc
+        yield
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """The model's modules, each put back as it was when the block ends (normally or by an exception)."""
+    modules = list(model.modules())
+    states = [_ModuleState(m) for m in modules]
+    try:
+        yield modules
+    finally:
+        for state in states:
+            state.restore()
 
 
 def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardError:
@@ -80,4 +215,3 @@ def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardE
     if "data-dependent" in message.lower() or "DataDependent" in type(exc).__name__:
         hint = "; the forward depends on tensor values, try device='cpu' (--device cpu)"
     return ForwardError(f"forward pass failed {where}: {type(exc).__name__}: {message}{hint}")
-

@@ -91,7 +91,11 @@ class LayerRow(CountTotals):
     """The aten ops this call executed itself (not its children), by op (concrete reports)."""
     checked: Checked | None = None
     function: str | None = None
-
+    own: LayerRow | None = None
+    """The work this call's own forward does outside its child calls (a residual add, ``q @ k.T``), as a row
+    of its own, so that the children plus ``own`` add up to this row; None when there is none."""
+    is_own: bool = False
+    """True for an ``own`` row: its ``index`` and ``parent`` are the call whose forward did the work."""
 
     @property
     def measured_macs(self) -> Number:
@@ -198,3 +202,24 @@ class Report:
         from flopcalc.render.console import to_rich
 
         return to_rich(self)
+
+    def _repr_html_(self) -> str:
+        """The HTML tables, so that a notebook shows the report as a table."""
+        from flopcalc.render.html import html_fragment
+
+        return html_fragment(self)
+
+    def __repr__(self) -> str:
+        """One line: model, input, params, MACs and status; ``print(report.rows)`` or ``rich.print(report)``
+        show the rest."""
+        shapes = ", ".join("x".join(str(d) for d in shape) for shape in self.input_shapes) or "no tensor inputs"
+        t = self.totals
+        names = ", ".join(self.closed_form.hints) if self.closed_form else ""
+        macs = f"{t.macs:,} MACs" if isinstance(t.macs, int) else f"MACs a closed form in {names}"
+        if self.mismatches:
+            status = f"{len(self.mismatches)} mismatch(es)"
+        elif self.uncounted:
+            status = f"{sum(self.uncounted.values())} uncounted op call(s)"
+        else:
+            status = "every formula matches"
+        return f"<Report {self.model}: input {shapes}, {t.params:,} params, {macs}, {len(self.rows)} calls; {status}>"

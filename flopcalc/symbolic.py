@@ -202,15 +202,18 @@ class ClosedForm:
     def bounds(self) -> dict[str, tuple[int, int | None]]:
         """Per symbol, the range of values (others at their hints) where every condition holds, scanned up to
         4096; ``None`` as the upper end means the scan found no upper limit."""
+        return dict(self._bounds)
+
+    @cached_property
+    def _bounds(self) -> dict[str, tuple[int, int | None]]:
+        """The scan behind :meth:`bounds`, done once: every renderer of a report lists the conditions."""
         found: dict[str, tuple[int, int | None]] = {}
         for name in self.hints:
-            valid = [
-                v for v in range(1, _SCAN_LIMIT + 1)
-                if not self.violated({**self.hints, name: v})
-            ] if self.conditions else []
             if not self.conditions:
                 found[name] = (1, None)
-            elif valid:
+                continue
+            valid = [v for v in range(1, _SCAN_LIMIT + 1) if not self.violated({**self.hints, name: v})]
+            if valid:
                 found[name] = (valid[0], None if valid[-1] == _SCAN_LIMIT else valid[-1])
         return found
 

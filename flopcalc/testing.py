@@ -42,6 +42,8 @@ _LABELS = {
     "params": "params", "trainable_params": "trainable params", "non_trainable_params": "non-trainable params",
     "macs": "MACs", "flops": "FLOPs",
 }
+LAYER_COUNTS = ("params", "macs", "other_ops", "flops")
+"""The counts a per-layer expectation (``assert_counts(..., layers=...)``) may give."""
 _LAYER_FIELD = {"params": "params", "trainable_params": "params", "non_trainable_params": "params",
                 "macs": "macs", "flops": "flops"}
 
@@ -55,14 +57,19 @@ def assert_counts(
     flops: int | None = None,
     trainable_params: int | None = None,
     non_trainable_params: int | None = None,
+    layers: Mapping[str, Mapping[str, int]] | None = None,
     **options: Any,
 ) -> Report:
-    """Assert the model's total counts; only the counts given are checked.
+    """Assert the model's total counts, and per-layer counts: only the counts given are checked.
+
+    ``layers`` maps a qualified module name to its expected counts, e.g. ``{"conv1": {"macs": 118_013_952}}``
+    (keys: ``params``, ``macs``, ``other_ops``, ``flops``); a failure then lists expected and got per layer.
 
     Raises:
         AssertionError: a count differs; the message has expected, got and the per-layer breakdown.
-        TypeError: no count to check was given.
+        TypeError: no count to check was given, or a layer expectation names an unknown count.
     """
+    __tracebackhide__ = True  # pytest shows the failure message, not the frames of this module
     expected = {
         key: value
         for key, value in {
@@ -71,13 +78,19 @@ def assert_counts(
         }.items()
         if value is not None
     }
-    if not expected:
-        raise TypeError("assert_counts needs one of params=, macs=, flops=, trainable_params=, non_trainable_params=")
+    if not expected and not layers:
+        raise TypeError(
+            "assert_counts needs one of params=, macs=, flops=, trainable_params=, non_trainable_params=, layers="
+        )
+    for name, counts in (layers or {}).items():
+        if unknown := set(counts) - set(LAYER_COUNTS):
+            raise TypeError(f"layers[{name!r}] has {sorted(unknown)}; a layer's counts are {', '.join(LAYER_COUNTS)}")
     report = _report(model, inputs, options)
     got = {key: getattr(report.totals, key) for key in expected}
     wrong = [key for key in expected if got[key] != expected[key]]
-    if wrong:
-        raise AssertionError(_counts_message(report, expected, got, wrong))
+    layer_rows = _layer_expectations(report, layers or {})
+    if wrong or any(exp != got_ for *_, exp, got_ in layer_rows):
+        raise AssertionError(_counts_message(report, expected, got, wrong, layer_rows))
     return report
 
 
@@ -90,6 +103,7 @@ def assert_layers_match(
     shape; when an op without a counting rule ran inside it; and, with ``allow_measured_only=False``, when it
     did arithmetic of its own without any formula (a module type flopcalc has no formula for).
     """
+    __tracebackhide__ = True
     report = _report(model, inputs, options)
     failures = _layer_failures(report, allow_measured_only)
     if failures:
@@ -111,6 +125,7 @@ def assert_within_budget(
     A MAC or FLOP budget also fails when ops without a counting rule ran, because the totals would then be a
     lower bound and could pass a model that is over budget.
     """
+    __tracebackhide__ = True
     budget = {
         key: value
         for key, value in {"params": max_params, "macs": max_macs, "flops": max_flops}.items()
@@ -181,7 +196,7 @@ def _formula_cells(bound: Bound, field: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class _Part:
-    """A share of the model's totals: a formula row (its whole subtree), a leaf, or a container's own ops.
+    """A share of the model's totals: a formula row (its whole subtree), a leaf, or a container's (self) row.
 
     ``bound`` is the formula behind the counts; without one, ``source`` says where the counts come from.
     """
@@ -209,13 +224,11 @@ def _parts(report: Report) -> list[_Part]:
             bound, source = (None, "measured, formula failed") if failed else (row.bound, "measured, no formula")
             parts.append(_Part(_label(row), row.type, row.params, row.macs, row.flops, bound, source))
             return
-        own_params = row.params - sum(by_index[c].params for c in row.children)
-        own = row.measured_self
-        if own_params or own.macs or own.other_ops:
-            label = f"{_label(row)} (own ops)"
-            parts.append(_Part(label, row.type, own_params, own.macs, own.flops, None, "measured, no formula"))
         for child in row.children:
             visit(by_index[child])
+        own = row.own
+        if own is not None:
+            parts.append(_Part(own.name, own.type, own.params, own.macs, own.flops, None, "measured, no formula"))
 
     if report.rows:
         visit(report.rows[0])
@@ -256,14 +269,60 @@ def _uncounted_note(report: Report) -> list[str]:
     return [f"note: ops without a counting rule ran, so MACs and FLOPs are incomplete: {_listed(report.uncounted)}"]
 
 
-def _counts_message(report: Report, expected: dict[str, int], got: dict[str, Number], wrong: list[str]) -> str:
+LayerExpectation = tuple[LayerRow | None, str, str, int, Number | None]
+"""(row, layer name, count, expected, got) of one per-layer expectation."""
+
+
+def _layer_expectations(report: Report, layers: Mapping[str, Mapping[str, int]]) -> list[LayerExpectation]:
+    """(row, layer name, count, expected, got) for every per-layer expectation; row and got are None for a
+    name no module call has."""
+    found = []
+    for name, counts in layers.items():
+        row = next((r for r in report.rows if r.name == name), None)
+        for key, value in counts.items():
+            found.append((row, name, key, value, getattr(row, key) if row else None))
+    return found
+
+
+def _verdict(expected: int, got: Number | None) -> str:
+    if got is None:
+        return "no such layer"
+    if got == expected:
+        return "ok"
+    difference = got - expected
+    return f"{difference:+,}" if isinstance(difference, int) else str(difference)
+
+
+def _per_layer_message(report: Report, layer_rows: Sequence[LayerExpectation]) -> list[str]:
+    """Expected and got per layer, with the formula behind each count that differs."""
+    rows = [[name, key, _fmt(value), "-" if got is None else _fmt(got), _verdict(value, got)]
+            for _, name, key, value, got in layer_rows]
+    lines = ["", "per layer:", *_table(["layer", "count", "expected", "got", "got - expected"], rows, right={2, 3})]
+    for row, name, key, value, got in layer_rows:
+        if row is not None and got != value and row.bound is not None and key != "other_ops":
+            formula, numbers = _formula_cells(row.bound, key)
+            lines.append(f"  {name} {key} = {formula} = {numbers}")
+    if any(got is None for *_, got in layer_rows):
+        names = ", ".join(row.name for row in report.rows if row.name)
+        lines.append(f"  module calls in this model: {names}")
+    return lines
+
+
+def _counts_message(
+    report: Report,
+    expected: dict[str, int],
+    got: dict[str, Number],
+    wrong: list[str],
+    layer_rows: Sequence[LayerExpectation] = (),
+) -> str:
     rows = []
     for key, value in expected.items():
-        difference = got[key] - value
-        verdict = f"{difference:+,}" if isinstance(difference, int) else str(difference)
-        rows.append([_LABELS[key], _fmt(value), _fmt(got[key]), verdict if key in wrong else "ok"])
+        rows.append([_LABELS[key], _fmt(value), _fmt(got[key]), _verdict(value, got[key])])
     lines = [f"{_title(report)}: counts differ from the expected ones", ""]
-    lines += _table(["count", "expected", "got", "got - expected"], rows, right={1, 2, 3})
+    if rows:
+        lines += _table(["count", "expected", "got", "got - expected"], rows, right={1, 2, 3})
+    if layer_rows:
+        lines += _per_layer_message(report, layer_rows)
     totals = report.totals
     if {"trainable_params", "non_trainable_params"} & set(wrong):
         float_buffers = totals.non_trainable_params - totals.frozen_params

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,11 @@ from torch.overrides import TorchFunctionMode
 
 from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
 from flopcalc.formula import Number
-from flopcalc.measure import Count
-from flopcalc.measure.core import ZERO
+from flopcalc.measure import Count, Tally
+from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
 from flopcalc.registry import Bound, FormulaRegistry, FunctionBinder
 from flopcalc.symbolic import SymbolicShapes
+from flopcalc.weights import Weight, weights
 
 @dataclass
 class Call:
@@ -72,7 +73,7 @@ def _tensors(value: Any) -> list[torch.Tensor]:
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
     """Shapes of every tensor in a (nested) argument or output, in order."""
     if isinstance(value, torch.Tensor):
-        return (tuple(value.shape),)
+        return () if value.is_nested else (tuple(value.shape),)  # a nested tensor has no single shape
     if isinstance(value, list | tuple):
         return tuple(s for v in value for s in _shapes(v))
     if isinstance(value, Mapping):
@@ -88,11 +89,12 @@ class Tracer:
         self.symbolic = symbolic
         self.calls: list[Call] = []
         self.stack: list[int] = []
-        self.claimed: set[int] = set()
+        self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.times_called: Counter[int] = Counter()
         self.function_names: Counter[str] = Counter()
         self.param_owners: dict[int, str] = {}
+        self.outside = Tally()
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -152,36 +154,40 @@ class Tracer:
         output = func(*args, **kwargs)
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
-        self._claim(call, owned)
+        self._claim(call, [Weight(id(t), t, t.requires_grad) for t in owned])
         return output
 
-    def _claim(self, call: Call, params: Iterable[torch.Tensor]) -> None:
-        for param in params:
-            if id(param) not in self.claimed:
-                self.claimed.add(id(param))
-                call.params += param.numel()
+    def _claim(self, call: Call, owned: Iterable[Weight]) -> None:
+        """Give ``call`` the weights no earlier call has claimed (tied and shared weights count once)."""
+        for weight in owned:
+            if weight.key not in self.claimed:
+                self.claimed.add(weight.key)
+                call.params += weight.tensor.numel()
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
-        self._claim(call, module.parameters() if call.bound else module.parameters(recurse=False))
+        self._claim(call, weights(module, recurse=call.bound is not None))
 
-    def sink(self, func: Any, count: Count | None) -> None:
+    def sink(self, func: Any, count: Count | RuleFailed | None) -> None:
+        """Charge an op to the innermost open call. Ops run while no call is open (the root's own forward
+        pre-hooks such as ``weight_norm``'s, global module hooks) go to :attr:`outside`, which the report adds
+        to the root row on top of its formula."""
+        if isinstance(count, Count) and self.symbolic is not None:
+            to_expr = self.symbolic.to_expr
+            count = Count(to_expr(count.macs), {kind: to_expr(n) for kind, n in count.ops.items()})
         if not self.stack:
+            self.outside(func, count)
             return
         call = self.calls[self.stack[-1]]
-        if count is None:
-            call.uncounted[str(func)] += 1
-        elif self.symbolic is not None:
-            to_expr = self.symbolic.to_expr
-            ops = {kind: to_expr(n) for kind, n in count.ops.items()}
-            call.self_count = call.self_count + Count(to_expr(count.macs), ops)
-        else:
+        if isinstance(count, Count):
             call.self_count = call.self_count + count
+        else:
+            call.uncounted[uncounted_name(func, count)] += 1
 
-    def record(self, func: Any, count: Count | None, args: Any, out: Any) -> None:
+    def record(self, func: Any, count: Count | RuleFailed | None, args: Any, out: Any) -> None:
         """Keep per-op facts of the innermost module call (concrete passes only: the conventions need numbers).
 
         A functional call's ops count as its module's own here: the counters the conventions reproduce hook

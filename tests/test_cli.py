@@ -157,8 +157,8 @@ def test_every_format(models_file, fmt):
         data = json.loads(out)
         assert data["totals"]["params"] == SMALL_PARAMS and data["totals"]["macs"] == SMALL_MACS
     elif fmt == "csv":
-        rows = list(csv.DictReader(io.StringIO(out)))
-        assert sum(int(r["macs"]) for r in rows) == SMALL_MACS
+        *rows, total = csv.DictReader(io.StringIO(out))
+        assert sum(int(r["macs"]) for r in rows) == int(total["macs"]) == SMALL_MACS
     else:
         assert f"{SMALL_PARAMS:,}" in out and f"{SMALL_MACS:,}" in out
     marker = {"markdown": "| Layer |", "latex": "\\toprule", "html": "<table>", "table": "Total params",
@@ -253,7 +253,11 @@ def test_formula_substituted():
     assert f"= {64 * 55 * 55:,}" in out  # bias adds
     assert "(1, 64, 55, 55)" in out
     latex = run("formula", "conv2d", *values, "--format", "latex").stdout
-    assert "\\begin{align*}" in latex and "23{,}296" in latex and "\\frac{C_{in} C_{out} K_{h} K_{w}}{G}" in latex
+    assert "\\begin{align*}" in latex and "23{,}296" in latex
+    assert "\\frac{C_{\\mathrm{in}} C_{\\mathrm{out}} K_{h} K_{w}}{G}" in latex and "H_{\\mathrm{out}}" in latex
+    partial = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32", "--format", "latex")
+    math = [line for line in partial.stdout.splitlines() if not line.startswith(("%", "\\begin", "\\end"))]
+    assert partial.exit_code == 0 and not any("*" in line for line in math)  # sympy's * never reaches math mode
 
 
 def test_formula_symbolic_and_listing():
@@ -311,6 +315,51 @@ def test_compare_errors(models_file, tmp_path):
     bad.write_text("name,top1\nx,1\n")
     assert_one_line_error(run("compare", small, "--input", "3x8x8", "--accuracy", bad), "model,accuracy")
     assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", tmp_path / "p.gif"), ".png")
+
+
+WIDE_MACS = 16 * 6 * 6 * 3 * 3 * 3 + 576 * 10  # 15,552 + 5,760 = 21,312
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json", "html"])
+def test_compare_in_every_format(models_file, fmt):
+    small, wide = f"{models_file}:small", f"{models_file}:wide"
+    result = run("compare", small, wide, "--input", "3x8x8", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert not out.startswith("\n") and not result.stderr.startswith("\n")
+    if fmt == "json":
+        models = json.loads(out)["models"]
+        assert [(m["params"], m["macs"]) for m in models] == [(SMALL_PARAMS, SMALL_MACS), (WIDE_PARAMS, WIDE_MACS)]
+    elif fmt == "csv":
+        records = list(csv.DictReader(io.StringIO(out)))
+        assert [(int(r["params"]), int(r["macs"])) for r in records] == [(SMALL_PARAMS, SMALL_MACS),
+                                                                        (WIDE_PARAMS, WIDE_MACS)]
+    else:
+        assert f"{SMALL_MACS:,}" in out and f"{WIDE_MACS:,}" in out and "1×3×8×8" in out.replace("$\\times$", "×")
+    marker = {"markdown": "| Model |", "latex": "\\toprule", "html": "<table>", "table": "Model"}
+    assert marker.get(fmt, "") in out
+
+
+def test_compare_help_offers_no_closed_forms():
+    result = run("compare", "--help")
+    assert result.exit_code == 0 and "3xHxW" not in result.stdout and "(N)" not in result.stdout
+
+
+def test_compare_plot_axes_and_a_missing_accuracy(models_file, tmp_path):
+    small, wide = f"{models_file}:small", f"{models_file}:wide"
+    accuracy = tmp_path / "accuracy.csv"
+    accuracy.write_text(f"model,accuracy\n{small},61.5\n")
+    plot = tmp_path / "scatter.svg"
+    assert_one_line_error(run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy),
+                          "no accuracy for", wide)
+    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", plot, "--y", "accuracy"),
+                          "needs --accuracy")
+    accuracy.write_text(f"model,accuracy\n{small},61.5\n{wide},64.25\n")
+    result = run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot,
+                 "--x", "macs", "--y", "accuracy")
+    assert result.exit_code == 0, result.output
+    svg = plot.read_text()
+    assert "MACs (multiply-accumulates)" in svg and "accuracy" in svg and "parameters" not in svg
 
 
 def test_plot_without_matplotlib(models_file, tmp_path, monkeypatch):

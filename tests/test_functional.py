@@ -85,10 +85,10 @@ def test_own_work_is_unchecked_and_listed() -> None:
     assert (report.totals.checked.macs_share, report.totals.checked.other_ops, report.totals.other_ops) == (1.0, 0, 144)
     assert report.totals.checked.ops_share == 0.0
     [unchecked] = report.unchecked
-    assert (unchecked.name, unchecked.type, unchecked.macs, unchecked.other_ops) == ("", "Residual", 0, 144)
+    assert (unchecked.name, unchecked.type, unchecked.macs, unchecked.other_ops) == ("(self)", "Residual.forward", 0, 144)
     text = to_markdown(report)
     assert "5,184 of 5,184 MACs (100%), 0 of 144 other ops (0.0%)" in text
-    assert "Residual) 144 other ops: own work outside its children" in text
+    assert "(self) (Residual.forward) 144 other ops: own work outside its children" in text
 
 
 def test_matrix_products_and_contractions() -> None:
@@ -111,7 +111,7 @@ def test_matrix_products_and_contractions() -> None:
     assert rows["← torch.einsum#2"].macs == 120
     assert "← torch.einsum#3" not in rows
     assert report.rows[0].status is Status.MEASURED_ONLY
-    assert [(u.name, u.macs, u.other_ops) for u in report.unchecked] == [("", 0, 20)]
+    assert [(u.name, u.macs, u.other_ops) for u in report.unchecked] == [("(self)", 0, 20)]
 
 
 def test_attention_norm_pool_embedding_interpolate() -> None:
@@ -161,11 +161,18 @@ def test_json_carries_function_and_checked_fields() -> None:
     assert data["totals"]["checked_macs_share"] == 1.0
     assert data["totals"]["checked_other_ops"] == 0
     assert data["totals"]["checked_other_ops_share"] == 0.0
-    [layer] = data["layers"]
-    assert (layer["name"], layer["type"], layer["function"], layer["parent"]) == ("← F.conv2d", "F.conv2d", "F.conv2d", "")
+    layer, own = data["layers"]
+    assert (layer["kind"], layer["name"], layer["type"], layer["function"], layer["parent"]) == (
+        "function", "← F.conv2d", "F.conv2d", "F.conv2d", ""
+    )
     assert (layer["checked_macs"], layer["checked_macs_share"]) == (5184, 1.0)
+    # the residual add, 4·6·6 = 144 adds, is the model's (self) entry: nothing of it checked
+    assert (own["kind"], own["name"], own["function"], own["other_ops"], own["checked_other_ops"]) == (
+        "self", "(self)", None, 144, 0
+    )
     assert data["unchecked"] == [
-        {"name": "", "type": "Residual", "macs": 0, "other_ops": 144, "reason": "own work outside its children"}
+        {"name": "(self)", "type": "Residual.forward", "macs": 0, "other_ops": 144,
+         "reason": "own work outside its children"}
     ]
 
 

@@ -175,7 +175,37 @@ def test_a_containers_own_ops_are_a_row_of_the_table():
     flops = 2 * conv_macs + per_element + per_element
     assert_counts(Residual(), (1, 3, 4, 4), flops=flops)
     message = failure(assert_counts, Residual(), (1, 3, 4, 4), flops=flops + 1)
-    assert line_with(message, "(model) (own ops)", "Residual", str(per_element), "measured, no formula")
+    assert line_with(message, "(self)", "Residual.forward", str(per_element), "measured, no formula")
+
+
+def test_per_layer_expectations_show_expected_and_got_per_layer():
+    model = nn.Sequential(conv(), nn.ReLU())
+    report = assert_counts(model, SHAPE, layers={"0": {"macs": CONV_MACS, "params": CONV_PARAMS}})
+    relu_compares = 2 * 8 * 8 * 8  # one per output element
+    message = failure(assert_counts, report, layers={"0": {"macs": CONV_MACS + 1}, "1": {"other_ops": relu_compares},
+                                                    "head": {"macs": 0}})
+    assert line_with(message, "0", "macs", f"{CONV_MACS + 1:,}", f"{CONV_MACS:,}", "-1")
+    assert line_with(message, "1", "other_ops", f"{relu_compares:,}", f"{relu_compares:,}", "ok")
+    assert line_with(message, "head", "macs", "0", "no such layer")
+    assert line_with(message, "0 macs = ", f"= {CONV_MACS:,}")  # the formula with its numbers
+    with pytest.raises(TypeError, match="a layer's counts are"):
+        assert_counts(report, layers={"0": {"mac": 1}})
+
+
+def test_a_failing_assertion_hides_flopcalcs_frames(pytester):
+    pytester.makepyfile(
+        """
+        from torch import nn
+        from flopcalc.testing import assert_counts
+
+        def test_conv():
+            assert_counts(nn.Conv2d(3, 8, 3), (2, 3, 10, 10), layers={"": {"params": 1}})
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*per layer:*", "*params*1*224*+223*"])  # 3·8·3·3 + 8 = 224
+    assert "_counts_message" not in result.stdout.str() and "def assert_counts" not in result.stdout.str()
 
 
 def test_long_tables_keep_the_largest_layers_and_sum_the_rest():

@@ -1,11 +1,14 @@
 """Every torchvision classification model: every layer's formula agrees with what its forward pass executes."""
 
+from collections import Counter, defaultdict
+
 import pytest
 import torch
 import torchvision
 
 import flopcalc
 from flopcalc import Status
+from flopcalc.render import cells
 
 MODELS = torchvision.models.list_models(module=torchvision.models)
 # Built on the CPU with random init (their constructors read tensor values), which takes seconds.
@@ -50,4 +53,26 @@ def test_every_layer_formula_matches_measurement(name: str) -> None:
     unchecked_macs = [(u.name, u.type, u.macs) for u in report.unchecked if u.macs]
     assert checked.macs == report.totals.macs, f"{name}: MACs without a matching formula: {unchecked_macs[:5]}"
     assert report.totals.macs == report.totals.measured_macs
+    assert report.totals.flops == report.totals.measured_flops
     assert report.totals.params == torchvision.models.get_model_weights(name).DEFAULT.meta["num_params"]
+    assert_rows_add_up(report)
+
+
+def assert_rows_add_up(report: flopcalc.Report) -> None:
+    """Column sums: the rows shown under each module, its (self) row included, add up exactly to that module's
+    row, and the top rows to the totals (params: plus modules never called)."""
+    groups = defaultdict(list)
+    for row in cells.visible_rows(report):
+        groups[row.parent].append(row)
+    for parent, parts in groups.items():
+        whole = report.rows[parent]
+        for field in ("params", "macs", "other_ops", "flops"):
+            assert sum(getattr(p, field) for p in parts) == getattr(whole, field), (whole.name, field)
+        ops = Counter()
+        for part in parts:
+            ops.update(part.ops)
+        assert +ops == Counter(whole.ops), whole.name
+    top = groups[0]
+    totals = report.totals
+    assert sum(row.macs for row in top) == totals.macs and sum(row.flops for row in top) == totals.flops
+    assert sum(row.params for row in top) + sum(report.uncalled.values()) == totals.params

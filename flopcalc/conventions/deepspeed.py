@@ -45,6 +45,7 @@ MHA = nn_class("activation.MultiheadAttention")
 UPSAMPLE = nn_class("upsampling.Upsample")
 RECURRENT = nn_class("rnn.RNNBase", "rnn.RNNCellBase")
 CONV_T = nn_class("conv._ConvTransposeNd")
+HARDTANH = nn_class("activation.Hardtanh")
 
 
 def _upsample(call: Call, tally: OpTally) -> int:
@@ -110,6 +111,8 @@ def _profile(report: Report, calflops: bool) -> ConventionResult:
                 profile.missed("torch.bmm is not patched (its patch is commented out)", macs)
             elif name in MATMULS:
                 continue
+            elif name in ("aten.hardtanh", "aten.hardtanh_") and f.derives_from(*HARDTANH):
+                continue  # nn.ReLU6 and nn.Hardtanh call F.hardtanh, which is not patched
             elif name in ACTIVATIONS:
                 profile.flops_only("activations (relu, relu6, elu, leaky_relu, prelu, silu, gelu) 1 per element",
                                    tally.input_elements)
@@ -124,6 +127,8 @@ def _profile(report: Report, calflops: bool) -> ConventionResult:
                                    tally.input_elements * (5 if affine else 4))
             elif name in POOLS or (name == "aten.mean" and f.derives_from(*ADAPTIVE_POOL)):
                 profile.flops_only("pooling 1 per input element", tally.input_elements)
+            elif name == "aten.mean":  # F.adaptive_avg_pool2d(x, 1) is a mean with keepdim
+                profile.flops_only("pooling 1 per input element", tally.same_rank_input_elements)
             elif name == "aten._softmax":
                 profile.flops_only("softmax 1 per element", tally.input_elements)
             elif name in UPSAMPLE_OPS:

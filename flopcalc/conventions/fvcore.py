@@ -97,6 +97,8 @@ def fvcore(report: Report) -> ConventionResult:
                 ledger.add("grid_sampler 4 per output element", 4 * tally.output_elements)
             elif name == "aten._adaptive_avg_pool2d" or (name == "aten.mean" and f.derives_from(*ADAPTIVE_AVG_POOL_2D)):
                 ledger.add("adaptive_avg_pool2d 1 per input element", tally.input_elements)
+            elif name == "aten.mean":  # F.adaptive_avg_pool2d(x, 1) is a mean with keepdim
+                ledger.add("adaptive_avg_pool2d 1 per input element", tally.same_rank_input_elements)
             elif macs:
                 ledger.add(f"{name} unsupported (counted as 0)", -macs, blind=True)
     return ledger.result("fvcore", "fvcore 0.1.5", "MACs", baseline)

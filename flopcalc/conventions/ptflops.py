@@ -44,6 +44,7 @@ PATCHED_NUMEL = {  # patched F.* that count their input's elements, by the aten 
     "aten._adaptive_avg_pool2d": "F.adaptive_avg_pool2d", "aten._adaptive_avg_pool3d": "F.adaptive_avg_pool3d",
     "aten.adaptive_max_pool2d": "F.adaptive_max_pool2d", "aten.adaptive_max_pool3d": "F.adaptive_max_pool3d",
 }
+HARDTANH = nn_class("activation.Hardtanh")
 ADAPTIVE_AVG = nn_class("pooling.AdaptiveAvgPool1d", "pooling.AdaptiveAvgPool2d", "pooling.AdaptiveAvgPool3d")
 UPSAMPLE_OPS = frozenset({"aten.upsample_nearest1d", "aten.upsample_nearest2d", "aten.upsample_nearest3d",
                           "aten._upsample_nearest_exact2d", "aten.upsample_linear1d", "aten.upsample_bilinear2d",
@@ -127,9 +128,14 @@ def _functional(call: Call, name: str, tally: OpTally, hooked: bool, ledger: Led
     """What the patched functions count for one op of ``call`` (``hooked``: inside a module with a hook)."""
     f = call.facts
     macs = int(tally.count.macs)
-    if name in PATCHED_NUMEL or (name == "aten.mean" and f.derives_from(*ADAPTIVE_AVG)):
+    if name in ("aten.hardtanh", "aten.hardtanh_") and f.derives_from(*HARDTANH):
+        return  # nn.ReLU6 and nn.Hardtanh call F.hardtanh, which is not patched
+    if name in PATCHED_NUMEL or name == "aten.mean":
         again = " (again: module hook + patched F.*)" if hooked else ""
-        ledger.add(f"patched F.* activations, pooling, softmax: 1 per input element{again}", tally.input_elements)
+        # a mean is F.adaptive_avg_pool*(x, 1) inside an adaptive pool, or with keepdim elsewhere
+        elements = tally.input_elements if name != "aten.mean" or f.derives_from(*ADAPTIVE_AVG) \
+            else tally.same_rank_input_elements
+        ledger.add(f"patched F.* activations, pooling, softmax: 1 per input element{again}", elements)
     elif name in UPSAMPLE_OPS:
         ledger.add("patched F.interpolate", _upsample(call, tally) if f.is_exactly(*UPSAMPLE) else tally.output_elements)
     elif name == "aten.baddbmm":

@@ -1,5 +1,10 @@
 """Layer families, one module each; importing this package registers every formula in ``REGISTRY``."""
 
-from flopcalc.layers import activation, attention, conv, embedding, linear, norm, pooling, recurrent, se
+from flopcalc.layers import (
+    activation, attention, conv, embedding, linear, moe, norm, pooling, quantized, recurrent, se,
+)
 
-__all__ = ["activation", "attention", "conv", "embedding", "linear", "norm", "pooling", "recurrent", "se"]
+__all__ = [
+    "activation", "attention", "conv", "embedding", "linear", "moe", "norm", "pooling", "quantized", "recurrent",
+    "se",
+]

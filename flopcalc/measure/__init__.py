@@ -5,14 +5,16 @@ from flopcalc.measure import (
     ops_data,
     ops_elementwise,
     ops_embedding,
+    ops_indexed,
     ops_linalg,
     ops_norm,
     ops_pool,
+    ops_quantized,
     ops_recurrent,
 )
 from flopcalc.measure.core import Count, OpCounter, Tally, measure
 
 __all__ = [
     "Count", "OpCounter", "Tally", "measure", "ops_attention", "ops_data", "ops_elementwise", "ops_embedding",
-    "ops_linalg", "ops_norm", "ops_pool", "ops_recurrent",
+    "ops_indexed", "ops_linalg", "ops_norm", "ops_pool", "ops_quantized", "ops_recurrent",
 ]

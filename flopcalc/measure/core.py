@@ -124,12 +124,35 @@ def cost_of(op: OpOverload, *args: Any, out: Any, **kwargs: Any) -> Count:
     return ZERO if isinstance(rule, str) else rule(args, kwargs, out)
 
 
-OpSink = Callable[[OpOverload, Count | None], None]
-OpRecorder = Callable[[OpOverload, Count | None, Sequence[Any], Any], None]
+def _has_no_elements(value: Any) -> bool:
+    """An op whose input tensor is empty (batch 0, an empty dimension) does no arithmetic: zero work, which
+    the per-shape rules would otherwise turn into ``n − 1 = −1`` steps or a division by zero."""
+    if not isinstance(value, torch.Tensor) or value.is_nested:  # a nested tensor has no single shape
+        return False
+    return any(type(d) is int and d == 0 for d in value.shape)
+
+
+@dataclass(frozen=True)
+class RuleFailed:
+    """The counting rule of an op raised: a flopcalc bug, reported with the op as uncounted."""
+
+    error: str
+
+
+def uncounted_name(func: OpOverload, failure: RuleFailed | None = None) -> str:
+    """How an uncounted op is listed: its name, and why when its rule failed."""
+    if failure is None:
+        return str(func)
+    return f"{func} (flopcalc could not count it, please report: {failure.error})"
+
+
+OpSink = Callable[[OpOverload, Count | RuleFailed | None], None]
+OpRecorder = Callable[[OpOverload, Count | RuleFailed | None, Sequence[Any], Any], None]
 
 
 class OpCounter(TorchDispatchMode):
-    """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule.
+    """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule and
+    :class:`RuleFailed` when its rule raised. A failing rule never stops the forward pass.
 
     ``record``, when given, receives the op's arguments and result as well (``record(op, count, args, out)``),
     for a caller that keeps per-op facts beyond the count (the conventions of other counters need them).
@@ -144,7 +167,16 @@ class OpCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         rule = rule_for(func)
-        count = None if rule is None else ZERO if isinstance(rule, str) else rule(args, kwargs, out)
+        count: Count | RuleFailed | None
+        if rule is None:
+            count = None
+        elif isinstance(rule, str) or _has_no_elements(args[0] if args else None):
+            count = ZERO
+        else:
+            try:
+                count = rule(args, kwargs, out)
+            except Exception as exc:  # noqa: BLE001  (a rule's bug is reported, never the model's failure)
+                count = RuleFailed(f"{type(exc).__name__}: {exc}")
         self._sink(func, count)
         if self._record is not None:
             self._record(func, count, args, out)
@@ -158,9 +190,9 @@ class Tally:
     count: Count = ZERO
     uncounted: Counter[str] = field(default_factory=Counter)
 
-    def __call__(self, func: OpOverload, count: Count | None) -> None:
-        if count is None:
-            self.uncounted[str(func)] += 1
+    def __call__(self, func: OpOverload, count: Count | RuleFailed | None) -> None:
+        if not isinstance(count, Count):
+            self.uncounted[uncounted_name(func, count)] += 1
         else:
             self.count = self.count + count
 

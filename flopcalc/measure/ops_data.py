@@ -25,7 +25,7 @@ zero_cost(
      aten.replication_pad2d, aten.replication_pad3d, aten._pad_circular, aten.repeat, aten.roll, aten.flip,
      aten.index, aten.index_select, aten.gather, aten.channel_shuffle, aten.pixel_shuffle,
      aten.pixel_unshuffle, aten.native_channel_shuffle, aten._reshape_alias, aten.masked_fill,
-     aten.masked_fill_, aten.where, aten.tril, aten.triu, aten.index_put_, aten.scatter, aten.fill_],
+     aten.masked_fill_, aten.where, aten.tril, aten.triu, aten.fill_],
 )
 zero_cost(
     "tensor creation: no arithmetic on the model's data",
@@ -33,5 +33,10 @@ zero_cost(
      aten.full, aten.full_like, aten.arange, aten.new_empty, aten.new_zeros, aten.new_ones, aten.new_full,
      aten.scalar_tensor, aten.zero_, aten.rand, aten.randn, aten.rand_like, aten.randn_like,
      aten.new_empty_strided, aten._local_scalar_dense, aten.eye, aten.linspace],
+)
+zero_cost(
+    "profiler annotation (record_function, emitted by DataParallel): marks a region, no arithmetic",
+    [torch.ops.profiler._record_function_enter, torch.ops.profiler._record_function_enter_new,
+     torch.ops.profiler._record_function_exit],
 )
 zero_cost("inference dropout: identity (training-mode dropout counts its mask multiply)", [aten.dropout])

@@ -121,9 +121,11 @@ def count_log_sigmoid(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) 
 
 
 @op_rule(aten.eq, aten.ne, aten.lt, aten.le, aten.gt, aten.ge, aten.eq_, aten.ne_, aten.lt_, aten.le_, aten.gt_,
-         aten.ge_)
+         aten.ge_, aten.bitwise_and, aten.bitwise_or, aten.bitwise_and_, aten.bitwise_or_, aten.logical_and,
+         aten.logical_or)
 def count_comparison(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
-    """Elementwise comparisons (masks built in forward, e.g. Swin's shifted windows): one compare each."""
+    """Elementwise comparisons and the logical and/or that combine them (masks built in forward, e.g. Swin's
+    shifted windows, transformers' causal and padding masks): one compare each."""
     return per_element(out, compare=1)
 
 
@@ -147,12 +149,14 @@ def count_vector_norm(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) 
 
 @op_rule(aten.pow)
 def count_pow(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
-    """x² is one multiply, xⁿ is n − 1; √x is a square root; any other power is ``exp(b·log a)``."""
+    """x² is one multiply, xⁿ is n − 1; √x is a square root; any other power, and a tensor exponent (``x ** x``,
+    ``2 ** x``), is ``exp(b·log a)``."""
     exponent = args[1]
-    if isinstance(exponent, int | float) and float(exponent).is_integer() and 1 <= exponent <= 8:
-        return per_element(out, mul=int(exponent) - 1)
-    if exponent == 0.5:
-        return per_element(out, sqrt=1)
+    if isinstance(exponent, int | float) and not isinstance(exponent, bool):
+        if float(exponent).is_integer() and 1 <= exponent <= 8:
+            return per_element(out, mul=int(exponent) - 1)
+        if exponent == 0.5:
+            return per_element(out, sqrt=1)
     return per_element(out, exp=2, mul=1)
 
 
@@ -179,6 +183,18 @@ def count_extremum(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> 
     values = out[0] if isinstance(out, tuple) else out
     terms, outputs = _reduced(args, values)
     return Count(0, {OpKind.COMPARE.value: (terms - 1) * outputs})
+
+
+@op_rule(aten.topk)
+def count_topk(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """The k largest (or smallest) of each row of n as k successive extrema over what remains:
+    (n − 1) + (n − 2) + … + (n − k) = k·n − k·(k + 1)/2 compares per row (MoE routers pick experts so)."""
+    shape = shape_of(args[0])
+    k = args[1] if len(args) > 1 else kwargs["k"]
+    dim = args[2] if len(args) > 2 else kwargs.get("dim", -1)
+    n = shape[dim % len(shape)] if shape else 1
+    rows = numel(shape) // n if shape else 1
+    return Count(0, {OpKind.COMPARE.value: (k * n - k * (k + 1) // 2) * rows})
 
 
 def _softmax_rows(args: Sequence[Any]) -> tuple[int, int]:

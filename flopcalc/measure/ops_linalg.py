@@ -38,6 +38,17 @@ def count_addmm(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Cou
     return Count(_matmul_macs(shape_of(args[1]), shape_of(args[2])), {OpKind.BIAS_ADD.value: bias_adds})
 
 
+@op_rule(aten.linear)
+def count_linear(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``F.linear`` reaches the dispatcher undecomposed under ``torch.inference_mode()``: ``x @ wᵀ`` plus a bias
+    add per output element, as ``addmm`` counts it."""
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    weight_shape = shape_of(args[1])
+    macs = numel(shape_of(args[0])) * (weight_shape[0] if len(weight_shape) == 2 else 1)
+    bias_adds = numel(shape_of(out)) if bias is not None else 0
+    return Count(macs, {OpKind.BIAS_ADD.value: bias_adds})
+
+
 @op_rule(aten.dot, aten.vdot)
 def count_dot(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     return Count(numel(shape_of(args[0])))

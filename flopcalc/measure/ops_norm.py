@@ -129,3 +129,13 @@ def count_fused_rms_norm(args: Sequence[Any], kwargs: Mapping[str, Any], out: An
     groups = elements // numel(args[1])
     weight = args[2] if len(args) > 2 else kwargs.get("weight")
     return normalisation(elements, groups, batch_stats=True, centred=False, scale=_present(weight), shift=False)
+
+
+@op_rule(aten._weight_norm_interface)
+def count_weight_norm(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``w = g · v / ‖v‖`` (``weight_norm``'s recomputation, ``(v, g, dim)``): the 2-norm of each slice along
+    ``dim`` (a vector norm: M mul, M − 1 add, 1 sqrt), ``g / ‖v‖`` (1 div per slice), then 1 mul per element."""
+    elements = numel(shape_of(args[0]))
+    slices = numel(shape_of(args[1]))
+    size = elements // slices
+    return Count(0, {MUL: 2 * elements, ADD: slices * (size - 1), SQRT: slices, DIV: slices})

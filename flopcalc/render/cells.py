@@ -53,7 +53,15 @@ FORMULA_COLUMNS = (
 LISTED = 5
 """How many never-called modules the notes name before summarising the rest."""
 UNCOUNTED_MARK = "*"
-UNCOUNTED_NOTE = f"{UNCOUNTED_MARK} ops without a counting rule ran inside this layer: its counts are a lower bound."
+STATUS_LEGEND = (
+    ("match", "formula and executed operators agree (params, MACs, ops, shape)"),
+    ("measured-only", "no formula for (part of) the row: the count is what executed"),
+    ("formula-only", "uncounted op inside: the count is the formula's, unchecked"),
+    ("mismatch", "formula and executed operators disagree (see Mismatch below)"),
+)
+"""One line per status value, shown under every layer table."""
+OWN_LEGEND = ("(self)", "what a module's own forward did outside its child modules")
+UNCOUNTED_LEGEND = (UNCOUNTED_MARK, "ops without a counting rule ran inside: counts are a lower bound")
 
 
 class Latex(str):
@@ -75,13 +83,35 @@ def columns(formulas: bool = False) -> tuple[Column, ...]:
 
 
 def visible_rows(report: Report, depth: int | None = None) -> tuple[LayerRow, ...]:
-    """Rows shown at ``depth``: every module call from depth 1 (the model's children) to ``depth``.
+    """Rows shown at ``depth``: every module call from depth 1 (the model's children) to ``depth``, each
+    module's ``(self)`` row after its children; ``depth=0`` shows none (the totals alone).
 
-    Counts are inclusive, so a row at the deepest shown level stands for its whole subtree. The model's own
-    row (depth 0) is the totals block; it is shown only when the model is a single layer with no children.
+    Counts are inclusive, so a row at the deepest shown level stands for its whole subtree, and the rows under
+    a module add up to it exactly. The model's own row (depth 0) is the totals block; it is shown only when the
+    model is a single layer with no children.
     """
-    rows = tuple(r for r in report.rows if r.depth >= 1 and (depth is None or r.depth <= depth))
-    return rows or report.rows[:1]
+    if depth == 0:
+        return ()
+
+    def shown(row: LayerRow) -> bool:
+        return row.depth >= 1 and (depth is None or row.depth <= depth)
+
+    out: list[LayerRow] = []
+    open_rows: list[LayerRow] = []  # ancestors of the current row, whose (self) rows follow their subtrees
+
+    def close(row: LayerRow) -> None:
+        if row.own is not None and shown(row.own):
+            out.append(row.own)
+
+    for row in report.rows:
+        while open_rows and open_rows[-1].depth >= row.depth:
+            close(open_rows.pop())
+        if shown(row):
+            out.append(row)
+        open_rows.append(row)
+    while open_rows:
+        close(open_rows.pop())
+    return tuple(out) or report.rows[:1]
 
 
 def display_name(report: Report, row: LayerRow | Unchecked) -> str:
@@ -120,6 +150,7 @@ def layer_values(report: Report, row: LayerRow, formulas: bool = False, latex: b
         "macs": row.macs,
         "share": share(row, report),
         "other_ops": row.other_ops,
+        "flops": row.flops,
         "status": status_text(row),
     }
     if formulas:
@@ -202,13 +233,13 @@ def layer_cells(
 def total_cells(report: Report, formulas: bool = False, raw: bool = False, latex: bool = False) -> dict[str, str]:
     """The table's closing row: the model's params, MACs and other ops, keyed like :func:`columns`."""
     t = report.totals
-    values: dict[str, object] = {"name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops}
-    values["share"] = 100.0 if t.macs and not report.is_symbolic else None
-    names = size_names(report)
-    return {
-        column.key: format_value(column.key, values.get(column.key, ""), raw, latex, names)
-        for column in columns(formulas)
+    values: dict[str, object] = {
+        "name": "Total", "params": t.params, "macs": t.macs, "other_ops": t.other_ops, "flops": t.flops,
+        "share": 100.0 if t.macs and not report.is_symbolic else None,
     }
+    names = size_names(report)
+    keys = [column.key for column in columns(formulas)] + ["flops"]
+    return {key: format_value(key, values.get(key, ""), raw, latex, names) for key in keys}
 
 
 def _by_kind(ops: Mapping[str, Number]) -> str:
@@ -228,11 +259,12 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
         (
             "Non-trainable params",
             f"{t.non_trainable_params:,} (Keras: frozen params {t.frozen_params:,} "
-            f"+ floating-point buffer elements {t.non_trainable_params - t.frozen_params:,})",
+            f"+ floating-point buffer elements {t.non_trainable_params - t.frozen_params:,}; "
+            "torchinfo counts the frozen params only)",
         ),
         ("Keras total params", f"{t.keras_total_params:,} (trainable + non-trainable)"),
         ("Buffers", f"{t.buffers:,} elements, {t.buffer_bytes:,} B"),
-        ("Parameter memory", fmt_bytes(t.param_bytes) + (f" ({by_dtype})" if by_dtype else "")),
+        ("Parameter memory", fmt_bytes(t.param_bytes) + f" (1 kB = 1024 B{'; ' + by_dtype if by_dtype else ''})"),
     ]
     names = size_names(report)
     if names is None:
@@ -355,14 +387,23 @@ def closed_form_items(report: Report) -> list[tuple[str, str]]:
     ]
 
 
-def evaluation_cells(evaluations: Sequence[Mapping[str, object]]) -> list[dict[str, str]]:
-    """Rows of the ``--at`` table from :func:`flopcalc.analyze.evaluate_at`: sizes, counts and their source."""
+EVALUATION_COLUMNS = (
+    Column("at", "At"),
+    Column("params", "Params", numeric=True),
+    Column("macs", "MACs", numeric=True),
+    Column("flops", "FLOPs", numeric=True),
+    Column("source", "From"),
+)
+"""Columns of the ``--at`` table, keyed like :func:`evaluation_cells`."""
+
+
+def evaluation_cells(evaluations: Sequence[Mapping[str, object]], raw: bool = False) -> list[dict[str, str]]:
+    """Rows of the ``--at`` table from :func:`flopcalc.analyze.evaluate_at`: sizes, counts and their source;
+    ``raw`` writes the counts without separators (CSV)."""
     return [
         {
             "at": ", ".join(f"{name}={value}" for name, value in e["at"].items()),  # type: ignore[union-attr]
-            "params": fmt_count(e["params"]),  # type: ignore[arg-type]
-            "macs": "n/a" if e["macs"] is None else fmt_count(e["macs"]),  # type: ignore[arg-type]
-            "flops": "n/a" if e["flops"] is None else fmt_count(e["flops"]),  # type: ignore[arg-type]
+            **{key: "n/a" if e[key] is None else format_value(key, e[key], raw) for key in ("params", "macs", "flops")},
             "source": str(e["source"]),
         }
         for e in evaluations
@@ -387,8 +428,16 @@ def notes(report: Report) -> list[tuple[str, str]]:
         more = f" and {len(uncalled) - LISTED} more" if len(uncalled) > LISTED else ""
         found.append(("Never called", f"{listed}{more}: the forward pass did not call these modules; "
                       "their parameters are in the params totals"))
-    if any(row.uncounted for row in report.rows):
-        found.append(("Note", UNCOUNTED_NOTE))
+    return found
+
+
+def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
+    """What the table's Status values and marks mean: every status, then ``(self)`` and ``*`` when shown."""
+    found = list(STATUS_LEGEND)
+    if any(row.is_own for row in rows):
+        found.append(OWN_LEGEND)
+    if any(row.uncounted for row in rows):
+        found.append(UNCOUNTED_LEGEND)
     return found
 
 

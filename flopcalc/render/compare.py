@@ -1,4 +1,5 @@
-"""Several models side by side: the comparison table's cells and the params-vs-MACs (or vs accuracy) plot.
+"""Several models side by side: the comparison table's cells and the scatter plot of any two of params, MACs,
+FLOPs, parameter memory and accuracy.
 
 matplotlib is an optional extra (``pip install 'flopcalc[plot]'``); it is imported only when a plot is drawn.
 """
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flopcalc.errors import FlopcalcError
-from flopcalc.render.cells import KIB, Column, fmt_count
+from flopcalc.render.cells import KIB, Column, fmt_count, fmt_shapes
 from flopcalc.report import Report
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
@@ -23,6 +24,28 @@ class ComparisonEntry:
     name: str
     report: Report
     accuracy: float | None = None
+
+
+AXES = {
+    "params": "parameters",
+    "macs": "MACs (multiply-accumulates)",
+    "flops": "FLOPs (2 × MACs + other ops)",
+    "param_memory": "parameter memory (MB, 1 kB = 1024 B)",
+    "accuracy": "accuracy",
+}
+"""What ``--x`` and ``--y`` may plot, with each axis label."""
+
+
+def axis_value(entry: ComparisonEntry, axis: str) -> float:
+    """The value ``axis`` (a key of :data:`AXES`) plots for ``entry``."""
+    totals = entry.report.totals
+    if axis == "accuracy":
+        if entry.accuracy is None:
+            raise FlopcalcError(f"no accuracy for {entry.name}; give it in --accuracy FILE or plot another axis")
+        return entry.accuracy
+    if axis == "param_memory":
+        return totals.param_bytes / KIB**2
+    return float(getattr(totals, axis))
 
 
 def comparison_columns(entries: Sequence[ComparisonEntry]) -> tuple[Column, ...]:
@@ -39,20 +62,29 @@ def comparison_columns(entries: Sequence[ComparisonEntry]) -> tuple[Column, ...]
     return base
 
 
-def comparison_cells(entries: Sequence[ComparisonEntry]) -> list[dict[str, str]]:
-    """Formatted cells of each entry, keyed like :func:`comparison_columns`."""
+def comparison_cells(entries: Sequence[ComparisonEntry], raw: bool = False) -> list[dict[str, str]]:
+    """Formatted cells of each entry, keyed like :func:`comparison_columns`; ``raw``: counts without
+    separators (CSV)."""
+    count = str if raw else fmt_count
     rows = []
     for entry in entries:
         totals = entry.report.totals
         rows.append({
             "model": entry.name,
-            "params": fmt_count(totals.params),
-            "macs": fmt_count(totals.macs),
-            "flops": fmt_count(totals.flops),
-            "param_memory": f"{totals.param_bytes / KIB**2:,.3f}",
+            "params": count(totals.params),
+            "macs": count(totals.macs),
+            "flops": count(totals.flops),
+            "param_memory": f"{totals.param_bytes / KIB**2:{'' if raw else ','}.3f}",
             "accuracy": "" if entry.accuracy is None else f"{entry.accuracy:g}",
         })
     return rows
+
+
+def comparison_title(entries: Sequence[ComparisonEntry]) -> str:
+    """``Compared at input 1×3×224×224 (meta device); MACs = multiply-accumulates, FLOPs = 2 × MACs + other ops``."""
+    first = entries[0].report if entries else None
+    where = f" at input {fmt_shapes(first.input_shapes)} ({first.device} device)" if first else ""
+    return f"Compared{where}; MACs = multiply-accumulates, FLOPs = 2 × MACs + other ops"
 
 
 def check_plot_path(path: Path) -> None:
@@ -61,34 +93,37 @@ def check_plot_path(path: Path) -> None:
         raise FlopcalcError(f"cannot plot to {path.name}: use a file ending in {', '.join(PLOT_FORMATS)}")
 
 
-def plot_comparison(entries: Sequence[ComparisonEntry], path: Path) -> None:
-    """Scatter params (x) against accuracy when every entry has one, otherwise against MACs; one labelled
-    point per model, written to ``path`` (.png, .svg or .pdf).
+def plot_comparison(entries: Sequence[ComparisonEntry], path: Path, x: str = "params", y: str | None = None) -> None:
+    """Scatter ``x`` against ``y`` (keys of :data:`AXES`; ``y`` defaults to accuracy when every entry has one,
+    otherwise MACs), one labelled point per model, written to ``path`` (.png, .svg or .pdf). Counts are on log
+    axes, accuracy on a linear one.
 
     Raises:
-        FlopcalcError: matplotlib is not installed, or ``path`` has another suffix.
+        FlopcalcError: matplotlib is not installed, ``path`` has another suffix, or an axis is accuracy and a
+            model has none.
     """
     check_plot_path(path)
+    if y is None:
+        y = "accuracy" if entries and all(entry.accuracy is not None for entry in entries) else "macs"
+    points = [(entry.name, axis_value(entry, x), axis_value(entry, y)) for entry in entries]
     try:
         from matplotlib.figure import Figure
         from matplotlib.ticker import NullFormatter
     except ImportError:
         raise FlopcalcError("--plot needs matplotlib: pip install 'flopcalc[plot]'") from None
-    by_accuracy = all(entry.accuracy is not None for entry in entries)
     figure = Figure(figsize=(6, 4.5), layout="constrained")
     axes = figure.add_subplot()
-    for entry in entries:
-        x = entry.report.totals.params
-        y = entry.accuracy if by_accuracy and entry.accuracy is not None else float(entry.report.totals.macs)
-        axes.scatter([x], [y])
-        axes.annotate(entry.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axes.set_xscale("log")
-    axes.set_xlabel("parameters")
-    if not by_accuracy:
+    for name, x_value, y_value in points:
+        axes.scatter([x_value], [y_value])
+        axes.annotate(name, (x_value, y_value), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if x != "accuracy":
+        axes.set_xscale("log")
+    if y != "accuracy":
         axes.set_yscale("log")
     for axis in (axes.xaxis, axes.yaxis):
         axis.set_minor_formatter(NullFormatter())  # log axes label minor ticks too, and they overlap
     axes.margins(0.15)  # room for the labels of the outermost points
-    axes.set_ylabel("accuracy" if by_accuracy else "MACs (multiply-accumulates)")
+    axes.set_xlabel(AXES[x])
+    axes.set_ylabel(AXES[y])
     axes.grid(True, which="both", alpha=0.3)
     figure.savefig(path)

@@ -10,14 +10,14 @@ import io
 import shutil
 from collections.abc import Mapping, Sequence
 
-from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from flopcalc.render import cells
-from flopcalc.render.compare import ComparisonEntry, comparison_cells, comparison_columns
+from flopcalc.render.fit import FitColumn, FitRow, FitTable
+from flopcalc.render.compare import ComparisonEntry, comparison_cells, comparison_columns, comparison_title
 from flopcalc.report import LayerRow, Report, Status
 
 STATUS_STYLES = {
@@ -35,53 +35,54 @@ MIN_WIDTH = 80
 CLOSED_FORM_WIDTH = 120
 """Width of a closed-form table written to a file or pipe (where no terminal says how wide), unless COLUMNS
 says otherwise."""
-FOLD_WIDTH = 10
-"""On a narrow terminal, text columns fold down to this width; numbers and statuses never wrap."""
 
 
-def _layer_table(report: Report, depth: int | None, formulas: bool) -> Table:
-    """Rows indented by depth; numeric and status columns keep their full width, text columns may fold."""
-    table = Table(
-        title=Text(cells.title(report)), box=box.SIMPLE_HEAD, title_justify="left", show_footer=True, collapse_padding=True
-    )
+DROP_ORDER = ("macs_formula", "params_formula", "formula", "share", "output_shape", "type")
+"""Columns left out, in this order, when the table is too wide for the terminal; the others are essential."""
+ESSENTIAL = ("name", "params", "macs", "other_ops", "status")
+SEE_ALL = ", or --format markdown, csv or json (every column, at any width)"
+
+
+def _fit_column(column: cells.Column) -> FitColumn:
+    """Names fold; counts, types and statuses never break; optional columns go first (unknown ones before
+    the known, so a new column cannot push out an essential one)."""
+    drop = None if column.key in ESSENTIAL else (DROP_ORDER.index(column.key) if column.key in DROP_ORDER else -1)
+    return FitColumn(column.header, right=column.numeric, fold=column.key == "name", drop=drop)
+
+
+def _layer_table(report: Report, depth: int | None, formulas: bool) -> FitTable:
+    """Rows indented by depth; see :mod:`flopcalc.render.fit` for how it fits a narrow terminal."""
+    cols = cells.columns(formulas)
     total = cells.total_cells(report, formulas)
     visible = cells.layer_cells(report, depth, formulas)
     top = min((row.depth for row, _ in visible), default=0)
-    rows = [(row, dict(values, name=INDENT * (row.depth - top) + values["name"])) for row, values in visible]
-    for column in cells.columns(formulas):
-        texts = [column.header, total[column.key], *(v[column.key] for _, v in rows)]
-        widest = max(len(text) for text in texts)
-        fixed = column.numeric or column.key == "status"
-        wraps = column.numeric and report.is_symbolic  # a closed form wraps between its terms, never inside one
-        if wraps:
-            widest = max(len(word) for text in texts for word in text.split()) + len(" +")
-        table.add_column(
-            column.header,
-            footer=Text(total[column.key]),
-            justify="right" if column.numeric else "left",
-            no_wrap=fixed and not wraps,
-            overflow="fold",
-            min_width=widest if fixed else min(widest, FOLD_WIDTH),
-        )
     shown = {row.index for row, _ in visible}
-    for row, values in rows:
-        table.add_row(*_styled(row, values, formulas), style=_row_style(row, shown))
-    return table
+    rows = [
+        FitRow(tuple(_styled(row, dict(values, name=INDENT * (row.depth - top) + values["name"]), formulas)),
+               _row_style(row, shown))
+        for row, values in visible
+    ]
+    return FitTable(
+        [_fit_column(column) for column in cols],
+        rows,
+        footer=FitRow(tuple(Text(total[column.key]) for column in cols)),
+        title=Text(cells.title(report)),
+        how_to_see_all=SEE_ALL,
+    )
 
 
 def _row_style(row: LayerRow, shown: set[int]) -> str:
     if row.status is Status.MISMATCH:
         return MISMATCH_ROW_STYLE
-    return PARENT_STYLE if any(child in shown for child in row.children) else ""
+    return PARENT_STYLE if not row.is_own and any(child in shown for child in row.children) else ""
 
 
-def _styled(row: LayerRow, values: dict[str, str], formulas: bool) -> list[Text | str]:
-    out: list[Text | str] = []
-    for column in cells.columns(formulas):
-        text = values[column.key]
-        # Text, not str: module and model names are shown as written, never read as rich markup or emoji codes.
-        out.append(Text(text, style=STATUS_STYLES[row.status] if column.key == "status" else ""))
-    return out
+def _styled(row: LayerRow, values: dict[str, str], formulas: bool) -> list[Text]:
+    # Text, not str: module and model names are shown as written, never read as rich markup or emoji codes.
+    return [
+        Text(values[column.key], style=STATUS_STYLES[row.status] if column.key == "status" else "")
+        for column in cells.columns(formulas)
+    ]
 
 
 def _label_value_grid(items: Sequence[tuple[str, str]], styles: dict[str, str] | None = None) -> Table:
@@ -93,7 +94,9 @@ def _label_value_grid(items: Sequence[tuple[str, str]], styles: dict[str, str] |
     return grid
 
 
-def to_rich(report: Report, depth: int | None = None, formulas: bool = False) -> RenderableType:
+def to_rich(
+    report: Report, depth: int | None = None, formulas: bool = False, evaluated: Sequence[Mapping[str, object]] = ()
+) -> RenderableType:
     """The layer table, the totals block and the notes, as one rich renderable.
 
     Args:
@@ -101,9 +104,16 @@ def to_rich(report: Report, depth: int | None = None, formulas: bool = False) ->
         depth: fold the hierarchy below this depth (1 = the model's direct children); a folded row shows the
             inclusive counts of its subtree.
         formulas: add the formula name and the params and MACs formulas with their numbers substituted.
+        evaluated: the ``--at`` points (:func:`flopcalc.analyze.evaluate_at`), shown after the layer table.
     """
+    rows = cells.visible_rows(report, depth)
+    table: list[RenderableType] = [Text(cells.title(report)), Text()]
+    if rows:
+        table = [_layer_table(report, depth, formulas), _label_value_grid(cells.legend(rows)), Text()]
+    if evaluated:
+        table += [evaluations_to_rich(report, evaluated), Text()]
     return Group(
-        _layer_table(report, depth, formulas),
+        *table,
         _label_value_grid(cells.totals_items(report)),
         Text(),
         _label_value_grid(cells.notes(report), NOTE_STYLES),
@@ -112,27 +122,25 @@ def to_rich(report: Report, depth: int | None = None, formulas: bool = False) ->
 
 def comparison_to_rich(entries: Sequence[ComparisonEntry]) -> RenderableType:
     """Several models side by side: params, MACs, FLOPs, parameter memory and the user's accuracy if given."""
-    table = Table(box=box.SIMPLE_HEAD)
     cols = comparison_columns(entries)
-    for column in cols:
-        table.add_column(
-            column.header, justify="right" if column.numeric else "left", no_wrap=column.numeric, overflow="fold"
-        )
-    for values in comparison_cells(entries):
-        table.add_row(*(values[column.key] for column in cols))
-    return table
+    fit_columns = [
+        FitColumn(column.header, right=column.numeric, fold=column.key == "model",
+                  drop=0 if column.key == "param_memory" else None)
+        for column in cols
+    ]
+    rows = [FitRow(tuple(Text(values[column.key]) for column in cols)) for values in comparison_cells(entries)]
+    return FitTable(fit_columns, rows, title=Text(comparison_title(entries)),
+                    how_to_see_all=", or --format markdown, csv or json")
 
 
 def evaluations_to_rich(report: Report, evaluations: Sequence[Mapping[str, object]]) -> RenderableType:
     """The ``--at`` table: one row per point, from the closed form or (outside its conditions) a concrete run."""
-    table = Table(title=Text(f"{report.model}: evaluated at sizes"), box=box.SIMPLE_HEAD, title_justify="left")
-    columns = (("At", "left", "at"), ("Params", "right", "params"), ("MACs", "right", "macs"),
-               ("FLOPs", "right", "flops"), ("From", "left", "source"))
-    for header, justify, _ in columns:
-        table.add_column(header, justify=justify)  # type: ignore[arg-type]
-    for row in cells.evaluation_cells(evaluations):
-        table.add_row(*(Text(row[key]) for _, _, key in columns))
-    return table
+    columns = [FitColumn(column.header, right=column.numeric, fold=column.key == "at") for column in cells.EVALUATION_COLUMNS]
+    rows = [
+        FitRow(tuple(Text(row[column.key]) for column in cells.EVALUATION_COLUMNS))
+        for row in cells.evaluation_cells(evaluations)
+    ]
+    return FitTable(columns, rows, title=Text(f"{report.model}: evaluated at sizes"))
 
 
 def _natural_width(renderable: RenderableType) -> int:
@@ -149,11 +157,17 @@ def plain_text(renderable: RenderableType, width: int | None = None) -> str:
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
-def to_plain_text(report: Report, depth: int | None = None, formulas: bool = False, width: int | None = None) -> str:
+def to_plain_text(
+    report: Report,
+    depth: int | None = None,
+    formulas: bool = False,
+    evaluated: Sequence[Mapping[str, object]] = (),
+    width: int | None = None,
+) -> str:
     """The console view as plain text (for files, pipes and golden tests); by default as wide as the layer
     table needs, so no cell is wrapped (the notes below wrap at that width)."""
     if width is None:
-        width = _natural_width(_layer_table(report, depth, formulas))
+        width = _natural_width(_layer_table(report, depth, formulas)) if cells.visible_rows(report, depth) else MIN_WIDTH
         if report.is_symbolic:  # a closed form wraps between its terms instead of growing the table
             width = min(width, max(MIN_WIDTH, shutil.get_terminal_size((CLOSED_FORM_WIDTH, 24)).columns))
-    return plain_text(to_rich(report, depth, formulas), width)
+    return plain_text(to_rich(report, depth, formulas, evaluated), width)

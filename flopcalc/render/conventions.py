@@ -72,15 +72,24 @@ def convention_to_rich(report: Report, result: ConventionResult) -> RenderableTy
     return Group(*parts)
 
 
+def _left_out(results: Sequence[ConventionResult]) -> str:
+    """A note naming the language-model formulas that did not apply, if any."""
+    shown = {result.name for result in results}
+    missing = [c.name for c in CONVENTIONS.values() if c.language_model and c.name not in shown]
+    return f"{', '.join(missing)}: left out, they are for language models (token ids as the first input)" \
+        if missing else ""
+
+
 def conventions_to_rich(report: Report, results: Sequence[ConventionResult]) -> RenderableType:
-    """``--convention all``: one row per convention."""
+    """``--convention all``: one row per printed figure of each convention."""
     table = Table(title=Text(f"{cells.title(report)}: every convention"), box=box.SIMPLE_HEAD, title_justify="left")
     for header in SIDE_BY_SIDE:
         numeric = header in ("Prints", "× flopcalc")
         table.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
     for row in side_by_side_rows(results):
         table.add_row(*(Text(cell) for cell in row))
-    return table
+    note = _left_out(results)
+    return Group(table, Text(note)) if note else table
 
 
 def convention_to_markdown(report: Report, result: ConventionResult) -> str:
@@ -103,4 +112,5 @@ def conventions_to_markdown(report: Report, results: Sequence[ConventionResult])
     for row in side_by_side_rows(results):
         cells_ = [f"`{row[0]}`", *(escape(cell).replace("\n", "; ") for cell in row[1:])]
         lines.append("| " + " | ".join(cells_) + " |")
-    return "\n".join(lines) + "\n"
+    note = _left_out(results)
+    return "\n".join([*lines, *(["", escape(note)] if note else [])]) + "\n"

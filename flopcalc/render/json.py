@@ -46,9 +46,12 @@ def _formula(row: LayerRow) -> dict[str, Any] | None:
 
 
 def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
-    """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself)."""
+    """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself).
+    A ``(self)`` row (``kind`` ``"self"``) has its module's ``index``; a functional call's row (``kind``
+    ``"function"``) is a child of the module that made it."""
     return {
         "index": row.index,
+        "kind": "self" if row.is_own else "function" if row.is_function else "module",
         "name": row.name,
         "type": row.type,
         "depth": row.depth,
@@ -108,7 +111,8 @@ def _closed_form(report: Report) -> dict[str, Any] | None:
 
 
 def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
-    """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default)."""
+    """The report as plain JSON-ready data; ``layers`` holds the rows shown at ``depth`` (all by default; none
+    at ``depth=0``), each module's ``(self)`` row after its children."""
     t = report.totals
     return {
         "schema_version": report.schema_version,

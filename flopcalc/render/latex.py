@@ -1,4 +1,5 @@
-"""LaTeX with booktabs: the layer table (formulas in math mode), then the totals and notes as a second table.
+"""LaTeX with booktabs: the layer table (formulas in math mode; a ``longtable`` when it is long), then the
+Status legend, totals and notes as a second table.
 
 The output needs ``\\usepackage{booktabs}``; every text cell is escaped, so names such as ``features.0``,
 ``blocks_1`` or ``call#2`` are safe.
@@ -7,6 +8,8 @@ The output needs ``\\usepackage{booktabs}``; every text cell is escaped, so name
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from flopcalc.render import cells
 from flopcalc.report import Report, Status
@@ -29,6 +32,8 @@ _ESCAPES = {
     "·": r"$\cdot$",
 }
 INDENT = r"\quad "
+LONGTABLE_ROWS = 40
+"""A layer table with more rows than this is a ``longtable``: about what one page holds."""
 
 
 def escape(text: str) -> str:
@@ -48,20 +53,14 @@ def _math(text: str) -> str:
     return f"${text.replace(',', '{,}')}$" if re.fullmatch(r"[\d,]+", text) else f"${text}$"
 
 
-def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -> str:
-    """The report as a LaTeX ``table`` of two booktabs tabulars; arguments as for the console table."""
+def _row(texts: list[str]) -> str:
+    return " & ".join(texts) + " \\\\"
+
+
+def _layer_rows(report: Report, depth: int | None, formulas: bool) -> list[str]:
+    """The body of the layer table: one line per shown row, then the total line."""
     cols = cells.columns(formulas)
-    spec = "".join("r" if column.numeric else "l" for column in cols)
-    lines = [
-        "% requires \\usepackage{booktabs}",
-        "\\begin{table}[htbp]",
-        "\\centering",
-        f"\\caption{{{escape(cells.title(report))}}}",
-        f"\\begin{{tabular}}{{{spec}}}",
-        "\\toprule",
-        " & ".join(escape(column.header) for column in cols) + " \\\\",
-        "\\midrule",
-    ]
+    lines = []
     visible = cells.layer_cells(report, depth, formulas, latex=True)
     top = min((row.depth for row, _ in visible), default=0)
     for row, values in visible:
@@ -74,19 +73,79 @@ def to_latex(report: Report, depth: int | None = None, formulas: bool = False) -
             if column.key == "status" and row.status is Status.MISMATCH:
                 text = f"\\textbf{{{text}}}"
             out.append(text)
-        lines.append(" & ".join(out) + " \\\\")
+        lines.append(_row(out))
     total = cells.total_cells(report, formulas, latex=True)
-    lines += [
-        "\\midrule",
-        " & ".join(_math(total[c.key]) if _symbolic(c, report) else escape(total[c.key]) for c in cols) + " \\\\",
+    lines += ["\\midrule", _row([_math(total[c.key]) if _symbolic(c, report) else escape(total[c.key]) for c in cols])]
+    return lines
+
+
+def _long_table(report: Report, depth: int | None, formulas: bool) -> list[str]:
+    """A ``longtable``: the header repeats on every page and a page ends with a 'continued' line."""
+    cols = cells.columns(formulas)
+    header = [_row([escape(column.header) for column in cols]), "\\midrule"]
+    return [
+        f"\\begin{{longtable}}{{{_spec(cols)}}}",
+        f"\\caption{{{escape(cells.title(report))}}} \\\\",
+        "\\toprule", *header, "\\endfirsthead",
+        "\\toprule", *header, "\\endhead",
+        "\\midrule", f"\\multicolumn{{{len(cols)}}}{{r}}{{\\emph{{continued on the next page}}}} \\\\", "\\endfoot",
+        "\\bottomrule", "\\endlastfoot",
+        *_layer_rows(report, depth, formulas),
+        "\\end{longtable}",
     ]
-    lines += ["\\bottomrule", "\\end{tabular}", "", "\\medskip", "", "\\begin{tabular}{lp{0.7\\linewidth}}"]
-    lines.append("\\toprule")
-    lines += [
-        f"{escape(label)} & {value if isinstance(value, cells.Latex) else escape(value)} \\\\"
-        for label, value in cells.totals_items(report, latex=True)
-    ]
+
+
+def _spec(cols: tuple[cells.Column, ...]) -> str:
+    return "".join("r" if column.numeric else "l" for column in cols)
+
+
+def _evaluations(evaluated: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ``--at`` points as a booktabs tabular, or nothing."""
+    if not evaluated:
+        return []
+    columns = cells.EVALUATION_COLUMNS
+    lines = ["", "\\medskip", "", f"\\begin{{tabular}}{{{_spec(columns)}}}", "\\toprule"]
+    lines += [_row([escape(column.header) for column in columns]), "\\midrule"]
+    lines += [_row([escape(values[c.key]) for c in columns]) for values in cells.evaluation_cells(evaluated)]
+    return lines + ["\\bottomrule", "\\end{tabular}"]
+
+
+def to_latex(
+    report: Report,
+    depth: int | None = None,
+    formulas: bool = False,
+    evaluated: Sequence[Mapping[str, Any]] = (),
+    longtable: bool | None = None,
+) -> str:
+    """The report as LaTeX: the layer table, the ``--at`` points (``evaluated``), then the Status legend,
+    totals and notes; arguments as for the console table (``depth=0``: no layer table).
+
+    ``longtable``: set the layer table as a ``longtable`` that breaks across pages (needs
+    ``\\usepackage{longtable}``); by default when it has more than :data:`LONGTABLE_ROWS` rows. Otherwise it is
+    a ``table`` float.
+    """
+    cols = cells.columns(formulas)
+    rows = cells.visible_rows(report, depth)
+    long = len(rows) > LONGTABLE_ROWS if longtable is None else longtable
+    lines = ["% requires \\usepackage{booktabs}" + (" and \\usepackage{longtable}" if long and rows else "")]
+    if rows and long:
+        lines += _long_table(report, depth, formulas)
+        lines += ["", "\\begin{center}"]
+    else:
+        lines += ["\\begin{table}[htbp]", "\\centering", f"\\caption{{{escape(cells.title(report))}}}"]
+    if rows and not long:
+        lines += [f"\\begin{{tabular}}{{{_spec(cols)}}}", "\\toprule", _row([escape(c.header) for c in cols]),
+                  "\\midrule", *_layer_rows(report, depth, formulas), "\\bottomrule", "\\end{tabular}"]
+    lines += _evaluations(evaluated)
+    if rows or evaluated:
+        lines += ["", "\\medskip", ""]
+    lines += ["\\begin{tabular}{lp{0.7\\linewidth}}", "\\toprule"]
+    if rows:
+        lines += [_row([f"\\texttt{{{escape(term)}}}", escape(meaning)]) for term, meaning in cells.legend(rows)]
+        lines.append("\\midrule")
+    lines += [_row([escape(label), value if isinstance(value, cells.Latex) else escape(value)])
+              for label, value in cells.totals_items(report, latex=True)]
     lines.append("\\midrule")
-    lines += [f"{escape(label)} & {escape(value)} \\\\" for label, value in cells.notes(report)]
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    lines += [_row([escape(label), escape(value)]) for label, value in cells.notes(report)]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{center}" if rows and long else "\\end{table}"]
     return "\n".join(lines) + "\n"

@@ -1,9 +1,16 @@
-"""GitHub-flavoured Markdown: a layer table (names in code spans, numbers right-aligned), totals and notes."""
+"""GitHub-flavoured Markdown: a layer table (names in code spans, numbers right-aligned) with its legend, the
+``--at`` points, then totals and notes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from flopcalc.render import cells
 from flopcalc.report import Report, Status
+
+
+LEGEND_COLUMNS = (cells.Column("status", "Status"), cells.Column("meaning", "Meaning"))
 
 
 def escape(text: str) -> str:
@@ -18,12 +25,16 @@ def _code(text: str) -> str:
     return "`" + text.replace("|", "\\|") + "`" if text else ""
 
 
-def to_markdown(report: Report, depth: int | None = None, formulas: bool = False) -> str:
-    """The report as Markdown; ``depth`` and ``formulas`` as in :func:`flopcalc.render.console.to_rich`."""
+def _table(columns: Sequence[cells.Column], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table of already escaped cells."""
+    lines = ["| " + " | ".join(column.header for column in columns) + " |"]
+    lines.append("|" + "|".join("---:" if column.numeric else "---" for column in columns) + "|")
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _layer_table(report: Report, depth: int | None, formulas: bool) -> list[str]:
     cols = cells.columns(formulas)
-    lines = [f"### {escape(cells.title(report))}", ""]
-    lines.append("| " + " | ".join(column.header for column in cols) + " |")
-    lines.append("|" + "|".join("---:" if column.numeric else "---" for column in cols) + "|")
+    rows = []
     for row, values in cells.layer_cells(report, depth, formulas):
         out = []
         for column in cols:
@@ -35,10 +46,31 @@ def to_markdown(report: Report, depth: int | None = None, formulas: bool = False
             else:
                 text = escape(text)
             out.append(text)
-        lines.append("| " + " | ".join(out) + " |")
-    total = [escape(text) for text in cells.total_cells(report, formulas).values()]
-    lines.append("| " + " | ".join(f"**{text}**" if text else "" for text in total) + " |")
-    lines.append("")
+        rows.append(out)
+    total = cells.total_cells(report, formulas)
+    rows.append([f"**{escape(total[column.key])}**" if total[column.key] else "" for column in cols])
+    legend = [[_code(term), escape(meaning)] for term, meaning in cells.legend(cells.visible_rows(report, depth))]
+    return [*_table(cols, rows), "", *_table(LEGEND_COLUMNS, legend), ""]
+
+
+def evaluations_markdown(evaluations: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The ``--at`` points as a Markdown table, or nothing."""
+    if not evaluations:
+        return []
+    columns = cells.EVALUATION_COLUMNS
+    rows = [[escape(values[column.key]) for column in columns] for values in cells.evaluation_cells(evaluations)]
+    return ["Evaluated at sizes:", "", *_table(columns, rows), ""]
+
+
+def to_markdown(
+    report: Report, depth: int | None = None, formulas: bool = False, evaluated: Sequence[Mapping[str, Any]] = ()
+) -> str:
+    """The report as Markdown; ``depth`` and ``formulas`` as in :func:`flopcalc.render.console.to_rich`
+    (``depth=0``: totals only), ``evaluated`` the ``--at`` points."""
+    lines = [f"### {escape(cells.title(report))}", ""]
+    if cells.visible_rows(report, depth):
+        lines += _layer_table(report, depth, formulas)
+    lines += evaluations_markdown(evaluated)
     lines += [f"- **{label}**: {escape(value)}" for label, value in cells.totals_items(report)]
     lines.append("")
     lines += [f"- **{label}**: {escape(value)}" for label, value in cells.notes(report)]

@@ -1,0 +1,49 @@
+"""A module's weights: its ``nn.Parameter``s and the weights torch.ao's quantized modules keep packed.
+
+A quantized conv or linear holds its int8 weight and float bias inside a packed object, not as parameters, so
+``module.parameters()`` misses them. They are the model's parameters all the same (torchvision's published
+``num_params`` of a quantized model counts them), and are not trainable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One parameter tensor; ``key`` identifies it across modules (tied weights, shared packed objects)."""
+
+    key: Hashable
+    tensor: torch.Tensor
+    trainable: bool
+
+
+def _packed(module: nn.Module) -> tuple[int, list[torch.Tensor]] | None:
+    """The identity of a module's packed weight object and the tensors it holds, if it has one."""
+    packed = vars(module).get("_packed_params")
+    if isinstance(packed, torch.ScriptObject) and hasattr(module, "_weight_bias"):
+        return id(packed), [t for t in module._weight_bias() if t is not None]
+    packed = vars(module).get("_packed_weight")  # quantized Embedding(Bag)
+    if isinstance(packed, torch.ScriptObject) and hasattr(module, "_weight"):
+        return id(packed), [module._weight()]
+    return None
+
+
+def weights(module: nn.Module, recurse: bool = True) -> Iterator[Weight]:
+    """Every parameter and packed weight of ``module`` (and its submodules when ``recurse``), each once."""
+    seen: set[Hashable] = set()
+    for owner in module.modules() if recurse else (module,):
+        found = [Weight(id(p), p, p.requires_grad) for p in owner.parameters(recurse=False)]
+        packed = _packed(owner)
+        if packed is not None:
+            key, tensors = packed
+            found += [Weight((key, i), t, False) for i, t in enumerate(tensors)]
+        for weight in found:
+            if weight.key not in seen:
+                seen.add(weight.key)
+                yield weight
