@@ -32,9 +32,8 @@ def assert_one_line_error(result, *fragments: str) -> None:
     (["--input", "3x32x32", "--hint", "H=64"], ["--at and --hint need a named size"]),
     (["--input", "3xHxW", "--at", "64"], ["malformed --at point '64'", "2 positive sizes", "HxW", "--at 224x224"]),
     (["--input", "3xHxW", "--at", "64x0"], ["malformed --at point '64x0'"]),
-    (["--input", "3xHxW", "--at", "64x64", "--format", "markdown"], ["--at goes with --format table or json"]),
     (["--input", "3xHxW", "--hint", "H=big"], ["malformed value 'H=big'", "SYMBOL=INTEGER"]),
-], ids=["at-concrete", "hint-concrete", "at-too-few", "at-zero", "at-markdown", "hint-not-a-number"])
+], ids=["at-concrete", "hint-concrete", "at-too-few", "at-zero", "hint-not-a-number"])
 def test_at_and_hint_errors(args: list[str], fragments: list[str]) -> None:
     assert_one_line_error(run("resnet18", *args), *fragments)
 

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import _get_current_function_mode_stack
+from torchvision.ops import SqueezeExcitation
 
 import flopcalc
 from flopcalc import Status
-from flopcalc.render.cells import fmt_share
+from flopcalc.render.cells import FUNCTION_LEGEND, fmt_share, legend, visible_rows
 from flopcalc.render.json import to_json
 from flopcalc.render.markdown import to_markdown
 
@@ -64,6 +65,8 @@ def test_functional_calls_are_rows_under_their_module() -> None:
     assert rows[""].status is Status.MATCH
     # 7,680 + 800 + 800 + proj 2·5·16·16 = 2,560 → 11,840 MACs, all checked
     assert (report.totals.macs, report.totals.checked.macs, report.totals.checked.macs_share) == (11840, 11840, 1.0)
+    assert rows[""].own is None  # all of the forward's work is in its calls: no (self) row
+    assert FUNCTION_LEGEND in legend(visible_rows(report))
 
 
 def test_calls_inside_a_module_with_a_formula_are_not_rows() -> None:
@@ -86,9 +89,22 @@ def test_own_work_is_unchecked_and_listed() -> None:
     assert report.totals.checked.ops_share == 0.0
     [unchecked] = report.unchecked
     assert (unchecked.name, unchecked.type, unchecked.macs, unchecked.other_ops) == ("(self)", "Residual.forward", 0, 144)
+    own = model.own  # the add as the model's (self) row, beside the functional conv's row: 5,184 + 0 MACs
+    assert (own.name, own.macs, dict(own.ops), own.status) == ("(self)", 0, {"add": 144}, Status.MEASURED_ONLY)
+    assert (own.checked.other_ops, own.checked.ops_share) == (0, 0.0)
+    assert [row.name for row in visible_rows(report)] == ["← F.conv2d", "(self)"]
     text = to_markdown(report)
     assert "5,184 of 5,184 MACs (100%), 0 of 144 other ops (0.0%)" in text
     assert "(self) (Residual.forward) 144 other ops: own work outside its children" in text
+
+
+def test_the_self_row_of_a_matching_formula_row_is_checked() -> None:
+    report = flopcalc.analyze(SqueezeExcitation(8, 2), (1, 8, 4, 4))
+    own = report.rows[0].own
+    # the rescale, one mul per input element 8·4·4 = 128, is the block's own work, inside its matching formula
+    assert (own.name, dict(own.ops), own.status) == ("(self)", {"mul": 128}, Status.MATCH)
+    assert (own.checked.other_ops, own.checked.ops_share) == (128, 1.0)
+    assert report.unchecked == ()
 
 
 def test_matrix_products_and_contractions() -> None:

@@ -61,6 +61,7 @@ STATUS_LEGEND = (
 )
 """One line per status value, shown under every layer table."""
 OWN_LEGEND = ("(self)", "what a module's own forward did outside its child modules")
+FUNCTION_LEGEND = ("← call", "a functional call (F.linear, @, softmax, ...) in a module's forward, as a layer")
 UNCOUNTED_LEGEND = (UNCOUNTED_MARK, "ops without a counting rule ran inside: counts are a lower bound")
 
 
@@ -432,8 +433,11 @@ def notes(report: Report) -> list[tuple[str, str]]:
 
 
 def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
-    """What the table's Status values and marks mean: every status, then ``(self)`` and ``*`` when shown."""
+    """What the table's Status values and marks mean: every status, then functional rows, ``(self)`` and ``*``
+    when shown."""
     found = list(STATUS_LEGEND)
+    if any(row.is_function for row in rows):
+        found.append(FUNCTION_LEGEND)
     if any(row.is_own for row in rows):
         found.append(OWN_LEGEND)
     if any(row.uncounted for row in rows):
