@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 import models  # noqa: E402
 
 import flopcalc  # noqa: E402
-from flopcalc.render.cells import fmt_share  # noqa: E402
+from flopcalc.render.coverage import fmt_share  # noqa: E402
 
 TIMM_SAMPLE = (
     "resnet50", "efficientnet_b0", "mobilenetv3_large_100", "convnext_tiny", "regnety_016", "vit_base_patch16_224",

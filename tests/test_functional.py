@@ -12,7 +12,8 @@ from torchvision.ops import SqueezeExcitation
 
 import flopcalc
 from flopcalc import Status
-from flopcalc.render.cells import FUNCTION_LEGEND, fmt_share, legend, visible_rows
+from flopcalc.render.cells import FUNCTION_LEGEND, legend, visible_rows
+from flopcalc.render.coverage import fmt_share
 from flopcalc.render.json import to_json
 from flopcalc.render.markdown import to_markdown
 

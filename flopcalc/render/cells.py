@@ -7,16 +7,15 @@ mutates the report.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sympy as sp
 
 from flopcalc.formula import Number
-from flopcalc.render import closed_forms
+from flopcalc.render import closed_forms, coverage
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report, Unchecked
+from flopcalc.report import LayerRow, Report
 from flopcalc.sizes import SizeNames, simplify_sizes
 
 KIB = 1024
@@ -115,7 +114,7 @@ def visible_rows(report: Report, depth: int | None = None) -> tuple[LayerRow, ..
     return tuple(out) or report.rows[:1]
 
 
-def display_name(report: Report, row: LayerRow | Unchecked) -> str:
+def display_name(report: Report, row: LayerRow) -> str:
     """The qualified module name, or the model's name for the model itself."""
     return row.name or report.model
 
@@ -280,7 +279,7 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
 
 
 def _checked_items(report: Report) -> list[tuple[str, str]]:
-    return [("Checked", checked_text(report))] if report.totals.checked is not None else []
+    return [("Checked", coverage.checked_text(report))] if report.totals.checked is not None else []
 
 
 def _where_items(names: SizeNames, latex: bool) -> list[tuple[str, str]]:
@@ -325,53 +324,6 @@ def _closed_form_counts(report: Report, names: SizeNames, latex: bool) -> list[t
         items.append(("Measured", line(f"{count(t.measured_macs)} MACs, {count(t.measured_flops)} FLOPs "
                                        "(aten ops executed; written as the formula is)")))
     return items
-
-
-def fmt_share(share: float | None) -> str:
-    """A share as a percentage that never rounds up to 100% (``99.9%`` for 0.99996), ``n/a`` for ``None``."""
-    if share is None:
-        return "n/a"
-    return "100%" if share == 1 else f"{math.floor(share * 1000) / 10:.1f}%"
-
-
-def checked_text(report: Report) -> str:
-    """How much of the totals a matching formula stands behind: ``1,814,073,344 of 1,814,073,344 MACs (100%),
-    ...``; for a closed form, the shares at the sizes it was traced at."""
-    t = report.totals
-    assert t.checked is not None
-    macs, ops = fmt_share(t.checked.macs_share), fmt_share(t.checked.ops_share)
-    if report.closed_form is not None:
-        at = ", ".join(f"{name}={value}" for name, value in report.closed_form.hints.items())
-        return f"{macs} of MACs, {ops} of other ops (at {at}) by a formula that matches the measurement"
-    return (
-        f"{fmt_count(t.checked.macs)} of {fmt_count(t.macs)} MACs ({macs}), {fmt_count(t.checked.other_ops)} of "
-        f"{fmt_count(t.other_ops)} other ops ({ops}) by a formula that matches the measurement"
-    )
-
-
-def unchecked_text(report: Report) -> str:
-    """The largest work no matching formula stands behind, e.g. ``layer1.0 (BasicBlock) 200,704 other ops:
-    own work outside its children``."""
-
-    hints = report.closed_form.hints if report.closed_form is not None else {}
-    point = {sp.Symbol(name, integer=True, positive=True): value for name, value in hints.items()}
-
-    def at_hints(n: Number) -> int:
-        """A closed form's amount at the traced sizes (said once, after the list)."""
-        return n if isinstance(n, int) else int(sp.sympify(n).subs(point))
-
-    def amount(macs: Number, other_ops: Number) -> str:
-        macs, other_ops = at_hints(macs), at_hints(other_ops)
-        parts = [f"{macs:,} MACs" if macs else "", f"{other_ops:,} other ops" if other_ops else ""]
-        return " + ".join(p for p in parts if p) or "0 MACs"
-
-    listed = "; ".join(
-        f"{display_name(report, u)} ({u.type}) {amount(u.macs, u.other_ops)}: {u.reason}"
-        for u in report.unchecked[:LISTED]
-    )
-    more = f"; and {len(report.unchecked) - LISTED} more" if len(report.unchecked) > LISTED else ""
-    at = f" (at {', '.join(f'{k}={v}' for k, v in hints.items())})" if hints else ""
-    return listed + more + at
 
 
 def closed_form_items(report: Report) -> list[tuple[str, str]]:
@@ -422,7 +374,7 @@ def notes(report: Report) -> list[tuple[str, str]]:
     for row in report.mismatches:
         found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
     if report.unchecked:
-        found.append(("Unchecked", unchecked_text(report)))
+        found.append(("Unchecked", coverage.unchecked_text(report, LISTED)))
     if report.uncalled:
         uncalled = sorted(report.uncalled.items())
         listed = ", ".join(f"{name} ({n:,} params)" for name, n in uncalled[:LISTED])
