@@ -5,6 +5,11 @@ module type and one *function binder* per functional call (``F.linear``, ``torch
 family covers. A binder is the only code that reads a torch module or a call's arguments: it picks the
 formula and returns the values of its symbols for one call. A module binder and a function binder of the
 same family bind the same formula, so a functional call is checked by the formula that checks its module.
+
+Formulas are plain sympy and register when a family module is imported; binders need torch, so each family
+registers them in a function run on the first binder lookup (:meth:`FormulaRegistry.on_first_lookup`). That
+keeps ``flopcalc formula`` and ``flopcalc ratio`` free of the torch import. A class from an optional package
+(torchvision's ``SqueezeExcitation``) is bound by its qualified name, so that package is never imported for it.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopcalc.formula import Evaluation, LayerFormula, Number
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Bound:
         return self.formula.evaluate(self.values)
 
 
-Binder = Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Bound]
+Binder = Callable[["nn.Module", tuple[Any, ...], Mapping[str, Any]], Bound]
 FunctionBinder = Callable[[tuple[Any, ...], Mapping[str, Any]], Bound | None]
 """Binds one functional call from its arguments; ``None`` for a form the formula does not cover."""
 
@@ -51,6 +57,8 @@ class FormulaRegistry:
         self._formulas: dict[str, LayerFormula] = {}
         self._binders: dict[type, Binder] = {}
         self._functions: dict[Any, tuple[str, FunctionBinder]] = {}
+        self._named: dict[str, Binder] = {}
+        self._pending: list[Callable[[], None]] = []
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
@@ -58,12 +66,15 @@ class FormulaRegistry:
                 raise RegistryError(f"duplicate formula name {formula.name!r}")
             self._formulas[formula.name] = formula
 
-    def bind(self, module_types: Iterable[type] | type, binder: Binder) -> Binder:
-        types = (module_types,) if isinstance(module_types, type) else tuple(module_types)
+    def bind(self, module_types: Iterable[type | str] | type | str, binder: Binder) -> Binder:
+        """Use ``binder`` for these module classes, given as classes or as qualified names
+        (``"torchvision.ops.misc.SqueezeExcitation"``) for classes of packages that may not be installed."""
+        types = (module_types,) if isinstance(module_types, type | str) else tuple(module_types)
         for module_type in types:
-            if module_type in self._binders:
-                raise RegistryError(f"duplicate binder for {module_type.__qualname__}")
-            self._binders[module_type] = binder
+            table: dict[Any, Binder] = self._named if isinstance(module_type, str) else self._binders
+            if module_type in table:
+                raise RegistryError(f"duplicate binder for {getattr(module_type, '__qualname__', module_type)}")
+            table[module_type] = binder
         return binder
 
     def bind_functions(self, functions: Mapping[Any, str], binder: FunctionBinder) -> FunctionBinder:
@@ -76,18 +87,37 @@ class FormulaRegistry:
 
     def function_binder(self, function: Any) -> tuple[str, FunctionBinder] | None:
         """The label and binder of a functional call, or ``None`` when no formula covers it."""
+        self._ready()
         try:
             return self._functions.get(function)
         except TypeError:  # an unhashable callable is no registered function
             return None
 
+    def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
+        """Run ``register`` (which imports torch and calls :meth:`bind` and :meth:`bind_functions`) before the first
+        binder lookup."""
+        self._pending.append(register)
+        return register
+
+    def _ready(self) -> None:
+        while self._pending:
+            self._pending.pop(0)()
+
+    def _lookup(self, klass: type) -> Binder | None:
+        found = self._binders.get(klass)
+        if found is None and self._named:
+            found = self._named.get(f"{klass.__module__}.{klass.__qualname__}")
+        return found
+
     def binder_for(self, module: nn.Module) -> Binder | None:
         """The binder of the nearest registered class in the MRO, if the module still runs that class's
         ``forward``: a subclass that overrides ``forward`` (torchvision's ``LayerNorm2d`` permutes around
         ``F.layer_norm``) computes something else, so it gets no inherited formula and is measured instead."""
+        self._ready()
         for klass in type(module).__mro__:
-            if klass in self._binders:
-                return self._binders[klass] if type(module).forward is klass.forward else None
+            binder = self._lookup(klass)
+            if binder is not None:
+                return binder if type(module).forward is klass.forward else None
         return None
 
     @property
@@ -103,9 +133,11 @@ class FormulaRegistry:
 
     def extended(self, extra: Mapping[type, Binder]) -> FormulaRegistry:
         """A copy with ``extra`` binders taking precedence; the original is left untouched."""
+        self._ready()
         copy = FormulaRegistry()
         copy._formulas = dict(self._formulas)
         copy._binders = dict(self._binders)
+        copy._named = dict(self._named)
         copy._binders.update(extra)
         copy._functions = dict(self._functions)
         return copy

@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from flopcalc.formula import LayerFormula, Number, OpKind, flag
 from flopcalc.registry import REGISTRY, Bound, FunctionBinder, argument
+
+if TYPE_CHECKING:
+    from torch import nn
 
 E, A, D = sp.symbols("E A D", integer=True, nonnegative=True)
 COST = {kind: sp.Symbol(f"c_{kind.value}", nonnegative=True) for kind in OpKind if kind is not OpKind.BIAS_ADD}
@@ -137,17 +138,23 @@ REGISTRY.add_formula(
     SOFTMAX, SOFTMIN, LOG_SOFTMAX,
 )
 
-_FIXED: dict[type[nn.Module], LayerFormula] = {
-    nn.ReLU: RELU, nn.Hardtanh: HARDTANH, nn.ReLU6: RELU6, nn.LeakyReLU: LEAKY_RELU, nn.RReLU: LEAKY_RELU,
-    nn.Threshold: THRESHOLD, nn.Hardshrink: HARDSHRINK, nn.Softshrink: SOFTSHRINK, nn.Sigmoid: SIGMOID,
-    nn.LogSigmoid: LOG_SIGMOID, nn.Tanh: TANH, nn.Tanhshrink: TANHSHRINK, nn.Softsign: SOFTSIGN, nn.SiLU: SILU,
-    nn.Hardsigmoid: HARDSIGMOID, nn.Hardswish: HARDSWISH, nn.Mish: MISH, nn.ELU: ELU, nn.SELU: SELU,
-}
+@cache
+def _fixed() -> dict[type[nn.Module], LayerFormula]:
+    """Activations whose cost per element does not depend on their hyperparameters, by module class."""
+    from torch import nn
+
+    return {
+        nn.ReLU: RELU, nn.Hardtanh: HARDTANH, nn.ReLU6: RELU6, nn.LeakyReLU: LEAKY_RELU, nn.RReLU: LEAKY_RELU,
+        nn.Threshold: THRESHOLD, nn.Hardshrink: HARDSHRINK, nn.Softshrink: SOFTSHRINK, nn.Sigmoid: SIGMOID,
+        nn.LogSigmoid: LOG_SIGMOID, nn.Tanh: TANH, nn.Tanhshrink: TANHSHRINK, nn.Softsign: SOFTSIGN, nn.SiLU: SILU,
+        nn.Hardsigmoid: HARDSIGMOID, nn.Hardswish: HARDSWISH, nn.Mish: MISH, nn.ELU: ELU, nn.SELU: SELU,
+    }
 
 
 def bind_fixed(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """Activations whose cost per element does not depend on their hyperparameters."""
-    formula = next(_FIXED[klass] for klass in type(module).__mro__ if klass in _FIXED)
+    fixed = _fixed()
+    formula = next(fixed[klass] for klass in type(module).__mro__ if klass in fixed)
     return any_rank(formula, tuple(args[0].shape))
 
 
@@ -176,6 +183,8 @@ def bind_glu(module: nn.GLU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
 
 def softmax_dim(module: nn.Module, rank: int) -> int:
     """The reduced dimension of a softmax module, non-negative."""
+    from torch import nn
+
     if isinstance(module, nn.Softmax2d):
         return rank - 3
     return row_dim(getattr(module, "dim", None), rank)
@@ -188,12 +197,12 @@ def row_dim(dim: int | None, rank: int) -> int:
     return dim % rank if rank else 0
 
 
-_ROW_WISE: dict[type[nn.Module], LayerFormula] = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
-
-
 def bind_softmax(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    from torch import nn
+
     shape = tuple(args[0].shape)
-    formula = next((f for t, f in _ROW_WISE.items() if isinstance(module, t)), SOFTMAX)
+    row_wise = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
+    formula = next((f for t, f in row_wise.items() if isinstance(module, t)), SOFTMAX)
     return _rows(formula, shape, softmax_dim(module, len(shape)))
 
 
@@ -201,15 +210,6 @@ def _rows(formula: LayerFormula, shape: tuple[Any, ...], dim: int) -> Bound:
     """A softmax-like formula over rows along ``dim`` of ``shape``."""
     row = shape_symbols(len(shape))[dim] if shape else sp.Integer(1)
     return any_rank(formula, shape, intermediates={D: row})
-
-
-REGISTRY.bind(tuple(_FIXED), bind_fixed)
-REGISTRY.bind(nn.PReLU, bind_prelu)
-REGISTRY.bind(nn.GELU, bind_gelu)
-REGISTRY.bind(nn.CELU, bind_celu)
-REGISTRY.bind(nn.Softplus, bind_softplus)
-REGISTRY.bind(nn.GLU, bind_glu)
-REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)
 
 
 def _f_fixed(formula: LayerFormula) -> FunctionBinder:
@@ -237,30 +237,43 @@ def _f_rows(formula: LayerFormula) -> FunctionBinder:
     return bind
 
 
-# F.sigmoid and F.tanh call the Tensor methods, which is what the tracer sees.
-_F_FIXED: tuple[tuple[LayerFormula, dict[Any, str]], ...] = (
-    (RELU, {F.relu: "F.relu", torch.relu: "torch.relu", torch.Tensor.relu: "Tensor.relu"}),
-    (RELU6, {F.relu6: "F.relu6"}),
-    (HARDTANH, {F.hardtanh: "F.hardtanh"}),
-    (LEAKY_RELU, {F.leaky_relu: "F.leaky_relu"}),
-    (SIGMOID, {torch.sigmoid: "torch.sigmoid", torch.Tensor.sigmoid: "Tensor.sigmoid"}),
-    (TANH, {torch.tanh: "torch.tanh", torch.Tensor.tanh: "Tensor.tanh"}),
-    (SILU, {F.silu: "F.silu"}),
-    (HARDSIGMOID, {F.hardsigmoid: "F.hardsigmoid"}),
-    (HARDSWISH, {F.hardswish: "F.hardswish"}),
-    (MISH, {F.mish: "F.mish"}),
-    (ELU, {F.elu: "F.elu"}),
-)
-for _formula, _functions in _F_FIXED:
-    REGISTRY.bind_functions(_functions, _f_fixed(_formula))
-REGISTRY.bind_functions({F.gelu: "F.gelu"}, bind_f_gelu)
-REGISTRY.bind_functions({F.softplus: "F.softplus"}, bind_f_softplus)
-REGISTRY.bind_functions(
-    {F.softmax: "F.softmax", torch.softmax: "torch.softmax", torch.Tensor.softmax: "Tensor.softmax"},
-    _f_rows(SOFTMAX),
-)
-REGISTRY.bind_functions(
-    {F.log_softmax: "F.log_softmax", torch.log_softmax: "torch.log_softmax",
-     torch.Tensor.log_softmax: "Tensor.log_softmax"},
-    _f_rows(LOG_SOFTMAX),
-)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    REGISTRY.bind(tuple(_fixed()), bind_fixed)
+    REGISTRY.bind(nn.PReLU, bind_prelu)
+    REGISTRY.bind(nn.GELU, bind_gelu)
+    REGISTRY.bind(nn.CELU, bind_celu)
+    REGISTRY.bind(nn.Softplus, bind_softplus)
+    REGISTRY.bind(nn.GLU, bind_glu)
+    REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)
+    # F.sigmoid and F.tanh call the Tensor methods, which is what the tracer sees.
+    fixed: tuple[tuple[LayerFormula, dict[Any, str]], ...] = (
+        (RELU, {F.relu: "F.relu", torch.relu: "torch.relu", torch.Tensor.relu: "Tensor.relu"}),
+        (RELU6, {F.relu6: "F.relu6"}),
+        (HARDTANH, {F.hardtanh: "F.hardtanh"}),
+        (LEAKY_RELU, {F.leaky_relu: "F.leaky_relu"}),
+        (SIGMOID, {torch.sigmoid: "torch.sigmoid", torch.Tensor.sigmoid: "Tensor.sigmoid"}),
+        (TANH, {torch.tanh: "torch.tanh", torch.Tensor.tanh: "Tensor.tanh"}),
+        (SILU, {F.silu: "F.silu"}),
+        (HARDSIGMOID, {F.hardsigmoid: "F.hardsigmoid"}),
+        (HARDSWISH, {F.hardswish: "F.hardswish"}),
+        (MISH, {F.mish: "F.mish"}),
+        (ELU, {F.elu: "F.elu"}),
+    )
+    for formula, functions in fixed:
+        REGISTRY.bind_functions(functions, _f_fixed(formula))
+    REGISTRY.bind_functions({F.gelu: "F.gelu"}, bind_f_gelu)
+    REGISTRY.bind_functions({F.softplus: "F.softplus"}, bind_f_softplus)
+    REGISTRY.bind_functions(
+        {F.softmax: "F.softmax", torch.softmax: "torch.softmax", torch.Tensor.softmax: "Tensor.softmax"},
+        _f_rows(SOFTMAX),
+    )
+    REGISTRY.bind_functions(
+        {F.log_softmax: "F.log_softmax", torch.log_softmax: "torch.log_softmax",
+         torch.Tensor.log_softmax: "Tensor.log_softmax"},
+        _f_rows(LOG_SOFTMAX),
+    )

@@ -27,17 +27,18 @@ fully masked rows in torch's ``_safe_softmax``, the conversion of boolean masks 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch.nn.functional as F
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
 from flopcalc.registry import REGISTRY, Bound, argument
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, H_q, L, S, E_k, E_v = dims("N H_q L S E_k E_v")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
@@ -175,5 +176,10 @@ def bind_f_sdpa(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | Non
     return Bound(SDPA, {**values, "M": int(mask is not None)})
 
 
-REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)
-REGISTRY.bind_functions({F.scaled_dot_product_attention: "F.scaled_dot_product_attention"}, bind_f_sdpa)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    import torch.nn.functional as F
+    from torch import nn
+
+    REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)
+    REGISTRY.bind_functions({F.scaled_dot_product_attention: "F.scaled_dot_product_attention"}, bind_f_sdpa)

@@ -21,15 +21,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch.nn.functional as F
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.linear import split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound, argument
+
+if TYPE_CHECKING:
+    from torch import nn
 
 V, E, N, B = dims("V E N B")
 W, P = flag("W"), flag("P")
@@ -130,10 +131,6 @@ def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: M
     return Bound(formula, values)
 
 
-REGISTRY.bind(nn.Embedding, bind_embedding)
-REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)
-
-
 def bind_f_embedding(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """``F.embedding(input, weight, padding_idx, max_norm, norm_type)``: the Embedding formula."""
     index_shape = tuple(argument(args, kwargs, 0, "input").shape)
@@ -144,4 +141,11 @@ def bind_f_embedding(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     return Bound(formula, {**values, **split_values("N", index_shape)})
 
 
-REGISTRY.bind_functions({F.embedding: "F.embedding"}, bind_f_embedding)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    import torch.nn.functional as F
+    from torch import nn
+
+    REGISTRY.bind(nn.Embedding, bind_embedding)
+    REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)
+    REGISTRY.bind_functions({F.embedding: "F.embedding"}, bind_f_embedding)

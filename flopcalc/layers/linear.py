@@ -24,15 +24,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.registry import REGISTRY, Bound, argument
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
 M, K, P = dims("M K P")
@@ -81,6 +81,7 @@ LINEAR = LayerFormula(
     macs=N * C_in * C_out,
     ops={OpKind.BIAS_ADD: B * N * C_out},
     output_shape=(N, C_out),
+    defaults={N: 1, B: 1},  # one sample; nn.Linear has a bias unless bias=False
 )
 
 BILINEAR = LayerFormula(
@@ -91,6 +92,7 @@ BILINEAR = LayerFormula(
     # An unbatched (1-d) output gets its bias as a vector + vector add, indistinguishable from any other add.
     ops={OpKind.BIAS_ADD: B * (1 - U) * N * C_out, OpKind.ADD: B * U * N * C_out},
     output_shape=(N, C_out),
+    defaults={N: 1, B: 1, U: 0},
 )
 
 MATMUL = LayerFormula(
@@ -146,6 +148,8 @@ def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, adde
 def _product(a: Any, b: Any, added: bool) -> Bound | None:
     if a.dim() < 2 or b.dim() < 2:  # vector forms drop a dimension; they stay with the caller, measured
         return None
+    import torch
+
     batch = tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], added)
 
@@ -205,17 +209,23 @@ def bind_f_einsum(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | N
     return Bound(formula, {**sizes, "B": 0})
 
 
-REGISTRY.bind(nn.Linear, bind_linear)
-REGISTRY.bind(nn.Bilinear, bind_bilinear)
-REGISTRY.bind_functions({F.linear: "F.linear"}, bind_f_linear)
-REGISTRY.bind_functions(
-    {torch.matmul: "torch.matmul", torch.Tensor.matmul: "@", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
-     torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
-    bind_f_matmul,
-)
-REGISTRY.bind_functions(
-    {torch.addmm: "torch.addmm", torch.baddbmm: "torch.baddbmm", torch.Tensor.addmm: "Tensor.addmm",
-     torch.Tensor.baddbmm: "Tensor.baddbmm"},
-    bind_f_addmm,
-)
-REGISTRY.bind_functions({torch.einsum: "torch.einsum"}, bind_f_einsum)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    REGISTRY.bind(nn.Linear, bind_linear)
+    REGISTRY.bind(nn.Bilinear, bind_bilinear)
+    REGISTRY.bind_functions({F.linear: "F.linear"}, bind_f_linear)
+    REGISTRY.bind_functions(
+        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "@", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
+         torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
+        bind_f_matmul,
+    )
+    REGISTRY.bind_functions(
+        {torch.addmm: "torch.addmm", torch.baddbmm: "torch.baddbmm", torch.Tensor.addmm: "Tensor.addmm",
+         torch.Tensor.baddbmm: "Tensor.baddbmm"},
+        bind_f_addmm,
+    )
+    REGISTRY.bind_functions({torch.einsum: "torch.einsum"}, bind_f_einsum)

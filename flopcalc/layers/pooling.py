@@ -31,16 +31,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch.nn.functional as F
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.activation import any_rank, elementwise, shape_symbols
 from flopcalc.layers.conv import SPATIAL_NAMES, spatial_symbols
 from flopcalc.registry import REGISTRY, Bound, FunctionBinder, argument
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, C, P = dims("N C P")
 c = flag("c")
@@ -81,6 +83,10 @@ def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
         ops=_reduce(reduction, results, results * (sp.Mul(*sym["kernel"]) - 1)),
         output_shape=(N, C, *sym["out"]),
         intermediates=out_size,
+        defaults={  # nn.MaxPool*d/AvgPool*d's: stride = kernel size, no padding or dilation, floor; one sample
+            N: 1, c: 0, **dict(zip(sym["stride"], sym["kernel"])), **dict.fromkeys(sym["padding"], 0),
+            **(dict.fromkeys(sym["dilation"], 1) if reduction == "max" else {}),
+        },
     )
 
 
@@ -170,14 +176,19 @@ def _batch_values(formula: LayerFormula, shape: Sequence[int], ndim: int) -> tup
     return _UNBATCHED[formula.name], values
 
 
-_POOLS: dict[type[nn.Module], tuple[LayerFormula, int]] = {
-    nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
-    nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
-}
+@cache
+def _pools() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
+    """Max and average pooling classes: their formula and number of spatial dimensions."""
+    from torch import nn
+
+    return {
+        nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
+        nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
+    }
 
 
 def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _POOLS[type(module)]
+    formula, ndim = _pools()[type(module)]
     return _pool_bound(formula, ndim, tuple(args[0].shape), module.kernel_size, module.stride, module.padding,
                        getattr(module, "dilation", 1), module.ceil_mode)
 
@@ -197,11 +208,16 @@ def _pool_bound(formula: LayerFormula, ndim: int, shape: Sequence[int], kernel_s
     return Bound(formula, values | {"c": 1 if ceil_mode else 0})
 
 
-_ADAPTIVE: dict[type[nn.Module], tuple[LayerFormula, int]] = {
-    nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
-    nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
-    nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
-}
+@cache
+def _adaptive() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
+    """Adaptive pooling classes: their formula and number of spatial dimensions."""
+    from torch import nn
+
+    return {
+        nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
+        nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
+        nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
+    }
 
 
 def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: Sequence[int | None]) -> Bound:
@@ -213,7 +229,7 @@ def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: 
 
 
 def bind_adaptive(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _ADAPTIVE[type(module)]
+    formula, ndim = _adaptive()[type(module)]
     return _bind_adaptive(formula, ndim, tuple(args[0].shape), _per_dim(module.output_size, ndim))
 
 
@@ -250,6 +266,8 @@ def _interpolation_bound(shape: Sequence[Any], size: Any, scale_factor: Any, mod
 
 
 def bind_identity(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    from torch import nn
+
     return any_rank(IDENTITY if isinstance(module, nn.Identity) else DROPOUT, tuple(args[0].shape))
 
 
@@ -268,17 +286,6 @@ def bind_unflatten(module: nn.Unflatten, args: tuple[Any, ...], kwargs: Mapping[
     known = math.prod(n for n in module.unflattened_size if n != -1)
     parts = tuple(sizes[dim] / known if n == -1 else n for n in module.unflattened_size)
     return any_rank(UNFLATTEN, shape, output_shape=(*sizes[:dim], *parts, *sizes[dim + 1 :]))
-
-
-REGISTRY.bind(tuple(_POOLS), bind_pool)
-REGISTRY.bind(tuple(_ADAPTIVE), bind_adaptive)
-REGISTRY.bind(nn.Upsample, bind_upsample)
-REGISTRY.bind(
-    (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
-    bind_identity,
-)
-REGISTRY.bind(nn.Flatten, bind_flatten)
-REGISTRY.bind(nn.Unflatten, bind_unflatten)
 
 
 def _f_pool(formula: LayerFormula, ndim: int, reduction: str) -> FunctionBinder:
@@ -316,18 +323,32 @@ def bind_f_interpolate(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Boun
     return _interpolation_bound(tuple(a["input"].shape), a["size"], a["scale_factor"], a["mode"] or "nearest")
 
 
-for _n, _formulas in enumerate(zip(
-    (MAX_POOL1D, MAX_POOL2D, MAX_POOL3D), (AVG_POOL1D, AVG_POOL2D, AVG_POOL3D),
-    (ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D),
-    (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D),
-), start=1):
-    _max, _avg, _adaptive_max, _adaptive_avg = _formulas
-    REGISTRY.bind_functions({getattr(F, f"max_pool{_n}d"): f"F.max_pool{_n}d"}, _f_pool(_max, _n, "max"))
-    REGISTRY.bind_functions({getattr(F, f"avg_pool{_n}d"): f"F.avg_pool{_n}d"}, _f_pool(_avg, _n, "avg"))
-    REGISTRY.bind_functions(
-        {getattr(F, f"adaptive_max_pool{_n}d"): f"F.adaptive_max_pool{_n}d"}, _f_adaptive(_adaptive_max, _n)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    import torch.nn.functional as F
+    from torch import nn
+
+    REGISTRY.bind(tuple(_pools()), bind_pool)
+    REGISTRY.bind(tuple(_adaptive()), bind_adaptive)
+    REGISTRY.bind(nn.Upsample, bind_upsample)
+    REGISTRY.bind(
+        (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
+        bind_identity,
     )
-    REGISTRY.bind_functions(
-        {getattr(F, f"adaptive_avg_pool{_n}d"): f"F.adaptive_avg_pool{_n}d"}, _f_adaptive(_adaptive_avg, _n)
-    )
-REGISTRY.bind_functions({F.interpolate: "F.interpolate"}, bind_f_interpolate)
+    REGISTRY.bind(nn.Flatten, bind_flatten)
+    REGISTRY.bind(nn.Unflatten, bind_unflatten)
+    for n, formulas in enumerate(zip(
+        (MAX_POOL1D, MAX_POOL2D, MAX_POOL3D), (AVG_POOL1D, AVG_POOL2D, AVG_POOL3D),
+        (ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D),
+        (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D),
+    ), start=1):
+        max_pool, avg_pool, adaptive_max, adaptive_avg = formulas
+        REGISTRY.bind_functions({getattr(F, f"max_pool{n}d"): f"F.max_pool{n}d"}, _f_pool(max_pool, n, "max"))
+        REGISTRY.bind_functions({getattr(F, f"avg_pool{n}d"): f"F.avg_pool{n}d"}, _f_pool(avg_pool, n, "avg"))
+        REGISTRY.bind_functions(
+            {getattr(F, f"adaptive_max_pool{n}d"): f"F.adaptive_max_pool{n}d"}, _f_adaptive(adaptive_max, n)
+        )
+        REGISTRY.bind_functions(
+            {getattr(F, f"adaptive_avg_pool{n}d"): f"F.adaptive_avg_pool{n}d"}, _f_adaptive(adaptive_avg, n)
+        )
+    REGISTRY.bind_functions({F.interpolate: "F.interpolate"}, bind_f_interpolate)
