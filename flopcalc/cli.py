@@ -416,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
             context = getattr(exc, "ctx", None)
             hint = f" (see {context.command_path} --help)" if context else ""
-            typer.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "")  # typer's enum check
+            typer.echo(f"Error: {message}{hint}", err=True)
             raise SystemExit(2) from None
         if os.environ.get("FLOPCALC_TRACEBACK"):
             raise

@@ -24,7 +24,7 @@ SCHEMA_VERSION = 1
 
 CONVENTION = (
     "MACs = multiply-accumulates of conv, linear, matmul, attention and recurrent products (bias excluded); "
-    "FLOPs = 2 x MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
+    "FLOPs = 2 × MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
     "inference forward pass."
 )
 
