@@ -46,6 +46,21 @@ def _is_bias(name: str) -> bool:
     return name.rsplit(".", 1)[-1].startswith("bias")
 
 
+def _function_flags(tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
+    """The backward flags of a functional call, from its floating-point tensor arguments in order: the first
+    is the input; when the formula has a bias (``B = 1``) the last is the bias (``F.linear(x, W, b)``,
+    ``F.conv2d``, ``F.layer_norm``, ``F.batch_norm``); the others are weights (a matmul's second operand)."""
+    floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+    has_bias = bound is not None and bound.values.get("B") == 1 and len(floating) > 1
+    bias = floating[-1:] if has_bias else []
+    weights = floating[1:-1] if has_bias else floating[1:]
+    return {
+        "g_x": int(bool(floating) and floating[0].requires_grad),
+        "g_W": int(any(t.requires_grad for t in weights)),
+        "g_b": int(any(t.requires_grad for t in bias)),
+    }
+
+
 @dataclass
 class CallBackward:
     """What one module call's autograd nodes executed (mutable, while the pass runs)."""
@@ -95,7 +110,20 @@ class BackwardTracer(Tracer):
             return  # a recompute ends in _recompute_done
         index = self.stack[-1]
         super().post_hook(module, args, kwargs, output)
-        self._claim(index, output, self.stops[index], self.node_call, self.stops)
+        self._claim_nodes(index, output, self.stops[index], self.node_call, self.stops)
+
+    def function_call(self, label: str, binder: Any, func: Any, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> Any:
+        """A functional call that becomes a row (``F.linear`` in a forward) claims its autograd nodes as a
+        module call does."""
+        index = len(self.calls)
+        output = super().function_call(label, binder, func, args, kwargs)
+        if len(self.calls) > index:  # a row of its own (it runs no module, so it is the last call)
+            tensors = _tensors((args, kwargs))
+            self.stops[index] = {t.grad_fn for t in tensors if t.grad_fn is not None}
+            self.backward.append(CallBackward(_function_flags(tensors, self.calls[index].bound)))
+            self._claim_nodes(index, output, self.stops[index], self.node_call, self.stops)
+        return output
 
     def _recompute_done(self, module: nn.Module, args: Any, output: Any) -> None:
         """Called when a module's forward returns *or raises*: non-reentrant checkpointing stops a recompute
@@ -106,7 +134,7 @@ class BackwardTracer(Tracer):
         if output is not None and self.reentrant and torch.is_grad_enabled():
             # Reentrant checkpointing runs the backward of this recomputed graph next: hook its nodes too.
             self.recompute_stops[index] = stops
-            for node in self._claim(index, output, stops, self.recompute_node_call, self.recompute_stops):
+            for node in self._claim_nodes(index, output, stops, self.recompute_node_call, self.recompute_stops):
                 self._hook(node, index)
 
     @contextlib.contextmanager
@@ -131,7 +159,7 @@ class BackwardTracer(Tracer):
             "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
         }
 
-    def _claim(
+    def _claim_nodes(
         self, index: int, output: Any, stops: set[Any], owners: dict[Any, int], stops_of: Mapping[int, set[Any]]
     ) -> list[Any]:
         """Give call ``index`` every node reachable from its outputs that is neither its inputs' (``stops``) nor
@@ -165,7 +193,7 @@ class BackwardTracer(Tracer):
 
     def _recomputed_call(self, module: nn.Module) -> int:
         """The forward call a checkpoint recompute repeats: the module's calls in order, cycling."""
-        calls = [i for i, call in enumerate(self.calls) if call.module is module]
+        calls = [i for i, call in enumerate(self.calls) if call.module is module and call.function is None]
         occurrence = self.recomputed[id(module)]
         self.recomputed[id(module)] += 1
         return calls[occurrence % len(calls)] if calls else 0

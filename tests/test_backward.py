@@ -267,3 +267,29 @@ def test_gradient_of_an_accumulating_index_is_counted():
     tally = measure(lambda: torch.autograd.grad(table[index].sum(), table))
     assert tally.count.ops == {"add": 11 + 12}  # the sum's 12 - 1 adds; index_put accumulates 4*3 values
     assert not tally.uncounted
+
+
+class Functional(nn.Module):
+    """``F.linear`` with the model's own parameters, then a Linear module: the functional call is a row too."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(32, 16))
+        self.b = nn.Parameter(torch.zeros(32))
+        self.q = nn.Linear(32, 8)
+
+    def forward(self, x):
+        return self.q(torch.nn.functional.linear(x, self.w, self.b))
+
+
+def test_functional_rows_get_their_backward():
+    report = flopcalc.analyze(Functional(), (2, 10, 16), backward=True)
+    linear = next(row for row in report.rows if row.function == "F.linear")
+    # F.linear on 20 rows: 20*16*32 = 10,240 MACs; the input needs no gradient, so only dW (10,240) and the
+    # bias gradient, (20 - 1)*32 = 608 adds; its parameters are recognised by position, not by name.
+    assert (linear.backward.grad_input.macs, linear.backward.grad_weight.macs) == (0, 10_240)
+    assert linear.backward.grad_weight.ops == {"add": 608}
+    q = report.row("q").backward
+    assert (q.grad_input.macs, q.grad_weight.macs) == (5_120, 5_120)  # 20*32*8 each
+    assert [row.name for row in report.backward_mismatches] == []
+    assert report.totals.backward_macs == 20_480  # 10,240 + 2*5,120

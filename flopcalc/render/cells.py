@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from flopcalc.formula import Number
-from flopcalc.render import closed_forms, training
+from flopcalc.render import closed_forms, coverage, training
 from flopcalc.render.closed_forms import Style
 from flopcalc.render.training import UNCOUNTED_MARK
 from flopcalc.render.units import KIB, fmt_bytes, fmt_count, fmt_scaled, format_measure  # noqa: F401 (KIB: re-exported)
@@ -77,6 +77,7 @@ STATUS_LEGEND = (
 )
 """One line per status value, shown under every layer table."""
 OWN_LEGEND = ("(self)", "what a module's own forward did outside its child modules")
+FUNCTION_LEGEND = ("← call", "a functional call (F.linear, @, softmax, ...) in a module's forward, as a layer")
 UNCOUNTED_LEGEND = (UNCOUNTED_MARK, "ops without a counting rule ran inside: counts are a lower bound")
 
 
@@ -288,9 +289,13 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
             ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
             ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
             ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
-        ] + training.items(report)
+        ] + _checked_items(report) + training.items(report)
     where = _where_items(names, latex)
-    return where + items + _closed_form_counts(report, names, latex) + closed_form_items(report)
+    return where + items + _closed_form_counts(report, names, latex) + _checked_items(report) + closed_form_items(report)
+
+
+def _checked_items(report: Report) -> list[tuple[str, str]]:
+    return [("Checked", coverage.checked_text(report))] if report.totals.checked is not None else []
 
 
 def _where_items(names: SizeNames, latex: bool) -> list[tuple[str, str]]:
@@ -384,6 +389,8 @@ def notes(report: Report) -> list[tuple[str, str]]:
         found.append(("Uncounted ops", "none"))
     for row in report.mismatches:
         found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
+    if report.unchecked:
+        found.append(("Unchecked", coverage.unchecked_text(report, LISTED)))
     found += training.notes(report)
     if report.uncalled:
         uncalled = sorted(report.uncalled.items())
@@ -395,10 +402,13 @@ def notes(report: Report) -> list[tuple[str, str]]:
 
 
 def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
-    """What the table's Status values and marks mean: every status, then ``(self)`` and ``*`` when shown."""
+    """What the table's Status values and marks mean: every status, then functional rows, ``(self)`` and ``*``
+    when shown."""
     found = list(STATUS_LEGEND)
     if any(Status.MISMATCH in (row.status, row.backward and row.backward.status) for row in rows):
         found[-1] = (found[-1][0], found[-1][1] + " (see Mismatch below)")
+    if any(row.is_function for row in rows):
+        found.append(FUNCTION_LEGEND)
     if any(row.is_own for row in rows):
         found.append(OWN_LEGEND)
     if any(row.uncounted for row in rows):
