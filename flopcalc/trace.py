@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
+from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name, tree_paths
 from flopcalc.formula import Number
 from flopcalc.measure import Count, Tally
 from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
@@ -65,6 +65,7 @@ class Tracer:
         self.stack: list[int] = []
         self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
+        self.tree_paths = tree_paths(model) if symbolic is None else {}
         self.times_called: Counter[int] = Counter()
         self.outside = Tally()
 
@@ -79,7 +80,7 @@ class Tracer:
             bound = Bound(bound.formula, {k: self.symbolic.to_expr(v) for k, v in bound.values.items()})
         parent = self.stack[-1] if self.stack else None
         shapes = self._symbolic_shapes(_shapes((args, kwargs)))
-        facts = module_facts(module) if self.symbolic is None else None
+        facts = module_facts(module, self.tree_paths.get(id(module), 1)) if self.symbolic is None else None
         self.calls.append(Call(module, name, parent, len(self.stack), shapes, bound, error, facts=facts))
         if parent is not None:
             self.calls[parent].children.append(len(self.calls) - 1)
