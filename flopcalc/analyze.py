@@ -8,9 +8,11 @@ tensors when the model holds real weights): shapes propagate, nothing is compute
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from flopcalc import layers as _layers  # noqa: F401  (registers the formulas)
@@ -60,6 +62,11 @@ def analyze(
     """
     if device not in ("meta", "cpu"):
         raise InputError(f"device must be 'meta' or 'cpu', not {device!r}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InputError(
+            f"{name or type(model).__name__} is a TorchScript module, which cannot be hooked per layer; "
+            "analyse the nn.Module before torch.jit.script"
+        )
     model_inputs = to_model_inputs(inputs, kwargs)
     registry = REGISTRY.extended(extra) if extra else REGISTRY
     name = name or type(model).__name__
@@ -82,19 +89,23 @@ def evaluate_at(
     Where the closed form's conditions hold the totals come from it (``"source": "closed form"``); elsewhere
     the model takes another branch at that size, so that size is analysed concretely (``"concrete"``). Where
     even the concrete forward pass fails (a size too small for the model), MACs and FLOPs are ``None`` and the
-    source says why.
-    ``inputs`` are the symbolic inputs the report was made from.
+    source says why. A report without a closed form (the concrete fallback of a :class:`SymbolicTraceError`)
+    has every point analysed concretely. ``inputs`` are the symbolic inputs the report was made from.
     """
-    if report.closed_form is None:
-        raise InputError("evaluate_at needs a report of named sizes, e.g. analyze(model, (1, 3, 'H', 'W'))")
+    model_inputs = to_model_inputs(inputs)
+    if not model_inputs.is_symbolic:
+        raise InputError("evaluate_at needs inputs with named sizes, e.g. evaluate_at(model, (1, 3, 'H', 'W'), ...)")
     results = []
     for point in points:
-        try:
-            closed = report.evaluate(**point)
+        closed = None
+        if report.closed_form is not None:
+            with contextlib.suppress(ConditionError):
+                closed = report.evaluate(**point)
+        if closed is not None:
             macs, flops, source = closed["macs"], closed["flops"], "closed form"
-        except ConditionError:
+        else:
             try:
-                totals = analyze(model, to_model_inputs(inputs).with_sizes(point), device=device).totals
+                totals = analyze(model, model_inputs.with_sizes(point), device=device).totals
                 macs, flops, source = totals.macs, totals.flops, "concrete"
             except ForwardError as exc:  # the model itself cannot run at this size: say so, count nothing
                 first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

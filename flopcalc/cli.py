@@ -9,62 +9,29 @@ missing file or factory) is one line on stderr and exit status 2; ``--check`` an
 from __future__ import annotations
 
 import contextlib
-import csv
 import difflib
-import re
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import sympy as sp
-import torch
 import typer
-from rich.console import Console, RenderableType
-from rich.progress import Progress
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
-from flopcalc import conventions, hf, llm
-from flopcalc.analyze import analyze, evaluate_at
+from flopcalc.cli_parse import (
+    SHAPE_HELP, model_inputs, parse_arguments, parse_assignment, parse_batch, parse_dim, parse_hint, parse_points,
+    read_accuracy, symbols_of,
+)
+from flopcalc.cli_show import Format, show_comparison, show_convention, show_llm, show_report
 from flopcalc.errors import FlopcalcError, InputError
-from flopcalc.formula import FormulaError, to_text
-from flopcalc.inputs import Dim, InputSpec
-from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
-from flopcalc.models import load_model
-from flopcalc.registry import REGISTRY
-from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
-from flopcalc.render.compare_export import (
-    comparison_csv,
-    comparison_html,
-    comparison_json,
-    comparison_latex,
-    comparison_markdown,
-)
-from flopcalc.render.conventions import (
-    convention_to_markdown,
-    convention_to_rich,
-    conventions_to_markdown,
-    conventions_to_rich,
-)
-from flopcalc.render.console import comparison_to_rich, plain_text, to_plain_text, to_rich
-from flopcalc.render.csv import to_csv
-from flopcalc.render.formulas import formula_sheet
-from flopcalc.render.html import to_html
-from flopcalc.render.json import to_json
-from flopcalc.render import llm as render_llm
-from flopcalc.render.latex import to_latex
-from flopcalc.render.markdown import to_markdown
-from flopcalc.report import Report
-from flopcalc.symbolic import SymbolicTraceError
 
+if TYPE_CHECKING:
+    from flopcalc.inputs import ModelInputs
+    from flopcalc.report import Report
 
-class Format(StrEnum):
-    TABLE = "table"
-    MARKDOWN = "markdown"
-    LATEX = "latex"
-    CSV = "csv"
-    JSON = "json"
-    HTML = "html"
+# Imports are deferred to the commands that need them: ``--help``, ``--version``, ``formula`` and ``ratio`` never
+# import torch (or rich, or torchvision), so they start at once.
 
 
 class Device(StrEnum):
@@ -77,136 +44,96 @@ class FormulaFormat(StrEnum):
     LATEX = "latex"
 
 
+class Axis(StrEnum):
+    PARAMS = "params"
+    MACS = "macs"
+    FLOPS = "flops"
+    PARAM_MEMORY = "param_memory"
+    ACCURACY = "accuracy"
+
+
 class RatioKind(StrEnum):
     DEPTHWISE_SEPARABLE = "depthwise-separable"
     GROUP = "group"
 
 
-RENDERERS: dict[Format, Callable[..., str]] = {
-    # each takes (report, depth, formulas, evaluated)
-    Format.TABLE: to_plain_text,
-    Format.MARKDOWN: to_markdown,
-    Format.LATEX: to_latex,
-    Format.CSV: to_csv,
-    Format.JSON: to_json,
-    Format.HTML: to_html,
-}
-
 RATIOS = {
     RatioKind.DEPTHWISE_SEPARABLE: (
-        depthwise_separable_ratio,
+        "depthwise_separable_ratio",
         "depthwise-separable (K×K depthwise + 1×1 pointwise) / standard K×K convolution, M output channels",
     ),
-    RatioKind.GROUP: (group_ratio, "group convolution with G groups / standard convolution"),
+    RatioKind.GROUP: ("group_ratio", "group convolution with G groups / standard convolution"),
 }
 
-SHAPE_HELP = (
-    "dims without the batch joined by x, e.g. 3x224x224, or with capitalised names for a closed form, e.g. 3xHxW; "
-    "optional dtype suffix, e.g. 128:int64"
-)
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flopcalc")
+    except PackageNotFoundError:  # a checkout run without installing (python cli.py)
+        return "unknown (not installed)"
 
 
-def parse_dim(text: str, whole: str) -> Dim:
-    """One dimension: a positive integer, or a name starting with a capital letter (``H``, ``Seq``) for a
-    closed form over that size."""
-    text = text.strip()
-    if text.isidentifier() and text[0].isupper():
-        return text
-    if not text.lstrip("-").isdigit():
-        raise InputError(f"malformed input shape {whole!r}: expected {SHAPE_HELP}")
-    if int(text) <= 0:
-        raise InputError(f"input shape {whole!r} has a dimension <= 0; every dimension must be a positive integer")
-    return int(text)
+class _UntypedArgument(TyperArgument):
+    """An argument shown in the help by its metavar and help alone, without typer's type tag (``MODEL <str>``)."""
 
-
-def parse_shape(text: str, batch: Dim = 1) -> InputSpec:
-    """``"3x224x224"`` -> ``InputSpec((batch, 3, 224, 224))``; ``"128:int64"`` -> an int64 spec of ``(batch, 128)``;
-    ``"3xHxW"`` names two sizes, for closed-form counts.
-
-    Raises:
-        InputError: empty, zero or negative dimensions, other characters, or an unknown dtype.
-    """
-    dims_text, _, dtype_name = text.strip().partition(":")
-    if not dims_text:
-        raise InputError(f"malformed input shape {text!r}: expected {SHAPE_HELP}")
-    dims = tuple(parse_dim(part, text) for part in re.split(r"x|(?<=\d)X(?=\d)", dims_text))
-    dtype = getattr(torch, dtype_name, None) if dtype_name else torch.float32
-    if not isinstance(dtype, torch.dtype):
-        raise InputError(f"unknown dtype {dtype_name!r} in {text!r}; use e.g. float32, float16, int64, bool")
-    return InputSpec((batch, *dims), dtype)
-
-
-def parse_batch(text: str) -> Dim:
-    """``--batch``: a positive integer, or a symbol name (``N``) for a closed form in the batch size."""
-    return parse_dim(text, f"--batch {text}")
-
-
-def parse_points(text: str, symbols: Sequence[str]) -> list[dict[str, int]]:
-    """``--at 224x224,320x320``: one size per symbol, in the order the symbols first appear in the inputs."""
-    points = []
-    for point in text.split(","):
-        values = point.strip().split("x")
-        if len(values) != len(symbols) or not all(v.strip().isdigit() and int(v) > 0 for v in values):
-            raise InputError(
-                f"malformed --at point {point!r}: give {len(symbols)} positive sizes joined by x for "
-                f"{'x'.join(symbols)}, points separated by commas, e.g. --at {'x'.join(['224'] * len(symbols))}"
-            )
-        points.append({name: int(v) for name, v in zip(symbols, values)})
-    return points
-
-
-def symbols_of(specs: Sequence[InputSpec]) -> list[str]:
-    """Symbol names in the inputs, in order of first appearance."""
-    return list(dict.fromkeys(d for spec in specs for d in spec.shape if isinstance(d, str)))
-
-
-def parse_assignment(text: str) -> tuple[str, int]:
-    """``"C_in=3"`` -> ``("C_in", 3)``."""
-    name, sep, value = text.partition("=")
-    if not sep or not name or not value.strip().lstrip("-").isdigit():
-        raise InputError(f"malformed value {text!r}: expected SYMBOL=INTEGER, e.g. C_in=3")
-    return name.strip(), int(value)
-
-
-def read_accuracy(path: Path) -> dict[str, float]:
-    """The ``model`` and ``accuracy`` columns of a CSV file (header names compared case-insensitively)."""
-    if not path.is_file():
-        raise InputError(f"no such accuracy file: {path}; give a CSV with columns model,accuracy")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = {name.strip().lower(): name for name in reader.fieldnames or ()}
-        if "model" not in columns or "accuracy" not in columns:
-            raise InputError(f"{path} needs a header with columns model,accuracy; it has {reader.fieldnames}")
-        found: dict[str, float] = {}
-        for line, record in enumerate(reader, start=2):
-            try:
-                found[record[columns["model"]].strip()] = float(record[columns["accuracy"]])
-            except (TypeError, ValueError):
-                raise InputError(f"{path}:{line}: accuracy {record[columns['accuracy']]!r} is not a number") from None
-    return found
+    def display_type_rich(self, ctx: Any) -> None:
+        return None
 
 
 class _DefaultsToAnalyze(TyperGroup):
-    """Dispatch ``flopcalc MODEL ...`` to the ``analyze`` command when the first word names no other command."""
+    """Dispatch ``flopcalc MODEL ...`` to the ``analyze`` command when the first word names no other command
+    and is no option of the group itself; ``flopcalc`` alone prints the help."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] != "--help":
+        if not args:
+            typer.echo(ctx.get_help())
+            ctx.exit(0)
+        if args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["analyze", *args]
         return super().parse_args(ctx, args)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        for param in getattr(command, "params", ()):
+            if type(param) is TyperArgument:
+                param.__class__ = _UntypedArgument
+        return command
 
 
 app = typer.Typer(
     cls=_DefaultsToAnalyze,
     add_completion=False,
-    no_args_is_help=True,
+    invoke_without_command=True,
+    rich_markup_mode=None,  # click's plain help: no type column (``<bool>``), and rich is not imported for it
     pretty_exceptions_enable=False,
-    help="Parameters, MACs and FLOPs of PyTorch models, per layer, with the formula behind each number.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Parameters, MACs and FLOPs of PyTorch models, per layer, with the formula behind each number.\n\n"
+    "flopcalc MODEL --input SHAPE [options] analyses a model (the analyze command, named or not).",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"flopcalc {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Parameters, MACs and FLOPs of PyTorch models, per layer, with the formula behind each number."""
 
 
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """Turn a domain error into one line on stderr and exit status 2, never a traceback."""
+    from flopcalc.formula import FormulaError
+
     try:
         yield
     except (FlopcalcError, FormulaError, OSError) as exc:
@@ -215,66 +142,71 @@ def _one_line_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _write(text: str, output: Path | None) -> None:
-    """``text`` to stdout, or to ``output`` with a note on stderr."""
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
-
-
-def _print(renderable: RenderableType, plain: Callable[[], str]) -> None:
-    """``renderable`` in colour on a terminal; ``plain()`` (no colour, as wide as the table needs) when stdout
-    is redirected, where rich would otherwise wrap the table at 80 columns."""
-    console = Console()
-    if console.is_terminal:
-        console.print(renderable)
-    else:
-        typer.echo(plain(), nl=False)
-
-
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
+COMPARE_SHAPE_HELP = ("dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64; "
+                      "NAME=SHAPE for a keyword input")
 ANALYZE_MODEL_HELP = MODEL_HELP + ", or hf:PATH (a Hugging Face config.json, its directory or a cached model id)"
-Inputs = Annotated[list[str], typer.Option("--input", "-i", help=SHAPE_HELP)]
-Batch = Annotated[str, typer.Option(help="batch size prepended to every input shape: a number, or a name (N)")]
-DeviceOption = Annotated[Device, typer.Option(help="meta: shapes only, nothing computed; cpu: run for real")]
+Batch = Annotated[
+    str, typer.Option(metavar="N", help="batch size prepended to every input shape: a number, or a name (N)")
+]
+Arguments = Annotated[
+    list[str] | None,
+    typer.Option("--arg", metavar="NAME=VALUE",
+                 help="constructor argument, a Python literal, e.g. num_classes=11 (repeatable)"),
+]
+DeviceOption = Annotated[
+    Device | None,
+    typer.Option(metavar="meta|cpu", help="meta: shapes only, nothing computed (the default; a forward that needs "
+                 "real values is then counted on cpu, with a note); cpu: run for real"),
+]
 
 
-@app.command("analyze")
+@app.command("analyze", short_help="per-layer params, MACs and FLOPs of a model (the default)")
 def analyze_command(
     model: Annotated[str, typer.Argument(metavar="MODEL", help=ANALYZE_MODEL_HELP)],
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=SHAPE_HELP)] = None,
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="SHAPE", help=SHAPE_HELP)] = None,
     batch: Batch = "1",
-    depth: Annotated[
-        int | None, typer.Option(min=0, help="fold the hierarchy below this depth; 0 shows the totals alone")
-    ] = None,
+    arguments: Arguments = None,
+    depth: Annotated[int | None, typer.Option(
+        min=0, metavar="N", help="fold the hierarchy below this depth; 0 shows the totals alone")] = None,
     formulas: Annotated[bool, typer.Option(help="show each layer's formulas with numbers substituted")] = False,
     check: Annotated[bool, typer.Option(help="exit 1 if any formula disagrees with the measurement")] = False,
     strict: Annotated[bool, typer.Option(help="exit 1 if any op without a counting rule ran")] = False,
-    device: DeviceOption = Device.META,
-    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
-    at: Annotated[str | None, typer.Option(help="evaluate a closed form at sizes, e.g. 224x224,320x320")] = None,
+    device: DeviceOption = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f", metavar="table|markdown|latex|csv|json|html")]
+    = Format.TABLE,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option(metavar="SIZES", help="evaluate a closed form at sizes, e.g. 224x224,320x320")
+    ] = None,
     hint: Annotated[
-        list[str] | None, typer.Option(help="size torch assumes for a named dim while tracing, e.g. H=224")
+        list[str] | None,
+        typer.Option(metavar="NAME=SIZE", help="size torch assumes for a named dim while tracing, e.g. H=224"),
     ] = None,
     convention: Annotated[str | None, typer.Option(
-        help=f"print what another counter would: {', '.join(conventions.names())}")] = None,
-    seq: Annotated[str | None, typer.Option(help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
+        metavar="NAME|all", help="print what another counter would (thop, fvcore, torch, ...; all: every one; "
+        "an unknown name lists them)")] = None,
+    seq: Annotated[str | None, typer.Option(
+        metavar="S", help="hf: prompt length for prefill, e.g. 2048, or a name (S)")] = None,
     decode: Annotated[bool, typer.Option(help="hf: count one decode step against a KV cache of --context")] = False,
-    context: Annotated[str | None, typer.Option(help="hf: cached tokens for --decode, e.g. 4096, or P")] = None,
-    generate: Annotated[str | None, typer.Option(help="hf: decode steps after a --seq prompt, e.g. 128, or T")] = None,
-    dtype: Annotated[str | None, typer.Option(help="hf: parameter and KV-cache dtype, e.g. bfloat16")] = None,
-    attention: Annotated[str, typer.Option(help="hf: attention implementation, sdpa or eager")] = "sdpa",
+    context: Annotated[str | None, typer.Option(
+        metavar="P", help="hf: cached tokens for --decode, e.g. 4096, or a name (P)")] = None,
+    generate: Annotated[str | None, typer.Option(
+        metavar="T", help="hf: decode steps after a --seq prompt, e.g. 128, or a name (T)")] = None,
+    dtype: Annotated[str | None, typer.Option(
+        metavar="DTYPE", help="hf: parameter and KV-cache dtype, e.g. bfloat16")] = None,
+    attention: Annotated[str, typer.Option(metavar="sdpa|eager", help="hf: attention implementation")] = "sdpa",
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
-    llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate,
-                   "--dtype": dtype}
+    from flopcalc import cli_run
+
     if model.startswith("hf:"):
         with _one_line_errors():
-            if inputs or at:
-                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input and --at")
+            if inputs or at or arguments:
+                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input, --at and "
+                                 "--arg")
             if decode != (context is not None):
                 raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
             if convention is not None:
@@ -282,72 +214,44 @@ def analyze_command(
                     raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
                 sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
                 _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
-            report = _analyze_hf(model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
-                                 dict(parse_assignment(text) for text in hint or ()), depth, formulas,
-                                 output_format, output, convention)
-        _exit_on_check(report, check, strict)
+            summary = cli_run.run_hf(cli_run.LLMRequest(
+                model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
+                dict(parse_hint(text) for text in hint or ()),
+            ))
+            if convention is not None:
+                show_convention(summary.main.report, convention, output_format, depth, output)
+            else:
+                show_llm(summary, output_format, output, depth, formulas)
+        _exit_on_check(summary.main.report, check, strict)
         return
     with _one_line_errors():
+        llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate,
+                       "--dtype": dtype}
         given = [name for name, value in llm_options.items() if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
         if not inputs:
             raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
-        specs = [parse_shape(text, parse_batch(batch)) for text in inputs]
-        symbols = symbols_of(specs)
+        request_inputs = model_inputs(inputs, batch)
+        symbols = symbols_of(request_inputs.shapes)
         if convention is not None:
             _check_convention_request(convention, output_format, symbols)
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
         points = parse_points(at, symbols) if at else []
-        hints = dict(parse_assignment(text) for text in hint or ())
-        loaded = load_model(model, device)
-        try:
-            report = analyze(loaded, specs, device=device.value, name=model, hints=hints)
-        except SymbolicTraceError as exc:
-            if exc.concrete is None:
-                raise
-            typer.echo(f"warning: {' '.join(str(exc).split())}", err=True)
-            report, points = exc.concrete, []
-        evaluated = evaluate_at(loaded, specs, report, points, device.value) if points else []
+        request = cli_run.Request(
+            model, request_inputs, device.value if device else None, parse_arguments(arguments),
+            dict(parse_hint(text) for text in hint or ()), points,
+        )
+        outcome = cli_run.run(request)
+        for note in outcome.notes:
+            typer.echo(note, err=True)
+        report, evaluated = outcome.report, outcome.evaluated
         if convention is not None:
-            _show_convention(report, convention, output_format, depth, output)
-        elif output is None and output_format is Format.TABLE:
-            _print(to_rich(report, depth, formulas, evaluated),
-                   lambda: to_plain_text(report, depth, formulas, evaluated=evaluated))
+            show_convention(report, convention, output_format, depth, output)
         else:
-            _write(RENDERERS[output_format](report, depth, formulas, evaluated), output)
+            show_report(report, evaluated, output_format, output, depth, formulas)
     _exit_on_check(report, check, strict)
-
-
-def _analyze_hf(
-    source: str, seq: str | None, batch: str, context: str | None, generate: str | None, dtype: str | None,
-    attention: str, hints: dict[str, int], depth: int | None, formulas: bool, output_format: Format,
-    output: Path | None, convention: str | None = None,
-) -> Report:
-    """``flopcalc hf:PATH``: the main phase's report (decode when asked for, else prefill) and the LLM summary;
-    with ``convention``, what that counter would print for the prefill instead."""
-    hf_model = hf.load(source, dtype=dtype, attention=attention)
-    summary = llm.summarize(
-        hf_model,
-        seq=parse_dim(seq, f"--seq {seq}") if seq is not None else None,
-        batch=parse_batch(batch),
-        context=parse_dim(context, f"--context {context}") if context is not None else None,
-        generate=parse_dim(generate, f"--generate {generate}") if generate is not None else None,
-        hints=hints,
-    )
-    report = summary.main.report
-    if convention is not None:
-        _show_convention(report, convention, output_format, depth, output)
-    elif output_format is Format.JSON:
-        _write(render_llm.to_json(summary, depth), output)
-    elif output is None and output_format is Format.TABLE:
-        _print(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
-        typer.echo("\n" + render_llm.block(summary, "table"), nl=False)
-    else:
-        text = RENDERERS[output_format](report, depth, formulas)
-        _write(render_llm.with_block(text, summary, output_format.value), output)
-    return report
 
 
 def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
@@ -364,6 +268,8 @@ def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
 
 def _check_convention_request(name: str, output_format: Format, symbols: Sequence[str]) -> None:
     """Reject, before the analysis, what ``--convention`` cannot do."""
+    from flopcalc import conventions
+
     if name != "all":
         conventions.get(name)
     if symbols:
@@ -373,30 +279,22 @@ def _check_convention_request(name: str, output_format: Format, symbols: Sequenc
         raise InputError("--convention goes with --format table, markdown or json")
 
 
-def _show_convention(report: Report, name: str, output_format: Format, depth: int | None, output: Path | None) -> None:
-    """The number one counter (or every one, for ``all``) would print for this model and input."""
-    results = conventions.apply_all(report) if name == "all" else [conventions.apply(report, name)]
-    if output_format is Format.JSON:
-        _write(to_json(report, depth, as_convention=results if name == "all" else results[0]), output)
-        return
-    if output_format is Format.MARKDOWN:
-        text = conventions_to_markdown(report, results) if name == "all" else convention_to_markdown(report, results[0])
-        _write(text, output)
-        return
-    view = conventions_to_rich(report, results) if name == "all" else convention_to_rich(report, results[0])
-    if output is None:
-        _print(view, lambda: plain_text(view))
-    else:
-        _write(plain_text(view), output)
-
-
-@app.command("formula")
+@app.command("formula", short_help="a layer family's formulas, with numbers substituted")
 def formula_command(
-    family: Annotated[str | None, typer.Argument(help="formula name; leave out to list them")] = None,
-    values: Annotated[list[str] | None, typer.Argument(help="SYMBOL=VALUE, e.g. C_in=3 K_h=11")] = None,
-    output_format: Annotated[FormulaFormat, typer.Option("--format", "-f")] = FormulaFormat.TEXT,
+    family: Annotated[str | None, typer.Argument(metavar="NAME", help="formula name; leave out to list them")]
+    = None,
+    values: Annotated[
+        list[str] | None, typer.Argument(metavar="SYMBOL=VALUE", help="e.g. C_in=3 K_h=11")
+    ] = None,
+    output_format: Annotated[FormulaFormat, typer.Option("--format", "-f", metavar="text|latex")]
+    = FormulaFormat.TEXT,
 ) -> None:
-    """A layer family's formulas, symbolically and with the given numbers substituted."""
+    """A layer family's formulas, symbolically and with the given numbers substituted; symbols left out take
+    the layer's defaults (stride 1, padding 0, ...), listed under the sheet."""
+    import flopcalc.layers  # noqa: F401  (registers the formulas)
+    from flopcalc.registry import REGISTRY
+    from flopcalc.render.formulas import formula_sheet
+
     with _one_line_errors():
         if family is None:
             for name, formula in sorted(REGISTRY.formulas.items()):
@@ -404,66 +302,62 @@ def formula_command(
             return
         if family not in REGISTRY.formulas:
             close = difflib.get_close_matches(family, list(REGISTRY.formulas), n=5, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
+            suggestion = f"did you mean {', '.join(close)}? " if close else ""
             known = ", ".join(sorted(REGISTRY.formulas))
-            raise InputError(f"unknown formula {family!r}; {hint}known formulas: {known}")
+            raise InputError(f"unknown formula {family!r}; {suggestion}known formulas: {known}")
         formula = REGISTRY.formula(family)
         assigned = dict(parse_assignment(text) for text in values or ())
         typer.echo(formula_sheet(formula, assigned, latex=output_format is FormulaFormat.LATEX), nl=False)
 
 
-@app.command("ratio")
+@app.command("ratio", short_help="cost ratio of a convolution variant, simplified by sympy")
 def ratio_command(
-    kind: Annotated[RatioKind, typer.Argument(help="which convolution to compare with a standard one")],
+    kind: Annotated[RatioKind, typer.Argument(metavar="depthwise-separable|group",
+                                              help="which convolution to compare with a standard one")],
     params: Annotated[bool, typer.Option("--params", help="the ratio of parameters instead of MACs")] = False,
 ) -> None:
     """The cost ratio of a convolution variant to a standard convolution, simplified by sympy."""
-    derive, description = RATIOS[kind]
-    expr = derive("params" if params else "macs")
+    import sympy as sp
+
+    from flopcalc.formula import to_text
+    from flopcalc.layers import conv
+
+    function_name, description = RATIOS[kind]
+    expr = getattr(conv, function_name)("params" if params else "macs")
     typer.echo(f"{description}; {'params' if params else 'MACs'}, biases left out")
     typer.echo(f"text:  {to_text(expr)}")
     typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
 
 
-COMPARE_SHAPE_HELP = "dims without the batch joined by x, e.g. 3x224x224; optional dtype suffix, e.g. 128:int64"
-COMPARISON_RENDERERS: dict[Format, Callable[[Sequence[ComparisonEntry]], str]] = {
-    Format.MARKDOWN: comparison_markdown,
-    Format.LATEX: comparison_latex,
-    Format.CSV: comparison_csv,
-    Format.JSON: comparison_json,
-    Format.HTML: comparison_html,
-}
-
-
-class Axis(StrEnum):
-    PARAMS = "params"
-    MACS = "macs"
-    FLOPS = "flops"
-    PARAM_MEMORY = "param_memory"
-    ACCURACY = "accuracy"
-
-
-@app.command("compare")
+@app.command("compare", short_help="several models side by side, with an optional plot")
 def compare_command(
     models: Annotated[list[str], typer.Argument(metavar="MODEL...", help=MODEL_HELP)],
-    inputs: Annotated[list[str], typer.Option("--input", "-i", help=COMPARE_SHAPE_HELP)],
-    batch: Annotated[int, typer.Option(min=1, help="batch size prepended to every input shape")] = 1,
-    device: DeviceOption = Device.META,
-    accuracy: Annotated[
-        Path | None, typer.Option(help="CSV with columns model,accuracy, joined by name; every model needs a row")
+    inputs: Annotated[list[str], typer.Option("--input", "-i", metavar="SHAPE", help=COMPARE_SHAPE_HELP)],
+    batch: Annotated[int, typer.Option(min=1, metavar="N", help="batch size prepended to every input shape")] = 1,
+    arguments: Arguments = None,
+    device: Annotated[Device, typer.Option(metavar="meta|cpu", help="meta: shapes only; cpu: run for real")]
+    = Device.META,
+    accuracy: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="CSV with columns model,accuracy, joined by name; every model needs a row")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="draw a scatter plot to FILE.png, .svg or .pdf")
     ] = None,
-    plot: Annotated[Path | None, typer.Option(help="draw a scatter plot to FILE.png, .svg or .pdf")] = None,
     x: Annotated[Axis, typer.Option("--x", help="the plot's x axis")] = Axis.PARAMS,
     y: Annotated[
         Axis | None, typer.Option("--y", help="the plot's y axis [default: accuracy with --accuracy, else macs]")
     ] = None,
-    output_format: Annotated[Format, typer.Option("--format", "-f")] = Format.TABLE,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write to FILE instead of stdout")] = None,
+    output_format: Annotated[Format, typer.Option("--format", "-f", metavar="table|markdown|latex|csv|json|html")]
+    = Format.TABLE,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    ] = None,
 ) -> None:
     """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
+    from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
+
     with _one_line_errors():
-        specs = [parse_shape(text, batch) for text in inputs]
-        if symbols_of(specs):
+        request_inputs = model_inputs(inputs, str(batch))
+        if symbols_of(request_inputs.shapes):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
         accuracies = read_accuracy(accuracy) if accuracy else {}
@@ -475,48 +369,61 @@ def compare_command(
             raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
         if plot:
             check_plot_path(plot)
+        reports = _analyze_all(models, request_inputs, device, parse_arguments(arguments))
         entries = [
-            ComparisonEntry(name, report, accuracies.get(name))
-            for name, report in zip(models, _analyze_all(models, specs, device), strict=True)
+            ComparisonEntry(name, report, accuracies.get(name)) for name, report in zip(models, reports, strict=True)
         ]
-        if output_format is Format.TABLE:
-            table = comparison_to_rich(entries)
-            if output is None:
-                _print(table, lambda: plain_text(table))
-            else:
-                _write(plain_text(table), output)
-        else:
-            _write(COMPARISON_RENDERERS[output_format](entries), output)
+        show_comparison(entries, output_format, output)
         if plot:
             plot_comparison(entries, plot, x.value, y.value if y else None)
             typer.echo(f"wrote {plot}", err=True)
 
 
-def _analyze_all(models: Sequence[str], specs: list[InputSpec], device: Device) -> list[Report]:
+def _analyze_all(
+    models: Sequence[str], inputs: ModelInputs, device: Device, arguments: dict[str, Any]
+) -> list[Report]:
     """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
     leave a blank line before the output or an error)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from flopcalc.analyze import analyze
+    from flopcalc.models import load_model
+
     reports = []
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")
-            reports.append(analyze(load_model(name, device), specs, device=device.value, name=name))
+            model = load_model(name, device.value, arguments)
+            reports.append(analyze(model, inputs, device=device.value, name=name))
             progress.advance(task)
     return reports
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point. Usage errors (a missing --input, an unknown option or choice) are one line
-    on stderr with exit status 2, like every other error, instead of typer's multi-line box."""
+    on stderr with exit status 2, like every other error, instead of typer's multi-line box; an error flopcalc
+    did not foresee is one line too (``FLOPCALC_TRACEBACK=1`` shows its traceback)."""
     try:
-        status = app(prog_name="flopcalc", standalone_mode=False)
+        status = app(args=list(argv) if argv is not None else None, prog_name="flopcalc", standalone_mode=False)
+    except KeyboardInterrupt:
+        typer.echo("Error: interrupted", err=True)
+        raise SystemExit(130) from None
     except Exception as exc:
         # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
-        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            context = getattr(exc, "ctx", None)
+            hint = f" (see {context.command_path} --help)" if context else ""
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "")  # typer's enum check
+            typer.echo(f"Error: {message}{hint}", err=True)
+            raise SystemExit(2) from None
+        if os.environ.get("FLOPCALC_TRACEBACK"):
             raise
-        context = getattr(exc, "ctx", None)
-        hint = f" (see {context.command_path} --help)" if context else ""
-        typer.echo(f"Error: {' '.join(exc.format_message().split())}{hint}", err=True)
+        message = " ".join(str(exc).split())
+        typer.echo(f"Error: flopcalc failed unexpectedly: {type(exc).__name__}: {message} (please report this; "
+                   "FLOPCALC_TRACEBACK=1 shows the traceback)", err=True)
         raise SystemExit(2) from None
     raise SystemExit(status if isinstance(status, int) else 0)
+

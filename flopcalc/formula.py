@@ -96,6 +96,9 @@ class LayerFormula:
 
     ``intermediates`` names derived sizes (e.g. ``H_out``) that the other expressions use; they are written
     as their own formula so that a table can show ``H_out = 55`` and a closed form can expand them.
+    ``defaults`` are the module's defaults for symbols a caller may leave out (``s_h = 1``, ``G = 1``; an
+    expression may name other symbols, as a pooling stride defaults to the kernel size). ``constraints`` are the
+    conditions the module itself enforces, by what they say (``"C_in divisible by G": Eq(Mod(C_in, G), 0)``).
     """
 
     name: str
@@ -106,6 +109,8 @@ class LayerFormula:
     output_shape: tuple[sp.Expr, ...] = ()
     intermediates: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
     buffers: sp.Expr = sp.Integer(0)
+    defaults: Mapping[sp.Symbol, sp.Expr] = field(default_factory=dict)
+    constraints: Mapping[str, sp.Basic] = field(default_factory=dict)
 
     def specialize(self, name: str, description: str, subs: Mapping[sp.Symbol, sp.Expr]) -> LayerFormula:
         """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``."""
@@ -122,6 +127,8 @@ class LayerFormula:
             output_shape=tuple(sub(d) for d in self.output_shape),
             intermediates={s: sub(e) for s, e in self.intermediates.items() if s not in subs},
             buffers=sub(self.buffers),
+            defaults={s: sub(e) for s, e in self.defaults.items() if s not in subs},
+            constraints={text: c for text, rule in self.constraints.items() if (c := sub(rule)) is not sp.true},
         )
 
     @property
@@ -203,6 +210,56 @@ class LayerFormula:
             output_shape=tuple(count(d, "output_shape") for d in self.output_shape),
             buffers=count(self.buffers, "buffers"),
         )
+
+    def with_defaults(self, values: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+        """``values`` completed with the defaults of the symbols left out, and the defaults that were used
+        (a default naming a symbol that is itself unbound stays unused)."""
+        completed = dict(values)
+        used: dict[str, int] = {}
+        for symbol, default in self.defaults.items():
+            if symbol.name in completed:
+                continue
+            default = sp.sympify(default)
+            bound = {s: sp.Integer(completed[s.name]) for s in default.free_symbols if s.name in completed}
+            value = default.xreplace(bound)
+            if value.is_Integer:
+                completed[symbol.name] = used[symbol.name] = int(value)
+        return completed, used
+
+    def check(self, values: Mapping[str, int]) -> None:
+        """Refuse values no module could have: a size, kernel, stride or group count below 1, a padding or
+        flag below 0, a broken constraint (``C_in`` not divisible by ``G``), a derived size below 1 or a count
+        that is negative or not a whole number. Checks what the given values determine; the rest stays symbolic.
+
+        Raises:
+            FormulaError: naming the value and the range it must be in.
+        """
+        by_name = {s.name: s for s in self.symbols}
+        for name, value in values.items():
+            symbol = by_name.get(name)
+            if symbol is not None and symbol.is_positive and value < 1:
+                raise FormulaError(f"{self.name}: {name} = {value}, but {name} must be a positive integer (>= 1)")
+            if symbol is not None and symbol.is_nonnegative and value < 0:
+                raise FormulaError(f"{self.name}: {name} = {value}, but {name} must be an integer >= 0")
+        numbers = _sympify_values(self.resolve(values))
+        for text, rule in self.constraints.items():
+            if sp.sympify(rule).xreplace(numbers) is sp.false:
+                given = ", ".join(f"{s.name}={numbers[s]}" for s in sorted(rule.free_symbols, key=str))
+                raise FormulaError(f"{self.name}: {text} is required, but {given}")
+        for symbol in self.intermediates:
+            size = numbers[symbol]
+            if symbol.is_positive and size.is_number and not (size.is_Integer and size >= 1):
+                raise FormulaError(
+                    f"{self.name}: {symbol.name} = {size} with these values, but a size must be at least 1 "
+                    "(is the input smaller than the kernel, or a stride or padding too large?)"
+                )
+        for what in ("params", "macs", "buffers", *map(str, self.ops)):
+            count = self.field_expr(what).xreplace(numbers).doit()
+            if count.is_number and not (count.is_Integer and count >= 0):
+                raise FormulaError(
+                    f"{self.name}: {what} = {count} with these values, not a whole number >= 0; check that the "
+                    "values fit together"
+                )
 
     def field_expr(self, what: str) -> sp.Expr:
         """One of ``params``, ``macs``, ``buffers`` or an op kind, as a sympy expression."""

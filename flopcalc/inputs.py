@@ -36,11 +36,18 @@ class InputSpec:
         """A tensor of this spec; integer tensors are zeros so they are valid indices for any embedding. Random
         values come from ``generator`` (the global RNG when ``None``)."""
         shape = [resolve(d, i == 0) if isinstance(d, str) and resolve else d for i, d in enumerate(self.shape)]
-        if self.dtype.is_floating_point or self.dtype.is_complex:
-            if torch.device(device).type == "meta" or self.is_symbolic:
-                return torch.empty(shape, dtype=self.dtype, device=device)
-            return torch.randn(shape, dtype=self.dtype, device=device, generator=generator)
-        return torch.zeros(shape, dtype=self.dtype, device=device)
+        try:
+            if self.dtype.is_floating_point or self.dtype.is_complex:
+                if torch.device(device).type == "meta" or self.is_symbolic:
+                    return torch.empty(shape, dtype=self.dtype, device=device)
+                return torch.randn(shape, dtype=self.dtype, device=device, generator=generator)
+            return torch.zeros(shape, dtype=self.dtype, device=device)
+        except (RuntimeError, MemoryError) as exc:  # out of memory, or a dtype the device cannot hold
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"cannot create the input {'x'.join(map(str, self.shape))} ({str(self.dtype).removeprefix('torch.')}) "
+                f"on {device}: {first}; the meta device needs no memory for it"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
             stack.enter_context(OpCounter(tracer.sink, None if symbolic else tracer.record))
             try:
                 model(*args, **kwargs)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a forward that calls sys.exit() failed too
                 raise _forward_error(model, tracer, exc) from exc
         yield
 
@@ -203,7 +203,7 @@ def _restored(model: nn.Module) -> Iterator[list[nn.Module]]:
             state.restore()
 
 
-def _forward_error(model: nn.Module, tracer: Tracer, exc: Exception) -> ForwardError:
+def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException) -> ForwardError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if tracer.stack:
         call = tracer.calls[tracer.stack[-1]]

@@ -8,12 +8,14 @@
 
 flopcalc (and so torch) is imported only when the fixture is used, so the plugin costs nothing in projects
 that have flopcalc installed but do not use it. Records live in the pytest process that ran the test, so
-under pytest-xdist the report of the controlling process is empty (not supported yet).
+under pytest-xdist the report of the controlling process is empty (not supported yet). A report path that
+cannot be written is a usage error at startup (before any test runs), never an INTERNALERROR at the end.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECORDS] = []
+    path = _report_path(config)
+    if path is not None:
+        problem = _unwritable(path)
+        if problem:
+            raise pytest.UsageError(f"--flopcalc-report {path}: {problem}; give a file path in a writable folder")
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written (the folder is created when missing), or ``None``."""
+    if path.is_dir():
+        return "is a folder"
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK):
+        return f"{folder} is not writable"
+    return None
 
 
 @pytest.fixture
@@ -74,12 +95,24 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from flopcalc.report import SCHEMA_VERSION
 
     document = {"schema_version": SCHEMA_VERSION, "models": session.config.stash[_RECORDS]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        session.config.stash[_WRITE_ERROR] = f"{type(exc).__name__}: {exc}"
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+_WRITE_ERROR = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     path = _report_path(config)
-    if path is not None:
+    if path is None:
+        return
+    failure = config.stash.get(_WRITE_ERROR, None)
+    if failure:
+        terminalreporter.write_line(f"flopcalc: could not write the report to {path}: {failure}", red=True)
+    else:
         count = len(config.stash[_RECORDS])
         terminalreporter.write_line(f"flopcalc: counts of {count} model(s) written to {path}")

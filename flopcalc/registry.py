@@ -3,6 +3,11 @@
 Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them) and one *binder* per
 module type. A binder is the only code that reads a torch module: it picks the formula and returns the
 values of its symbols for one call, given the call's positional and keyword arguments.
+
+Formulas are plain sympy and register when a family module is imported; binders need torch, so each family
+registers them in a function run on the first binder lookup (:meth:`FormulaRegistry.on_first_lookup`). That
+keeps ``flopcalc formula`` and ``flopcalc ratio`` free of the torch import. A class from an optional package
+(torchvision's ``SqueezeExcitation``) is bound by its qualified name, so that package is never imported for it.
 """
 
 from __future__ import annotations
@@ -10,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopcalc.formula import Evaluation, LayerFormula, Number
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,7 @@ class Bound:
         return self.formula.evaluate(self.values)
 
 
-Binder = Callable[[nn.Module, tuple[Any, ...], Mapping[str, Any]], Bound]
+Binder = Callable[["nn.Module", tuple[Any, ...], Mapping[str, Any]], Bound]
 
 
 class RegistryError(ValueError):
@@ -41,6 +47,8 @@ class FormulaRegistry:
     def __init__(self) -> None:
         self._formulas: dict[str, LayerFormula] = {}
         self._binders: dict[type, Binder] = {}
+        self._named: dict[str, Binder] = {}
+        self._pending: list[Callable[[], None]] = []
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
@@ -48,21 +56,41 @@ class FormulaRegistry:
                 raise RegistryError(f"duplicate formula name {formula.name!r}")
             self._formulas[formula.name] = formula
 
-    def bind(self, module_types: Iterable[type] | type, binder: Binder) -> Binder:
-        types = (module_types,) if isinstance(module_types, type) else tuple(module_types)
+    def bind(self, module_types: Iterable[type | str] | type | str, binder: Binder) -> Binder:
+        """Use ``binder`` for these module classes, given as classes or as qualified names
+        (``"torchvision.ops.misc.SqueezeExcitation"``) for classes of packages that may not be installed."""
+        types = (module_types,) if isinstance(module_types, type | str) else tuple(module_types)
         for module_type in types:
-            if module_type in self._binders:
-                raise RegistryError(f"duplicate binder for {module_type.__qualname__}")
-            self._binders[module_type] = binder
+            table: dict[Any, Binder] = self._named if isinstance(module_type, str) else self._binders
+            if module_type in table:
+                raise RegistryError(f"duplicate binder for {getattr(module_type, '__qualname__', module_type)}")
+            table[module_type] = binder
         return binder
+
+    def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
+        """Run ``register`` (which imports torch and calls :meth:`bind`) before the first binder lookup."""
+        self._pending.append(register)
+        return register
+
+    def _ready(self) -> None:
+        while self._pending:
+            self._pending.pop(0)()
+
+    def _lookup(self, klass: type) -> Binder | None:
+        found = self._binders.get(klass)
+        if found is None and self._named:
+            found = self._named.get(f"{klass.__module__}.{klass.__qualname__}")
+        return found
 
     def binder_for(self, module: nn.Module) -> Binder | None:
         """The binder of the nearest registered class in the MRO, if the module still runs that class's
         ``forward``: a subclass that overrides ``forward`` (torchvision's ``LayerNorm2d`` permutes around
         ``F.layer_norm``) computes something else, so it gets no inherited formula and is measured instead."""
+        self._ready()
         for klass in type(module).__mro__:
-            if klass in self._binders:
-                return self._binders[klass] if type(module).forward is klass.forward else None
+            binder = self._lookup(klass)
+            if binder is not None:
+                return binder if type(module).forward is klass.forward else None
         return None
 
     @property
@@ -78,9 +106,11 @@ class FormulaRegistry:
 
     def extended(self, extra: Mapping[type, Binder]) -> FormulaRegistry:
         """A copy with ``extra`` binders taking precedence; the original is left untouched."""
+        self._ready()
         copy = FormulaRegistry()
         copy._formulas = dict(self._formulas)
         copy._binders = dict(self._binders)
+        copy._named = dict(self._named)
         copy._binders.update(extra)
         return copy
 

@@ -1,10 +1,17 @@
-"""The result of an analysis: immutable rows (one per module call) and totals. Renderers only read it."""
+"""The result of an analysis: immutable rows (one per module call) and totals. Renderers only read it.
+
+Immutable all the way down: every mapping a report holds (``ops``, ``uncounted``, bound values, ...) is a
+read-only ``MappingProxyType`` over a private copy and every sequence a tuple, so a report handed to several
+renderers, tests or threads cannot be changed by any of them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from flopcalc.facts import ModuleFacts, OpTally
@@ -17,9 +24,23 @@ SCHEMA_VERSION = 1
 
 CONVENTION = (
     "MACs = multiply-accumulates of conv, linear, matmul, attention and recurrent products (bias excluded); "
-    "FLOPs = 2 x MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
+    "FLOPs = 2 × MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
     "inference forward pass."
 )
+
+
+def frozen_mapping(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """A read-only view of a private copy of ``mapping`` (the same object if it is one already)."""
+    return mapping if isinstance(mapping, MappingProxyType) else MappingProxyType(dict(mapping))
+
+
+def _shapes(shapes: Any) -> tuple[tuple[Number, ...], ...]:
+    return tuple(tuple(shape) for shape in shapes)
+
+
+def _freeze_fields(instance: Any, **values: Any) -> None:
+    for name, value in values.items():
+        object.__setattr__(instance, name, value)
 
 
 class Status(StrEnum):
@@ -65,6 +86,26 @@ class LayerRow(CountTotals):
     is_own: bool = False
     """True for an ``own`` row: its ``index`` and ``parent`` are the call whose forward did the work."""
 
+    def __post_init__(self) -> None:
+        _freeze_fields(
+            self, children=tuple(self.children), input_shapes=_shapes(self.input_shapes),
+            output_shapes=_shapes(self.output_shapes), ops=frozen_mapping(self.ops),
+            measured=Count(self.measured.macs, frozen_mapping(self.measured.ops)),
+            measured_self=Count(self.measured_self.macs, frozen_mapping(self.measured_self.ops)),
+            mismatches=tuple(self.mismatches), uncounted=frozen_mapping(self.uncounted),
+            op_tallies=frozen_mapping(self.op_tallies),
+        )
+        if self.facts is not None:
+            facts = dataclasses.replace(self.facts, attributes=frozen_mapping(self.facts.attributes))
+            _freeze_fields(self, facts=facts)
+        if self.bound is not None:
+            _freeze_fields(self, bound=Bound(self.bound.formula, frozen_mapping(self.bound.values)))
+        if self.analytic is not None:
+            analytic = dataclasses.replace(
+                self.analytic, ops=frozen_mapping(self.analytic.ops), output_shape=tuple(self.analytic.output_shape)
+            )
+            _freeze_fields(self, analytic=analytic)
+
     @property
     def measured_macs(self) -> Number:
         return self.measured.macs
@@ -96,11 +137,14 @@ class Totals(CountTotals):
     measured_macs: Number
     measured_flops: Number
 
+    def __post_init__(self) -> None:
+        by_dtype = frozen_mapping(self.param_bytes_by_dtype)
+        _freeze_fields(self, ops=frozen_mapping(self.ops), param_bytes_by_dtype=by_dtype)
+
     @property
     def keras_total_params(self) -> int:
         """Keras' 'Total params': trainable plus non-trainable."""
         return self.trainable_params + self.non_trainable_params
-
 
 
 @dataclass(frozen=True)
@@ -117,6 +161,20 @@ class Report:
     closed_form: ClosedForm | None = None
     convention: str = CONVENTION
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _freeze_fields(
+            self, input_shapes=_shapes(self.input_shapes), rows=tuple(self.rows),
+            uncounted=frozen_mapping(self.uncounted), uncalled=frozen_mapping(self.uncalled),
+        )
+        closed = self.closed_form
+        if closed is not None and not isinstance(closed.hints, MappingProxyType):
+            # Replaced once (not by a copy of this report), so the closed form keeps what it compiled and scanned.
+            closed_form = dataclasses.replace(
+                closed, expressions=frozen_mapping(closed.expressions), conditions=tuple(closed.conditions),
+                hints=frozen_mapping(closed.hints),
+            )
+            _freeze_fields(self, closed_form=closed_form)
 
     @property
     def is_symbolic(self) -> bool:

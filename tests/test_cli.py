@@ -20,7 +20,8 @@ import torch
 from typer.testing import CliRunner
 
 from flopcalc import InputError, InputSpec
-from flopcalc.cli import app, parse_assignment, parse_shape
+from flopcalc.cli import app
+from flopcalc.cli_parse import parse_assignment, parse_shape
 
 MODELS = '''
 import torch

@@ -202,6 +202,14 @@ def test_language_model_formulas(gpt2_report: flopcalc.Report, name: str) -> Non
     assert (result.value, result.unit) == (LLM[name], "FLOPs")
 
 
+def test_formula_conventions_list_what_they_read_not_as_blind_spots(gpt2_report: flopcalc.Report) -> None:
+    result = gpt2_report.as_convention("palm")
+    assert result.blind_spots == ()
+    # the values above: N = 100,096, B = 1, s = 32, L = 2, d_attn = h = 64, V = 1,000
+    assert result.notes == ("N = 100,096 non-embedding params, B = 1, s = 32, L = 2, d_attn = 64, h = 64, V = 1,000",)
+    assert result.to_dict()["notes"] == list(result.notes)
+
+
 def test_megatron_with_recomputation(gpt2_report: flopcalc.Report) -> None:
     (recompute,) = gpt2_report.as_convention("megatron").also
     assert recompute.value == LLM["megatron"] // 3 * 4

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 from torch import nn
@@ -62,3 +65,60 @@ def test_factory_needing_real_tensors_falls_back_to_cpu(tmp_path):
 def test_errors(spec, message):
     with pytest.raises(UnknownModelError, match=message):
         load_model(spec)
+
+
+def _versioned(root, version: str, width: int):
+    """``root/version/model.py`` importing its sibling ``layers.py``, whose block is Linear(width, width)."""
+    folder = root / version
+    folder.mkdir()
+    (folder / "layers.py").write_text(f"from torch import nn\n\n\ndef block():\n    return nn.Linear({width}, {width})\n")
+    (folder / "model.py").write_text("from layers import block\n\n\ndef net():\n    return block()\n")
+    return f"{folder / 'model.py'}:net"
+
+
+def test_each_file_sees_its_own_siblings(tmp_path):
+    v1, v2 = _versioned(tmp_path, "v1", 64), _versioned(tmp_path, "v2", 128)
+    params = [sum(p.numel() for p in load_model(spec).parameters()) for spec in (v1, v2, v1)]
+    assert params == [64 * 64 + 64, 128 * 128 + 128, 64 * 64 + 64]  # 4,160 and 16,512: v2 gets its own layers
+
+
+def test_the_current_directory_cannot_shadow_an_installed_package(tmp_path, monkeypatch):
+    (tmp_path / "shadowed_for_test.py").write_text("raise RuntimeError('the copy in the current directory')\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "shadowed_for_test.py").write_text("from torch import nn\n\n\ndef net():\n    return nn.Linear(2, 2)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    assert isinstance(load_model("shadowed_for_test:net"), nn.Linear)
+
+
+def test_a_module_from_the_current_directory_still_loads(tmp_path, monkeypatch):
+    (tmp_path / "local_models_for_test.py").write_text("from torch import nn\n\n\ndef net():\n    return nn.ReLU()\n")
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(load_model("local_models_for_test:net"), nn.ReLU)
+
+
+def test_a_failing_factory_is_called_once(tmp_path):
+    calls = tmp_path / "calls.txt"
+    (tmp_path / "net.py").write_text(
+        f"from pathlib import Path\n\n\ndef make():\n    with Path({str(calls)!r}).open('a') as f:\n"
+        "        f.write('call\\n')\n    raise ValueError('no such width')\n"
+    )
+    with pytest.raises(UnknownModelError, match="ValueError: no such width"):
+        load_model(f"{tmp_path / 'net.py'}:make")
+    assert calls.read_text().splitlines() == ["call"]
+
+
+def test_constructor_arguments():
+    model = load_model("torchvision.models:resnet18", arguments={"num_classes": 11})
+    assert model.fc.out_features == 11
+    assert load_model("resnet18", arguments={"num_classes": 7}).fc.out_features == 7
+
+
+def test_a_module_instance_takes_no_arguments(monkeypatch):
+    module = types.ModuleType("instance_module_for_test")
+    module.net = nn.Linear(2, 2)
+    monkeypatch.setitem(sys.modules, "instance_module_for_test", module)
+    assert load_model("instance_module_for_test:net") is module.net
+    with pytest.raises(UnknownModelError, match="takes no --arg"):
+        load_model("instance_module_for_test:net", arguments={"width": 3})

@@ -53,3 +53,12 @@ def test_without_the_option_nothing_is_written(pytester):
     result.assert_outcomes(passed=2)
     assert "flopcalc:" not in result.stdout.str()
     assert not list(pytester.path.rglob("*.json"))
+
+
+def test_an_unwritable_report_path_is_a_usage_error_not_an_internal_error(pytester):
+    pytester.makepyfile(TWO_MODELS)
+    (pytester.path / "taken").write_text("a file, so no folder can be made here")
+    result = pytester.runpytest("--flopcalc-report", "taken/counts.json")
+    assert result.ret == 4  # pytest.ExitCode.USAGE_ERROR, before any test runs
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(["*--flopcalc-report *taken/counts.json: *taken is a file, not a folder*"])

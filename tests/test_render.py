@@ -98,7 +98,7 @@ def test_totals_items_name_their_units(report):
     # other ops: 288 + 10 bias adds, 2 × 288 compares
     assert items["FLOPs"].startswith(f"{2 * TOTAL_MACS + 298 + 576:,} FLOPs")
     # 3,114 float32 params = 12,456 B; /1024 = 12.164 kB; /1024² = 0.012 MB
-    assert items["Parameter memory"] == "12,456 B = 12.164 kB = 0.012 MB (1 kB = 1024 B; float32 12,456 B)"
+    assert items["Parameter memory"] == "12,456 B = 12.164 kB = 0.012 MB (float32; 1 kB = 1024 B)"
     assert dict(cells.notes(report))["Convention"] == report.convention
 
 
@@ -197,6 +197,19 @@ def test_console_via_rich_protocol(report):
     folded = Console(color_system=None, width=120, record=True, file=io.StringIO())
     folded.print(to_rich(report, depth=1))
     assert "features.0" not in folded.export_text()
+
+
+def test_parameter_memory_splits_bytes_by_dtype_only_when_mixed():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2).half())
+    items = dict(cells.totals_items(analyze(model, (1, 4))))
+    # float32: 4·8 + 8 = 40 params = 160 B; float16: 8·2 + 2 = 18 params = 36 B; 196 B in all
+    assert items["Parameter memory"] == "196 B = 0.191 kB = 0.000 MB (float16 36 B, float32 160 B; 1 kB = 1024 B)"
+
+
+def test_legend_points_to_the_mismatch_note_only_when_there_is_one(report, mismatched):
+    meaning = dict(cells.legend(cells.visible_rows(mismatched)))["mismatch"]
+    assert meaning.endswith("(see Mismatch below)")
+    assert "below" not in dict(cells.legend(cells.visible_rows(report)))["mismatch"]
 
 
 def test_mismatch_is_highlighted(mismatched):

@@ -36,7 +36,7 @@ def _flopcalc(report: Report) -> ConventionResult:
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention("flopcalc", "flopcalc", "MACs", "docs/conventions.md", (
         "MACs: multiply-accumulates of conv, linear, matmul, attention and recurrent products, bias excluded",
-        "FLOPs = 2 x MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar op)",
+        "FLOPs = 2 × MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar op)",
     ), _flopcalc),
     Convention("thop", "thop 0.1.1 (Lyken17)", "MACs", "thop/profile.py:21, thop/vision/basic_hooks.py", (
         "a rule per exact module type (subclasses and unlisted types count 0, nn.MultiheadAttention included)",
@@ -125,17 +125,17 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "module totals are summed parent by parent: a module held by several parents counts once per parent",
     ), calflops),
     Convention("2N", "2N per token (Kaplan et al. 2020)", "FLOPs", "Kaplan et al. 2020, section 2.1", (
-        "forward FLOPs = 2 x N per token, N = parameters without the embedding tables",
+        "forward FLOPs = 2 × N per token, N = parameters without the embedding tables",
     ), two_n, language_model=True),
     Convention("kaplan", "Kaplan et al. 2020, forward", "FLOPs", "Kaplan et al. 2020, Table 1", (
-        "forward FLOPs per token = 2N + 2 x n_layer x n_ctx x d_attn",
+        "forward FLOPs per token = 2N + 2 × n_layer × n_ctx × d_attn",
     ), kaplan, language_model=True),
     Convention("palm", "PaLM (Chowdhery et al. 2022), training", "FLOPs", "Chowdhery et al. 2022, Appendix B", (
-        "training FLOPs per token = 6N + 12 x L x H x Q x T (T the sequence length, H x Q = d_attn)",
+        "training FLOPs per token = 6N + 12 × L × H × Q × T (T the sequence length, H × Q = d_attn)",
     ), palm, language_model=True),
     Convention("megatron", "Megatron-LM (Narayanan et al. 2021), training", "FLOPs",
                "Narayanan et al. 2021, section 5.1", (
-        "FLOPs per training iteration = 24 x B x s x L x h^2 x (1 + s/(6h) + V/(12 x L x h)) x 3; x 4 with full "
+        "FLOPs per training iteration = 24 × B × s × L × h² × (1 + s/(6h) + V/(12 × L × h)) × 3; × 4 with full "
         "activation recomputation (the second figure)",
     ), megatron, language_model=True),
 )}

@@ -47,6 +47,8 @@ class ConventionResult:
     differences: tuple[Difference, ...]
     blind_spots: tuple[str, ...]
     also: tuple[ConventionResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What a formula convention read from the model (its N, L, s, ...), for the reader to check."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``as_convention`` in docs/json-schema.md)."""
@@ -59,6 +61,7 @@ class ConventionResult:
             "differences": [{"rule": d.rule, "amount": d.amount} for d in self.differences],
             "blind_spots": list(self.blind_spots),
             "also": [second.to_dict() for second in self.also],
+            "notes": list(self.notes),
         }
 
 
@@ -111,9 +114,9 @@ class Ledger:
     def result(self, convention_name: str, tool: str, unit: Unit, baseline: int,
                also: tuple[ConventionResult, ...] = (), notes: tuple[str, ...] = ()) -> ConventionResult:
         differences = tuple(Difference(rule, amount) for rule, amount in self.terms.items() if amount)
-        blind = tuple(f"{rule}: {amount:+,} {unit}" for rule, amount in self.blind.items() if amount) + notes
+        blind = tuple(f"{rule}: {amount:+,} {unit}" for rule, amount in self.blind.items() if amount)
         value = baseline + sum(d.amount for d in differences)
-        return ConventionResult(convention_name, tool, value, unit, baseline, differences, blind, also)
+        return ConventionResult(convention_name, tool, value, unit, baseline, differences, blind, also, notes)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, Number, OpKind, flag
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 E, A, D = sp.symbols("E A D", integer=True, nonnegative=True)
 COST = {kind: sp.Symbol(f"c_{kind.value}", nonnegative=True) for kind in OpKind if kind is not OpKind.BIAS_ADD}
@@ -135,17 +138,23 @@ REGISTRY.add_formula(
     SOFTMAX, SOFTMIN, LOG_SOFTMAX,
 )
 
-_FIXED: dict[type[nn.Module], LayerFormula] = {
-    nn.ReLU: RELU, nn.Hardtanh: HARDTANH, nn.ReLU6: RELU6, nn.LeakyReLU: LEAKY_RELU, nn.RReLU: LEAKY_RELU,
-    nn.Threshold: THRESHOLD, nn.Hardshrink: HARDSHRINK, nn.Softshrink: SOFTSHRINK, nn.Sigmoid: SIGMOID,
-    nn.LogSigmoid: LOG_SIGMOID, nn.Tanh: TANH, nn.Tanhshrink: TANHSHRINK, nn.Softsign: SOFTSIGN, nn.SiLU: SILU,
-    nn.Hardsigmoid: HARDSIGMOID, nn.Hardswish: HARDSWISH, nn.Mish: MISH, nn.ELU: ELU, nn.SELU: SELU,
-}
+@cache
+def _fixed() -> dict[type[nn.Module], LayerFormula]:
+    """Activations whose cost per element does not depend on their hyperparameters, by module class."""
+    from torch import nn
+
+    return {
+        nn.ReLU: RELU, nn.Hardtanh: HARDTANH, nn.ReLU6: RELU6, nn.LeakyReLU: LEAKY_RELU, nn.RReLU: LEAKY_RELU,
+        nn.Threshold: THRESHOLD, nn.Hardshrink: HARDSHRINK, nn.Softshrink: SOFTSHRINK, nn.Sigmoid: SIGMOID,
+        nn.LogSigmoid: LOG_SIGMOID, nn.Tanh: TANH, nn.Tanhshrink: TANHSHRINK, nn.Softsign: SOFTSIGN, nn.SiLU: SILU,
+        nn.Hardsigmoid: HARDSIGMOID, nn.Hardswish: HARDSWISH, nn.Mish: MISH, nn.ELU: ELU, nn.SELU: SELU,
+    }
 
 
 def bind_fixed(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """Activations whose cost per element does not depend on their hyperparameters."""
-    formula = next(_FIXED[klass] for klass in type(module).__mro__ if klass in _FIXED)
+    fixed = _fixed()
+    formula = next(fixed[klass] for klass in type(module).__mro__ if klass in fixed)
     return any_rank(formula, tuple(args[0].shape))
 
 
@@ -174,6 +183,8 @@ def bind_glu(module: nn.GLU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
 
 def softmax_dim(module: nn.Module, rank: int) -> int:
     """The reduced dimension, non-negative; ``dim=None`` is torch's legacy choice (0 for rank 0, 1, 3, else 1)."""
+    from torch import nn
+
     if isinstance(module, nn.Softmax2d):
         return rank - 3
     dim: int | None = getattr(module, "dim", None)
@@ -182,20 +193,24 @@ def softmax_dim(module: nn.Module, rank: int) -> int:
     return dim % rank if rank else 0
 
 
-_ROW_WISE: dict[type[nn.Module], LayerFormula] = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
-
-
 def bind_softmax(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    from torch import nn
+
     shape = tuple(args[0].shape)
-    formula = next((f for t, f in _ROW_WISE.items() if isinstance(module, t)), SOFTMAX)
+    row_wise = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
+    formula = next((f for t, f in row_wise.items() if isinstance(module, t)), SOFTMAX)
     row = shape_symbols(len(shape))[softmax_dim(module, len(shape))] if shape else sp.Integer(1)
     return any_rank(formula, shape, intermediates={D: row})
 
 
-REGISTRY.bind(tuple(_FIXED), bind_fixed)
-REGISTRY.bind(nn.PReLU, bind_prelu)
-REGISTRY.bind(nn.GELU, bind_gelu)
-REGISTRY.bind(nn.CELU, bind_celu)
-REGISTRY.bind(nn.Softplus, bind_softplus)
-REGISTRY.bind(nn.GLU, bind_glu)
-REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind(tuple(_fixed()), bind_fixed)
+    REGISTRY.bind(nn.PReLU, bind_prelu)
+    REGISTRY.bind(nn.GELU, bind_gelu)
+    REGISTRY.bind(nn.CELU, bind_celu)
+    REGISTRY.bind(nn.Softplus, bind_softplus)
+    REGISTRY.bind(nn.GLU, bind_glu)
+    REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)

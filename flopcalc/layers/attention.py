@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, H_q, L, S, E_k, E_v = dims("N H_q L S E_k E_v")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
@@ -161,4 +163,8 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
     return Bound(_BY_LAYOUT[layout], values)
 
 
-REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)

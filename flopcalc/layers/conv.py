@@ -21,13 +21,15 @@ kernel, so its MACs follow the input volume: ``N·C_in·prod(X)·(C_out/G)·prod
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag, ratio
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, C_in, C_out, G = dims("N C_in C_out G")
 B = flag("B")
@@ -86,6 +88,13 @@ def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:
         ops={OpKind.BIAS_ADD: B * N * C_out * out_volume},
         output_shape=(N, C_out, *sym["out"]),
         intermediates=out_size,
+        defaults={  # nn.Conv*d's: stride 1, no padding, no dilation, one group, a bias; one sample
+            N: 1, G: 1, B: 1, **dict.fromkeys((*sym["stride"], *sym["dilation"]), 1),
+            **dict.fromkeys((*sym["padding"], *(sym["output_padding"] if transposed else ())), 0),
+        },
+        constraints={  # torch refuses other group counts
+            "C_in divisible by G": sp.Eq(sp.Mod(C_in, G), 0), "C_out divisible by G": sp.Eq(sp.Mod(C_out, G), 0),
+        },
     )
 
 
@@ -188,4 +197,9 @@ def bind_conv(module: nn.modules.conv._ConvNd, args: tuple[Any, ...], kwargs: Ma
     return Bound(formula, values)
 
 
-REGISTRY.bind((nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), bind_conv)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    convolutions = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    REGISTRY.bind(convolutions, bind_conv)

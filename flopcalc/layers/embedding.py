@@ -21,14 +21,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.linear import split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 V, E, N, B = dims("V E N B")
 W, P = flag("W"), flag("P")
@@ -129,5 +131,9 @@ def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: M
     return Bound(formula, values)
 
 
-REGISTRY.bind(nn.Embedding, bind_embedding)
-REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind(nn.Embedding, bind_embedding)
+    REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)

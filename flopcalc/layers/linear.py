@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
 B = flag("B")
@@ -73,6 +75,7 @@ LINEAR = LayerFormula(
     macs=N * C_in * C_out,
     ops={OpKind.BIAS_ADD: B * N * C_out},
     output_shape=(N, C_out),
+    defaults={N: 1, B: 1},  # one sample; nn.Linear has a bias unless bias=False
 )
 
 BILINEAR = LayerFormula(
@@ -83,6 +86,7 @@ BILINEAR = LayerFormula(
     # An unbatched (1-d) output gets its bias as a vector + vector add, indistinguishable from any other add.
     ops={OpKind.BIAS_ADD: B * (1 - U) * N * C_out, OpKind.ADD: B * U * N * C_out},
     output_shape=(N, C_out),
+    defaults={N: 1, B: 1, U: 0},
 )
 
 REGISTRY.add_formula(LINEAR, BILINEAR)
@@ -110,5 +114,9 @@ def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[st
     return Bound(_with_leading("bilinear", len(leading)), {**values, **split_values("N", leading)})
 
 
-REGISTRY.bind(nn.Linear, bind_linear)
-REGISTRY.bind(nn.Bilinear, bind_bilinear)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind(nn.Linear, bind_linear)
+    REGISTRY.bind(nn.Bilinear, bind_bilinear)

@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, dims, flag
 from flopcalc.layers.activation import E as ELEMENTS
 from flopcalc.layers.activation import GELU, GELU_TANH, RELU, SILU
 from flopcalc.registry import REGISTRY, Binder, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 T, k, E, H, F = dims("T k E H F")
 G, B = flag("G"), flag("B")
@@ -77,6 +79,8 @@ def _with_activation(activation: LayerFormula) -> LayerFormula:
 
 def is_routed_experts(module: nn.Module) -> bool:
     """A transformers experts module with stacked 3-d weights that runs the ``batched_mm`` implementation."""
+    from torch import nn
+
     config = getattr(module, "config", None)
     return (
         getattr(config, "_experts_implementation", None) == "batched_mm"

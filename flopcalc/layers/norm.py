@@ -35,17 +35,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.conv import SPATIAL_NAMES
 from flopcalc.layers.linear import numbered, split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.instancenorm import _InstanceNorm
 
 N, C, G, S, D = dims("N C G S D")
 A, B, R = flag("A"), flag("B"), flag("R")
@@ -218,6 +220,8 @@ def bind_layer_norm(module: nn.LayerNorm | nn.RMSNorm, args: tuple[Any, ...], kw
     shape = tuple(args[0].shape)
     normalised = tuple(module.normalized_shape)
     leading = shape[: len(shape) - len(normalised)]
+    from torch import nn
+
     name = "rms_norm" if isinstance(module, nn.RMSNorm) else "layer_norm"
     values = {"A": int(module.weight is not None), "B": int(getattr(module, "bias", None) is not None)}
     values.update(split_values("N", leading))
@@ -225,7 +229,13 @@ def bind_layer_norm(module: nn.LayerNorm | nn.RMSNorm, args: tuple[Any, ...], kw
     return Bound(_rows(name, len(leading), len(normalised)), values)
 
 
-REGISTRY.bind((_BatchNorm, nn.SyncBatchNorm), bind_batch_norm)  # SyncBatchNorm: the same single-process pass
-REGISTRY.bind(_InstanceNorm, bind_instance_norm)
-REGISTRY.bind(nn.GroupNorm, bind_group_norm)
-REGISTRY.bind((nn.LayerNorm, nn.RMSNorm), bind_layer_norm)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+    from torch.nn.modules.batchnorm import _BatchNorm
+    from torch.nn.modules.instancenorm import _InstanceNorm
+
+    REGISTRY.bind((_BatchNorm, nn.SyncBatchNorm), bind_batch_norm)  # SyncBatchNorm: the same single-process pass
+    REGISTRY.bind(_InstanceNorm, bind_instance_norm)
+    REGISTRY.bind(nn.GroupNorm, bind_group_norm)
+    REGISTRY.bind((nn.LayerNorm, nn.RMSNorm), bind_layer_norm)

@@ -31,15 +31,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.activation import any_rank, elementwise, shape_symbols
 from flopcalc.layers.conv import SPATIAL_NAMES, spatial_symbols
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, C, P = dims("N C P")
 c = flag("c")
@@ -80,6 +83,10 @@ def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
         ops=_reduce(reduction, results, results * (sp.Mul(*sym["kernel"]) - 1)),
         output_shape=(N, C, *sym["out"]),
         intermediates=out_size,
+        defaults={  # nn.MaxPool*d/AvgPool*d's: stride = kernel size, no padding or dilation, floor; one sample
+            N: 1, c: 0, **dict(zip(sym["stride"], sym["kernel"])), **dict.fromkeys(sym["padding"], 0),
+            **(dict.fromkeys(sym["dilation"], 1) if reduction == "max" else {}),
+        },
     )
 
 
@@ -169,14 +176,19 @@ def _batch_values(formula: LayerFormula, shape: Sequence[int], ndim: int) -> tup
     return _UNBATCHED[formula.name], values
 
 
-_POOLS: dict[type[nn.Module], tuple[LayerFormula, int]] = {
-    nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
-    nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
-}
+@cache
+def _pools() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
+    """Max and average pooling classes: their formula and number of spatial dimensions."""
+    from torch import nn
+
+    return {
+        nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
+        nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
+    }
 
 
 def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _POOLS[type(module)]
+    formula, ndim = _pools()[type(module)]
     formula, values = _batch_values(formula, tuple(args[0].shape), ndim)
     sym = spatial_symbols(ndim)
     kernel = _per_dim(module.kernel_size, ndim)
@@ -189,11 +201,16 @@ def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any
     return Bound(formula, values | {"c": 1 if module.ceil_mode else 0})
 
 
-_ADAPTIVE: dict[type[nn.Module], tuple[LayerFormula, int]] = {
-    nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
-    nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
-    nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
-}
+@cache
+def _adaptive() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
+    """Adaptive pooling classes: their formula and number of spatial dimensions."""
+    from torch import nn
+
+    return {
+        nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
+        nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
+        nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
+    }
 
 
 def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: Sequence[int | None]) -> Bound:
@@ -205,7 +222,7 @@ def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: 
 
 
 def bind_adaptive(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _ADAPTIVE[type(module)]
+    formula, ndim = _adaptive()[type(module)]
     return _bind_adaptive(formula, ndim, tuple(args[0].shape), _per_dim(module.output_size, ndim))
 
 
@@ -239,6 +256,8 @@ def bind_upsample(module: nn.Upsample, args: tuple[Any, ...], kwargs: Mapping[st
 
 
 def bind_identity(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    from torch import nn
+
     return any_rank(IDENTITY if isinstance(module, nn.Identity) else DROPOUT, tuple(args[0].shape))
 
 
@@ -259,12 +278,16 @@ def bind_unflatten(module: nn.Unflatten, args: tuple[Any, ...], kwargs: Mapping[
     return any_rank(UNFLATTEN, shape, output_shape=(*sizes[:dim], *parts, *sizes[dim + 1 :]))
 
 
-REGISTRY.bind(tuple(_POOLS), bind_pool)
-REGISTRY.bind(tuple(_ADAPTIVE), bind_adaptive)
-REGISTRY.bind(nn.Upsample, bind_upsample)
-REGISTRY.bind(
-    (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
-    bind_identity,
-)
-REGISTRY.bind(nn.Flatten, bind_flatten)
-REGISTRY.bind(nn.Unflatten, bind_unflatten)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind(tuple(_pools()), bind_pool)
+    REGISTRY.bind(tuple(_adaptive()), bind_adaptive)
+    REGISTRY.bind(nn.Upsample, bind_upsample)
+    REGISTRY.bind(
+        (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
+        bind_identity,
+    )
+    REGISTRY.bind(nn.Flatten, bind_flatten)
+    REGISTRY.bind(nn.Unflatten, bind_unflatten)

@@ -9,15 +9,14 @@ Fused modules (``ConvReLU2d``, ``LinearReLU``) override ``forward`` and are meas
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-import torch.ao.nn.quantized as nnq
-import torch.ao.nn.quantized.dynamic as nnqd
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from flopcalc.layers.conv import bind_conv
 from flopcalc.layers.linear import bind_linear
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class _FloatView:
@@ -39,8 +38,13 @@ def bind_quantized_linear(module: nn.Module, args: tuple[Any, ...], kwargs: Mapp
     return bind_linear(_FloatView(module), args, kwargs)  # type: ignore[arg-type]
 
 
-REGISTRY.bind(
-    (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.ConvTranspose1d, nnq.ConvTranspose2d, nnq.ConvTranspose3d),
-    bind_quantized_conv,
-)
-REGISTRY.bind((nnq.Linear, nnqd.Linear), bind_quantized_linear)
+@REGISTRY.on_first_lookup
+def _bind_modules() -> None:
+    import torch.ao.nn.quantized as nnq
+    import torch.ao.nn.quantized.dynamic as nnqd
+
+    REGISTRY.bind(
+        (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d, nnq.ConvTranspose1d, nnq.ConvTranspose2d, nnq.ConvTranspose3d),
+        bind_quantized_conv,
+    )
+    REGISTRY.bind((nnq.Linear, nnqd.Linear), bind_quantized_linear)

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-from torch import nn
-from torch.nn.utils.rnn import PackedSequence
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.activation import RELU, SIGMOID, TANH, E
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
 
 N, L, H_in, H, H_out, D, N_layers = dims("N L H_in H H_out D N_layers")
 B, R = flag("B"), flag("R")
@@ -147,6 +148,8 @@ _STACKS = {"RNN_TANH": RNN_TANH, "RNN_RELU": RNN_RELU, "LSTM": LSTM, "GRU": GRU}
 
 def bind_rnn(module: nn.RNNBase, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """nn.RNN/LSTM/GRU on a batched, unbatched or packed input (``input`` positional or keyword)."""
+    from torch.nn.utils.rnn import PackedSequence
+
     x = args[0] if args else kwargs["input"]
     formula = _STACKS[module.mode]
     width = D * (H_out if formula is LSTM else H)
@@ -170,6 +173,8 @@ def bind_rnn(module: nn.RNNBase, args: tuple[Any, ...], kwargs: Mapping[str, Any
 
 def bind_cell(module: nn.RNNCellBase, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """nn.RNNCell/LSTMCell/GRUCell on a batched ``(N, H_in)`` or unbatched ``(H_in,)`` input."""
+    from torch import nn
+
     x = args[0] if args else kwargs["input"]
     if isinstance(module, nn.LSTMCell):
         formula = LSTM_CELL
@@ -183,5 +188,9 @@ def bind_cell(module: nn.RNNCellBase, args: tuple[Any, ...], kwargs: Mapping[str
     return Bound(_with_output_shape(formula, layout), values)
 
 
-REGISTRY.bind((nn.RNN, nn.LSTM, nn.GRU), bind_rnn)
-REGISTRY.bind((nn.RNNCell, nn.LSTMCell, nn.GRUCell), bind_cell)
+@REGISTRY.on_first_lookup
+def _bind() -> None:
+    from torch import nn
+
+    REGISTRY.bind((nn.RNN, nn.LSTM, nn.GRU), bind_rnn)
+    REGISTRY.bind((nn.RNNCell, nn.LSTMCell, nn.GRUCell), bind_cell)

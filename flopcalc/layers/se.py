@@ -16,17 +16,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
-import torch
-from torch import nn
-from torchvision.ops import SqueezeExcitation
 
 from flopcalc.formula import LayerFormula, Number, OpKind, dims
 from flopcalc.layers import activation, conv, pooling
 from flopcalc.layers.activation import HARDSIGMOID, RELU, SIGMOID, SILU
 from flopcalc.registry import REGISTRY, Bound
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torchvision.ops import SqueezeExcitation
 
 N, C, C_sq, H, W = dims("N C C_sq H W")
 
@@ -88,6 +89,8 @@ REGISTRY.add_formula(POOL, SQUEEZE_EXCITATION, SQUEEZE_EXCITATION_HARDSIGMOID, S
 
 def _activation(module: nn.Module) -> tuple[LayerFormula, dict[str, Number]]:
     """The registered elementwise formula of an activation module, and the values of its own flags."""
+    import torch
+
     binder = REGISTRY.binder_for(module)
     if binder is None:
         raise TypeError(f"no formula for the activation {type(module).__name__}")
@@ -118,4 +121,5 @@ def bind_squeeze_excitation(module: SqueezeExcitation, args: tuple[Any, ...], kw
     return Bound(formula, values)
 
 
-REGISTRY.bind(SqueezeExcitation, bind_squeeze_excitation)
+# By name: torchvision is optional, and only a model built from it can contain this class.
+REGISTRY.bind("torchvision.ops.misc.SqueezeExcitation", bind_squeeze_excitation)

@@ -15,7 +15,7 @@ import sympy as sp
 from flopcalc.formula import Number
 from flopcalc.render import closed_forms
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report
+from flopcalc.report import LayerRow, Report, Status
 from flopcalc.sizes import SizeNames, simplify_sizes
 
 KIB = 1024
@@ -56,7 +56,7 @@ STATUS_LEGEND = (
     ("match", "formula and executed operators agree (params, MACs, ops, shape)"),
     ("measured-only", "no formula for (part of) the row: the count is what executed"),
     ("formula-only", "uncounted op inside: the count is the formula's, unchecked"),
-    ("mismatch", "formula and executed operators disagree (see Mismatch below)"),
+    ("mismatch", "formula and executed operators disagree"),
 )
 """One line per status value, shown under every layer table."""
 OWN_LEGEND = ("(self)", "what a module's own forward did outside its child modules")
@@ -251,7 +251,8 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
     For a closed form the counts are written in the named sizes, listed first (``Where``); with ``latex``
     those values are :class:`Latex`."""
     t = report.totals
-    by_dtype = ", ".join(f"{dtype} {n:,} B" for dtype, n in sorted(t.param_bytes_by_dtype.items()))
+    dtypes = sorted(t.param_bytes_by_dtype.items())
+    by_dtype = dtypes[0][0] if len(dtypes) == 1 else ", ".join(f"{dtype} {n:,} B" for dtype, n in dtypes)
     items = [
         ("Total params", fmt_count(t.params)),
         ("Trainable params", fmt_count(t.trainable_params)),
@@ -263,7 +264,7 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
         ),
         ("Keras total params", f"{t.keras_total_params:,} (trainable + non-trainable)"),
         ("Buffers", f"{t.buffers:,} elements, {t.buffer_bytes:,} B"),
-        ("Parameter memory", fmt_bytes(t.param_bytes) + f" (1 kB = 1024 B{'; ' + by_dtype if by_dtype else ''})"),
+        ("Parameter memory", fmt_bytes(t.param_bytes) + f" ({by_dtype + '; ' if by_dtype else ''}1 kB = 1024 B)"),
     ]
     names = size_names(report)
     if names is None:
@@ -380,6 +381,8 @@ def notes(report: Report) -> list[tuple[str, str]]:
 def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
     """What the table's Status values and marks mean: every status, then ``(self)`` and ``*`` when shown."""
     found = list(STATUS_LEGEND)
+    if any(row.status is Status.MISMATCH for row in rows):
+        found[-1] = (found[-1][0], found[-1][1] + " (see Mismatch below)")
     if any(row.is_own for row in rows):
         found.append(OWN_LEGEND)
     if any(row.uncounted for row in rows):

@@ -67,6 +67,9 @@ def convention_to_rich(report: Report, result: ConventionResult) -> RenderableTy
     if result.blind_spots:
         parts.append(Text("Blind spots for this model", style="bold"))
         parts.extend(Text(f"  - {spot}") for spot in result.blind_spots)
+    if result.notes:
+        parts.append(Text("Read from this model", style="bold"))
+        parts.extend(Text(f"  - {note}") for note in result.notes)
     parts.append(Text(f"Its rules ({CONVENTIONS[result.name].source})", style="bold"))
     parts.extend(Text(f"  - {rule}") for rule in CONVENTIONS[result.name].rules)
     return Group(*parts)
@@ -100,6 +103,8 @@ def convention_to_markdown(report: Report, result: ConventionResult) -> str:
         lines += [f"| {escape(d.rule)} | {d.amount:+,} |" for d in figure.differences] or ["| same count | 0 |"]
     if result.blind_spots:
         lines += ["", "Blind spots:", *(f"- {escape(spot)}" for spot in result.blind_spots)]
+    if result.notes:
+        lines += ["", "Read from this model:", *(f"- {escape(note)}" for note in result.notes)]
     lines += ["", f"Rules ({escape(CONVENTIONS[result.name].source)}):"]
     lines += [f"- {escape(rule)}" for rule in CONVENTIONS[result.name].rules]
     return "\n".join(lines) + "\n"

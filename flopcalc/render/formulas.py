@@ -1,7 +1,8 @@
 """A formula sheet: one layer family's formulas, symbolically and with the user's numbers substituted.
 
 Behind ``flopcalc formula conv2d C_in=3 C_out=64 ...``: params, MACs, each other-op kind, buffers, the
-output shape and the intermediate sizes, as plain text or as a LaTeX ``align*`` block.
+output shape and the intermediate sizes, as plain text or as a LaTeX ``align*`` block. Symbols left out take
+the layer's defaults (stride 1, padding 0, ...), which the sheet lists; values no layer could have are refused.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None
 
     Raises:
         InputError: a value names a symbol the formula does not have.
+        FormulaError: a value is out of its range, or the values give a negative or fractional count.
     """
     values = dict(values or {})
     _check(formula, values)
+    defaults: dict[str, int] = {}
+    if values:
+        values, defaults = formula.with_defaults(values)
+        formula.check(values)
     known = _known_values(formula, values) if values else {}
     shape = sp.Tuple(*formula.output_shape)
     word = _text if latex else str
@@ -62,22 +68,23 @@ def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None
         label = to_latex(symbol) if latex else f"where {symbol.name}"
         lines.append((label, symbolic, render_substituted(expr, known, latex) if values else None))
     unbound = sorted(s.name for s in formula.symbols if values and s.name not in values)
-    return _latex_sheet(formula, lines, unbound) if latex else _text_sheet(formula, lines, unbound)
+    notes = [f"defaults: {', '.join(f'{k}={v}' for k, v in defaults.items())}"] if defaults else []
+    notes += [f"unbound: {', '.join(unbound)}"] if unbound else []
+    return _latex_sheet(formula, lines, notes) if latex else _text_sheet(formula, lines, notes)
 
 
-def _text_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], unbound: list[str]) -> str:
+def _text_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], notes: list[str]) -> str:
     width = max(len(label) for label, _, _ in lines)
     out = [f"{formula.name}: {formula.description}", f"symbols: {', '.join(sorted(s.name for s in formula.symbols))}"]
     for label, symbolic, substituted in lines:
         out.append(f"  {label:<{width}} = {symbolic}")
         if substituted is not None:
             out.append(f"  {'':<{width}} = {substituted}")
-    if unbound:
-        out.append(f"unbound: {', '.join(unbound)}")
+    out += notes
     return "\n".join(out) + "\n"
 
 
-def _latex_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], unbound: list[str]) -> str:
+def _latex_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], notes: list[str]) -> str:
     out = [f"% {formula.name}: {formula.description}", r"\begin{align*}"]
     body = []
     for label, symbolic, substituted in lines:
@@ -86,8 +93,7 @@ def _latex_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]]
             body.append(f"&= {substituted}")
     out.append(" \\\\\n".join(body))
     out.append(r"\end{align*}")
-    if unbound:
-        out.append(f"% unbound: {', '.join(unbound)}")
+    out += [f"% {note}" for note in notes]
     return "\n".join(out) + "\n"
 
 

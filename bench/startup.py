@@ -1,0 +1,73 @@
+"""How fast the ``flopcalc`` command starts: each command's CPU time (user + system), best of several fresh
+processes, as a ratio to ``python -c pass`` (and a model command to ``python -c "import torch"``, the floor of
+any torch tool). CPU time rather than wall time: on a shared machine other jobs stretch wall time by several
+times, while the CPU a process needs barely moves.
+
+    python bench/startup.py            # 7 runs per command (`make bench` runs it after bench/run.py)
+    python bench/startup.py --runs 3
+
+Targets (issue 13): ``--help``, ``--version``, ``formula`` and ``ratio`` within 3 × ``python -c pass`` (they never
+import torch); ``flopcalc resnet50 --input 3x224x224`` within 1.3 × ``python -c "import torch"``. The command
+runs through the checkout's ``cli.py`` shim, so it measures this checkout's code in this interpreter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOPCALC = [sys.executable, str(ROOT / "cli.py")]
+
+FLOORS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    'python -c "import torch"': [sys.executable, "-c", "import torch"],
+}
+
+COMMANDS = [  # (shown as, arguments, floor, target ratio)
+    ("flopcalc --version", ["--version"], "python -c pass", 3.0),
+    ("flopcalc --help", ["--help"], "python -c pass", 3.0),
+    ("flopcalc ratio depthwise-separable", ["ratio", "depthwise-separable"], "python -c pass", 3.0),
+    ("flopcalc formula conv2d C_in=3 C_out=64 K_h=3 K_w=3 H=32 W=32",
+     ["formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32"], "python -c pass", 3.0),
+    ("flopcalc resnet50 --input 3x224x224", ["resnet50", "--input", "3x224x224"], 'python -c "import torch"', 1.3),
+]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def best_of(command: list[str], runs: int) -> float:
+    """The least CPU time (user + system) of ``runs`` fresh processes."""
+    times = []
+    for _ in range(runs):
+        start = _children_cpu()
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
+        times.append(_children_cpu() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="fresh processes per command (best is kept)")
+    runs = parser.parse_args().runs
+    floors = {name: best_of(command, runs) for name, command in FLOORS.items()}
+    print(f"### CLI start-up: CPU time, best of {runs} fresh processes\n")
+    print("| Command | CPU time | Ratio | Target | Met |")
+    print("|---|---:|---:|---:|:---:|")
+    for name, seconds in floors.items():
+        print(f"| `{name}` | {seconds:.3f} s | 1.00 × itself | | |")
+    for shown, arguments, floor, target in COMMANDS:
+        seconds = best_of([*FLOPCALC, *arguments], runs)
+        ratio = seconds / floors[floor]
+        met = "yes" if ratio <= target else "no"
+        print(f"| `{shown}` | {seconds:.3f} s | {ratio:.2f} × `{floor}` | {target:g} × | {met} |")
+
+
+if __name__ == "__main__":
+    main()
