@@ -250,7 +250,7 @@ def test_recurrent_rules(kind: str) -> None:
     assert {name: report.as_convention(name).value for name in expected} == expected
     for name in ("deepspeed", "calflops"):
         assert report.as_convention(name).also[0].value == profiler_flops
-        assert not report.as_convention(name).blind_spots
+        assert report.as_convention(name).blind_spots == (f"RNN/GRU/LSTM: the hook adds FLOPs, no MACs: -{macs:,} MACs",)
 
 
 def test_module_shared_by_two_parents() -> None:
@@ -270,3 +270,39 @@ def test_module_shared_by_two_parents() -> None:
     assert [report.as_convention(name).also[0].value for name in ("deepspeed", "calflops")] == [544, 1_056]
     assert "a module held by several parents counted once per parent" in {
         d.rule for d in report.as_convention("calflops").differences}
+
+
+class _HeldGelu(nn.Module):
+    """Keeps F.gelu as an attribute, as transformers' GELUActivation does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = torch.nn.functional.gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
+class _Conv1D(nn.Module):
+    """torch.addmm on an (in, out) weight, as transformers' Conv1D: no transpose, unlike F.linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(8, 4))
+        self.bias = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)
+
+
+def test_patched_function_forms() -> None:
+    report = flopcalc.analyze(nn.Sequential(_Conv1D(), _HeldGelu(), nn.GELU()), (3, 8))
+    assert report.totals.macs == 3 * 8 * 4  # 96
+    # DeepSpeed FLOPs: 2 * 96 for torch.addmm plus its bias vector's 4 elements once; the held F.gelu is the
+    # unpatched original (0); nn.GELU calls the patched F.gelu: 3*4 = 12.
+    assert report.as_convention("deepspeed").also[0].value == 2 * 96 + 4 + 12
+    # ultralytics-thop counts F.linear, matmul, bmm, einsum and SDPA outside a module rule, not torch.addmm
+    assert report.as_convention("ultralytics-thop").value == 0
+    # ptflops: patched torch.addmm 96 + 4 (the added matrix) and nn.GELU's patched F.gelu 12, plus nn.GELU's
+    # module hook 12 divided by the batch 3 = 4
+    assert report.as_convention("ptflops").value == 96 + 4 + 12 + 12 // 3
