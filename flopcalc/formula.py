@@ -366,6 +366,15 @@ def to_text(expr: sp.Expr) -> str:
     return _TextPrinter().doprint(sp.sympify(expr))
 
 
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def to_math(expr: sp.Expr) -> str:
+    """The expression as a person writes it: ``1/M + 1/K²`` (powers as superscripts, products with ``·``)."""
+    text = re.sub(r"\*\*(\d+)", lambda power: power.group(1).translate(_SUPERSCRIPT_DIGITS), to_text(expr))
+    return text.replace("**", "^").replace("*", "·")
+
+
 class _NumberStrPrinter(_TextPrinter):
     """Prints each bound symbol as its number, keeping the formula's structure."""
 

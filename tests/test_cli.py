@@ -286,6 +286,7 @@ def test_ratio_depthwise_separable(params):
     M, K = sp.symbols("M K", positive=True)
     assert sp.simplify(_printed_expression(result.stdout) - (1 / M + 1 / K**2)) == 0
     assert "latex: \\frac{1}{M} + \\frac{1}{K^{2}}" in result.stdout
+    assert "math:  1/M + 1/K²" in result.stdout  # as a person writes it
 
 
 def test_ratio_group():
