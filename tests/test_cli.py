@@ -248,7 +248,7 @@ def test_formula_substituted():
     result = run("formula", "conv2d", *values)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "C_in*C_out*K_h*K_w/G + B*C_out" in out
+    assert "C_in·C_out·K_h·K_w/G + B·C_out" in out
     assert "3·64·11·11 + 64 = 23,296" in out  # params
     assert f"= {3 * 64 * 55 * 55 * 11 * 11:,}" in out  # MACs: H_out = W_out = (224 + 2·2 - 11)//4 + 1 = 55
     assert f"= {64 * 55 * 55:,}" in out  # bias adds
@@ -286,6 +286,7 @@ def test_ratio_depthwise_separable(params):
     M, K = sp.symbols("M K", positive=True)
     assert sp.simplify(_printed_expression(result.stdout) - (1 / M + 1 / K**2)) == 0
     assert "latex: \\frac{1}{M} + \\frac{1}{K^{2}}" in result.stdout
+    assert "math:  1/M + 1/K²" in result.stdout  # as a person writes it
 
 
 def test_ratio_group():

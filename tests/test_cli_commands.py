@@ -107,6 +107,14 @@ def test_formula_takes_the_layer_defaults_and_says_which():
     assert "unbound" not in out
 
 
+def test_formula_sheet_is_written_as_a_person_writes_it():
+    out = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32").stdout
+    assert "= C_in·C_out·K_h·K_w/G + B·C_out" in out and "*" not in out
+    assert "where H_out  = ⌊(H + 2·p_h - d_h·(K_h - 1) - 1)/s_h⌋ + 1" in out
+    # both sizes substituted in the same order, added terms first: 32 + 1 - 3 = 30
+    assert out.count("= 32 + 1 - 3 = 30") == 2
+
+
 def test_pooling_stride_defaults_to_the_kernel():
     result = run("formula", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2")
     assert result.exit_code == 0, result.output
