@@ -44,18 +44,30 @@ def data() -> dict:
     return json.loads(to_json(flopcalc.analyze(Small(), (1, 3, 6, 6), name="small")))
 
 
-def documented(section: str) -> set[str]:
-    """The field names of one table of docs/json-schema.md: every backticked name in its first column."""
+def documented(section: str, optional: bool = False) -> set[str]:
+    """The field names of one table of docs/json-schema.md: every backticked name in its first column; with
+    ``optional``, only those of the rows written only with an option (meaning "only with ...")."""
     text = SCHEMA.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in text.splitlines() if line.startswith("| `")]
+    if optional:
+        rows = [row for row in rows if row.split("|")[3].strip().startswith("only with")]
     return {name for row in rows for name in re.findall(r"`([^`]+)`", row.split("|")[1])}
 
 
 def test_every_documented_field_is_written_and_every_written_field_documented(data):
     assert set(data) == documented("Top level")
-    assert set(data["totals"]) == documented("`totals`")
+    assert set(data["totals"]) == documented("`totals`") - documented("`totals`", optional=True)
     for layer in data["layers"]:
         assert set(layer) == documented("`layers[]`"), layer["name"]
+
+
+def test_the_training_views_write_their_documented_totals():
+    report = flopcalc.analyze(Small(), (1, 3, 6, 6), backward=True, optimizer="adam", hardware="h100-sxm")
+    totals = json.loads(to_json(report))["totals"]
+    assert set(totals) == documented("`totals`") - {"timing"}  # timing: only with time="cpu" (tests/test_timing.py)
+    assert documented("`totals`", optional=True) >= {"backward", "memory", "roofline", "timing", "training_macs"}
+    layer = json.loads(to_json(report))["layers"][0]
+    assert set(layer["backward"]) == documented("`layers[].backward` (only with `--backward`)")
 
 
 def test_totals_memory_and_never_called_modules(data):
