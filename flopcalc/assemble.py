@@ -262,6 +262,7 @@ def build_report(
     return Report(
         model=name,
         input_shapes=inputs.shapes,
+        input_labels=inputs.labels,
         device=device,
         rows=final_rows,
         totals=totals,

@@ -178,14 +178,14 @@ def test_output_file_and_explicit_command(models_file, tmp_path):
 def test_batch_and_depth(models_file):
     result = run(f"{models_file}:small", "--input", "3x8x8", "--batch", "2", "--format", "json", "--depth", "1")
     data = json.loads(result.stdout)
-    assert data["inputs"] == [{"shape": [2, 3, 8, 8]}]
+    assert data["inputs"] == [{"shape": [2, 3, 8, 8], "dtype": "float32"}]
     assert data["totals"]["macs"] == 2 * SMALL_MACS
     assert {layer["depth"] for layer in data["layers"]} == {1}
 
 
 def test_several_inputs_and_dtype(models_file):
     product = json.loads(run(f"{models_file}:Product", "--input", "2x3", "--input", "3x4", "--format", "json").stdout)
-    assert product["inputs"] == [{"shape": [1, 2, 3]}, {"shape": [1, 3, 4]}]
+    assert product["inputs"] == [{"shape": [1, 2, 3], "dtype": "float32"}, {"shape": [1, 3, 4], "dtype": "float32"}]
     assert product["totals"]["macs"] == 1 * 2 * 3 * 4
     tokens = json.loads(run(f"{models_file}:embedding", "--input", "5:int64", "--format", "json").stdout)
     assert tokens["totals"]["params"] == 100 * 8

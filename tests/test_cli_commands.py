@@ -141,11 +141,19 @@ def test_factory_failure_names_the_arguments(models):
     assert result.exit_code == 2 and "called with depth=2" in result.stderr
 
 
+def test_keyword_input_is_named_in_the_title(models):
+    result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--depth", "0")
+    assert result.exit_code == 0, result.output
+    assert "input 1×6:int64, attention_mask=1×6 (meta device)" in " ".join(result.stdout.split())
+
+
 def test_keyword_input(models):
     result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["inputs"] == [{"shape": [1, 6]}, {"shape": [1, 6]}]  # input_ids, then attention_mask
+    assert data["inputs"] == [  # input_ids, then attention_mask, named as given
+        {"shape": [1, 6], "dtype": "int64"}, {"shape": [1, 6], "dtype": "float32", "name": "attention_mask"},
+    ]
     assert data["totals"]["macs"] == 6 * 8 * 2  # fc on 1×6×8: 6·8·2 = 96
     assert data["totals"]["params"] == 100 * 8 + 8 * 2 + 2
 
