@@ -39,6 +39,8 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     ]
     if evaluation.output_shape and call.output_shapes:
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
+    if not at:  # concrete counts compare as they are
+        return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)
     point = {user_symbol(name): value for name, value in at.items()}
 
     def concrete(value: Any) -> Any:
@@ -164,7 +166,9 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
             status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
             facts=call.facts, op_tallies=call.op_tallies,
         )
-        rows[index] = replace(row, own=_own_row(row, measured_self, [c for c in children if c is not None]))
+        # The row is not handed out yet: its own part is set on it rather than built into a second copy.
+        object.__setattr__(row, "own", _own_row(row, measured_self, [c for c in children if c is not None]))
+        rows[index] = row
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import sympy as sp
@@ -36,6 +37,10 @@ class OpKind(StrEnum):
     COMPARE = "compare"  # max/min/clamp comparisons (ReLU, max pooling)
     EXP = "exp"  # transcendental evaluations: exp, log, tanh, erf
     SQRT = "sqrt"  # square roots (norm layers)
+
+
+_EVALUATED_LIMIT = 4096
+"""Concrete points kept per formula; the memo starts afresh beyond that, so memory stays bounded."""
 
 
 def dims(names: str) -> tuple[sp.Symbol, ...]:
@@ -182,8 +187,20 @@ class LayerFormula:
         by_name = {str(k): v for k, v in values.items()}
         names, function = self._compiled
         if all(isinstance(by_name.get(n), int | sp.Rational) for n in names):
-            return self._evaluate_exactly(function, [_fraction(by_name[n]) for n in names])
+            point = tuple(by_name[n] for n in names)
+            found = self._evaluated.get(point)
+            if found is None:
+                found = self._evaluate_exactly(function, [_fraction(v) for v in point])
+                if len(self._evaluated) >= _EVALUATED_LIMIT:
+                    self._evaluated.clear()
+                self._evaluated[point] = found
+            return found
         return self._evaluate_symbolically(values)
+
+    @cached_property
+    def _evaluated(self) -> dict[tuple[Number, ...], Evaluation]:
+        """Evaluations at concrete points: a network repeats the same layer configuration many times."""
+        return {}
 
     def _evaluate_exactly(self, function: Callable[..., list[Fraction]], args: list[Fraction]) -> Evaluation:
         results = function(*args)
@@ -193,8 +210,9 @@ class LayerFormula:
         counts = [int(r) for r in results]
         n_ops = len(self.ops)
         ops = {str(kind): n for kind, n in zip(self.ops, counts[3 : 3 + n_ops]) if n != 0}
-        return Evaluation(
-            params=counts[0], macs=counts[1], buffers=counts[2], ops=ops, output_shape=tuple(counts[3 + n_ops :])
+        return Evaluation(  # read-only, as it is shared by every call at the same point
+            params=counts[0], macs=counts[1], buffers=counts[2], ops=MappingProxyType(ops),
+            output_shape=tuple(counts[3 + n_ops :]),
         )
 
     def _evaluate_symbolically(self, values: Mapping[str | sp.Symbol, Number]) -> Evaluation:

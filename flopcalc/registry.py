@@ -49,6 +49,7 @@ class FormulaRegistry:
         self._binders: dict[type, Binder] = {}
         self._named: dict[str, Binder] = {}
         self._pending: list[Callable[[], None]] = []
+        self._by_class: dict[type, tuple[Any, Binder | None]] = {}  # binder_for's answer per class and forward
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
@@ -65,6 +66,7 @@ class FormulaRegistry:
             if module_type in table:
                 raise RegistryError(f"duplicate binder for {getattr(module_type, '__qualname__', module_type)}")
             table[module_type] = binder
+        self._by_class.clear()
         return binder
 
     def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
@@ -87,10 +89,17 @@ class FormulaRegistry:
         ``forward``: a subclass that overrides ``forward`` (torchvision's ``LayerNorm2d`` permutes around
         ``F.layer_norm``) computes something else, so it gets no inherited formula and is measured instead."""
         self._ready()
-        for klass in type(module).__mro__:
+        cls = type(module)
+        known = self._by_class.get(cls)
+        if known is None or known[0] is not cls.forward:  # a class whose forward was replaced is looked up again
+            known = self._by_class[cls] = (cls.forward, self._binder_for_class(cls))
+        return known[1]
+
+    def _binder_for_class(self, cls: type) -> Binder | None:
+        for klass in cls.__mro__:
             binder = self._lookup(klass)
             if binder is not None:
-                return binder if type(module).forward is klass.forward else None
+                return binder if cls.forward is klass.forward else None
         return None
 
     @property

@@ -34,12 +34,25 @@ def _packed(module: nn.Module) -> tuple[int, list[torch.Tensor]] | None:
     return None
 
 
+def _modules(module: nn.Module) -> Iterator[nn.Module]:
+    """``module.modules()`` (each module once, parents first) without building the qualified names."""
+    seen: set[int] = set()
+    stack = [module]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(child for child in reversed(current._modules.values()) if child is not None)
+
+
 def weights(module: nn.Module, recurse: bool = True) -> Iterator[Weight]:
     """Every parameter and packed weight of ``module`` (and its submodules when ``recurse``), each once."""
     seen: set[Hashable] = set()
-    for owner in module.modules() if recurse else (module,):
-        found = [Weight(id(p), p, p.requires_grad) for p in owner.parameters(recurse=False)]
-        packed = _packed(owner)
+    for owner in _modules(module) if recurse else (module,):
+        found = [Weight(id(p), p, p.requires_grad) for p in owner._parameters.values() if p is not None]
+        packed = _packed(owner) if "_packed_params" in vars(owner) or "_packed_weight" in vars(owner) else None
         if packed is not None:
             key, tensors = packed
             found += [Weight((key, i), t, False) for i, t in enumerate(tensors)]

@@ -23,6 +23,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopcalc.formula import CountTotals, Number, OpKind
+from flopcalc.measure.repeats import RepeatedOps
 
 
 def _is_zero(value: Number) -> bool:
@@ -146,6 +147,19 @@ def uncounted_name(func: OpOverload, failure: RuleFailed | None = None) -> str:
     return f"{func} (flopcalc could not count it, please report: {failure.error})"
 
 
+def _count(func: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count | RuleFailed | None:
+    """What ``func``'s rule counts for this run: ``None`` without a rule, :class:`RuleFailed` when it raised."""
+    rule = rule_for(func)
+    if rule is None:
+        return None
+    if isinstance(rule, str) or _has_no_elements(args[0] if args else None):
+        return ZERO
+    try:
+        return rule(args, kwargs, out)
+    except Exception as exc:  # noqa: BLE001  (a rule's bug is reported, never the model's failure)
+        return RuleFailed(f"{type(exc).__name__}: {exc}")
+
+
 OpSink = Callable[[OpOverload, Count | RuleFailed | None], None]
 OpRecorder = Callable[[OpOverload, Count | RuleFailed | None, Sequence[Any], Any], None]
 
@@ -162,21 +176,19 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self._sink = sink
         self._record = record
+        self._repeats = RepeatedOps()
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        rule = rule_for(func)
-        count: Count | RuleFailed | None
-        if rule is None:
-            count = None
-        elif isinstance(rule, str) or _has_no_elements(args[0] if args else None):
-            count = ZERO
+        key = self._repeats.key(func, args, kwargs)
+        replayed = None if key is None else self._repeats.replay(key, args)
+        if replayed is not None:  # the same op on the same meta inputs as before: same output metadata, same count
+            out, count = replayed
         else:
-            try:
-                count = rule(args, kwargs, out)
-            except Exception as exc:  # noqa: BLE001  (a rule's bug is reported, never the model's failure)
-                count = RuleFailed(f"{type(exc).__name__}: {exc}")
+            out = func(*args, **kwargs)
+            count = _count(func, args, kwargs, out)
+            if key is not None:
+                self._repeats.remember(key, args, out, count)
         self._sink(func, count)
         if self._record is not None:
             self._record(func, count, args, out)
