@@ -4,7 +4,7 @@ with its measurement, containers summed from their children, and the whole-model
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from flopcalc.formula import Evaluation, Number
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
-from flopcalc.report import LayerRow, Report, Status, Totals
+from flopcalc.report import Checked, LayerRow, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
 from flopcalc.weights import weights
@@ -31,12 +31,13 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     differently, and both are exact there.
     """
     module = call.module
-    checks: list[tuple[str, Any, Any]] = [
-        ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
-        ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
-        ("macs", evaluation.macs, measured.macs),
-        ("ops", _normalized(evaluation.ops), _normalized(measured.ops)),
-    ]
+    checks: list[tuple[str, Any, Any]] = []
+    if call.function is None:  # a functional call's parameters are its arguments, read by its binder
+        checks += [
+            ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
+            ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
+        ]
+    checks += [("macs", evaluation.macs, measured.macs), ("ops", _normalized(evaluation.ops), _normalized(measured.ops))]
     if evaluation.output_shape and call.output_shapes:
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
     if not at:  # concrete counts compare as they are
@@ -66,12 +67,12 @@ def _difference(whole: Number, parts: list[Number]) -> Number:
     return sp.expand(rest) if isinstance(rest, sp.Basic) else rest
 
 
-def _own_row(row: LayerRow, own: Count, children: list[LayerRow]) -> LayerRow | None:
+def _own_row(row: LayerRow, own: Count, children: list[LayerRow], at: Mapping[str, int]) -> LayerRow | None:
     """The part of ``row`` that none of its child calls accounts for, or None when that is nothing.
 
-    A row without a formula is its own measured ops plus its children, so its part is exactly those ops. A
-    formula row is checked as a whole; its part is the formula's count minus its children's (the rescale of a
-    squeeze-and-excitation block), and it shares the row's status.
+    A row without a formula is its own measured ops plus its children, so its part is exactly those ops, and
+    no formula checks them. A formula row is checked as a whole; its part is the formula's count minus its
+    children's (the rescale of a squeeze-and-excitation block), and it shares the row's status and check.
     """
     if not children:
         return None
@@ -90,11 +91,18 @@ def _own_row(row: LayerRow, own: Count, children: list[LayerRow]) -> LayerRow | 
     ops = _normalized(ops)
     if not (params or macs or ops or +uncounted):
         return None
+    other_ops = sum(ops.values(), 0)
+    checked = _checked_of(0, 0, macs, other_ops, at)
+    if row.analytic is not None and row.status is Status.MATCH and row.checked is not None:
+        # all of it, less any work the root did outside every module call (not the formula's)
+        checked = _checked_of(
+            _difference(macs, [row.macs, -row.checked.macs]),
+            _difference(other_ops, [row.other_ops, -row.checked.other_ops]), macs, other_ops, at,
+        )
     return LayerRow(
         index=row.index, name=(row.name + OWN_SUFFIX).strip(), type=f"{row.type}.forward", depth=row.depth + 1,
         parent=row.index, children=(), input_shapes=(), output_shapes=(), params=params, macs=macs, ops=ops,
-        measured=own, measured_self=own, status=status, uncounted=dict(+uncounted),
-        is_own=True,
+        measured=own, measured_self=own, status=status, uncounted=dict(+uncounted), checked=checked, is_own=True,
     )
 
 
@@ -111,6 +119,65 @@ def _container_status(call: Call, children: list[LayerRow | None]) -> Status:
     if children and pure and all(child and child.status is Status.MATCH for child in children):
         return Status.MATCH
     return Status.MEASURED_ONLY
+
+
+def _share(part: Number, whole: Number, at: Mapping[str, int]) -> float | None:
+    """``part / whole`` as a float (at the hints ``at`` for closed forms); ``None`` when ``whole`` is 0."""
+    if part == whole:
+        return None if whole == 0 else 1.0
+    if not isinstance(whole, int) or not isinstance(part, int):
+        point = {user_symbol(name): value for name, value in at.items()}
+        part, whole = (int(sp.sympify(n).xreplace(point)) for n in (part, whole))
+    return part / whole if whole else None
+
+
+def _checked(analytic: Evaluation | None, status: Status, children: list[LayerRow], macs: Number,
+             ops: Mapping[str, Number], at: Mapping[str, int]) -> Checked:
+    """How much of a row's count (``macs``, ``ops``) a matching formula stands behind: a formula row's formula
+    count when it matches, nothing when it does not; a row without a formula as much as its children."""
+    if analytic is not None:
+        formula = Count(analytic.macs, analytic.ops) if status is Status.MATCH else ZERO
+        checked_macs, checked_ops = formula.macs, formula.other_ops
+    else:
+        checked_macs = sum((child.checked.macs for child in children if child.checked), 0)
+        checked_ops = sum((child.checked.other_ops for child in children if child.checked), 0)
+    return _checked_of(checked_macs, checked_ops, macs, sum(ops.values(), 0), at)
+
+
+def _checked_of(checked_macs: Number, checked_ops: Number, macs: Number, other_ops: Number,
+                at: Mapping[str, int]) -> Checked:
+    return Checked(checked_macs, checked_ops, _share(checked_macs, macs, at), _share(checked_ops, other_ops, at))
+
+
+def _unchecked(rows: tuple[LayerRow, ...], row: LayerRow) -> Iterator[Unchecked]:
+    """Where the unchecked work of ``row``'s subtree is: rows whose formula does not match, and the ``(self)``
+    work of rows without a formula (named as their ``(self)`` row)."""
+    if row.analytic is not None:
+        assert row.checked is not None
+        macs = _difference(row.macs, [row.checked.macs])
+        other_ops = _difference(row.other_ops, [row.checked.other_ops])
+        if macs != 0 or other_ops != 0:
+            if row.status is Status.MATCH:  # the root's work outside every module call
+                reason = "work outside every module call"
+            else:
+                reason = "formula disagrees" if row.status is Status.MISMATCH else "uncounted ops inside"
+            yield Unchecked(row.name, row.type, macs, other_ops, reason)
+        return
+    own = row.own
+    if own is not None and (own.macs != 0 or own.other_ops != 0):
+        reason = "no formula binds" if row.mismatches else "own work outside its children"
+        yield Unchecked(own.name, own.type, own.macs, own.other_ops, reason)
+    for child in row.children:
+        yield from _unchecked(rows, rows[child])
+
+
+def _size_at(at: Mapping[str, int]) -> Callable[[Unchecked], tuple[int, int]]:
+    point = {user_symbol(name): value for name, value in at.items()}
+
+    def size(entry: Unchecked) -> tuple[int, int]:
+        return tuple(int(sp.sympify(n).xreplace(point)) for n in (entry.macs, entry.other_ops))  # type: ignore[return-value]
+
+    return size
 
 
 def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str, name: str) -> Report:
@@ -159,15 +226,18 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
             macs, ops = total.macs, dict(total.ops)
             measured, measured_self = measured + outside.count, measured_self + outside.count
             uncounted.update(outside.uncounted)
+        present = [child for child in children if child is not None]
+        checked = _checked(analytic, status, present, macs, _normalized(ops), hints)
         row = LayerRow(
-            index=index, name=call.name, type=type(call.module).__name__, depth=call.depth, parent=call.parent,
-            children=tuple(call.children), input_shapes=call.input_shapes, output_shapes=call.output_shapes,
-            params=params, macs=macs, ops=_normalized(ops), measured=measured, measured_self=measured_self,
-            status=status, bound=call.bound, analytic=analytic, mismatches=mismatches, uncounted=dict(uncounted),
-            facts=call.facts, op_tallies=call.op_tallies,
+            index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth,
+            parent=call.parent, children=tuple(call.children), input_shapes=call.input_shapes,
+            output_shapes=call.output_shapes, params=params, macs=macs, ops=_normalized(ops), measured=measured,
+            measured_self=measured_self, status=status, bound=call.bound, analytic=analytic, mismatches=mismatches,
+            uncounted=dict(uncounted), facts=call.facts, op_tallies=call.op_tallies, checked=checked,
+            function=call.function,
         )
         # The row is not handed out yet: its own part is set on it rather than built into a second copy.
-        object.__setattr__(row, "own", _own_row(row, measured_self, [c for c in children if c is not None]))
+        object.__setattr__(row, "own", _own_row(row, measured_self, present, hints))
         rows[index] = row
     final_rows = tuple(row for row in rows if row is not None)
     root = final_rows[0] if final_rows else None
@@ -178,6 +248,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = _totals(model, root)
+    unchecked = tuple(sorted(_unchecked(final_rows, root), key=_size_at(hints), reverse=True)) if root else ()
     closed_form = None
     if tracer.symbolic is not None:
         expressions = {"macs": totals.macs, "flops": totals.flops, **{f"ops.{k}": v for k, v in totals.ops.items()}}
@@ -194,6 +265,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
         uncounted=dict(root.uncounted) if root else {},
         uncalled=uncalled,
         closed_form=closed_form,
+        unchecked=unchecked,
     )
 
 
@@ -220,5 +292,6 @@ def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
         ops=dict(root.ops) if root else {},
         measured_macs=measured.macs,
         measured_flops=measured.flops,
+        checked=root.checked if root else None,
     )
 

@@ -1,8 +1,10 @@
 """Which formula applies to which module: a registry keyed by module type, resolved along the MRO.
 
-Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them) and one *binder* per
-module type. A binder is the only code that reads a torch module: it picks the formula and returns the
-values of its symbols for one call, given the call's positional and keyword arguments.
+Each layer family registers its formulas (so ``flopcalc formula NAME`` can list them), one *binder* per
+module type and one *function binder* per functional call (``F.linear``, ``torch.matmul``, ...) that the
+family covers. A binder is the only code that reads a torch module or a call's arguments: it picks the
+formula and returns the values of its symbols for one call. A module binder and a function binder of the
+same family bind the same formula, so a functional call is checked by the formula that checks its module.
 
 Formulas are plain sympy and register when a family module is imported; binders need torch, so each family
 registers them in a function run on the first binder lookup (:meth:`FormulaRegistry.on_first_lookup`). That
@@ -12,7 +14,7 @@ keeps ``flopcalc formula`` and ``flopcalc ratio`` free of the torch import. A cl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,13 @@ class Bound:
 
 
 Binder = Callable[["nn.Module", tuple[Any, ...], Mapping[str, Any]], Bound]
+FunctionBinder = Callable[[tuple[Any, ...], Mapping[str, Any]], Bound | None]
+"""Binds one functional call from its arguments; ``None`` for a form the formula does not cover."""
+
+
+def argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
+    """A call's argument given by position or by keyword."""
+    return args[index] if len(args) > index else kwargs.get(name, default)
 
 
 class RegistryError(ValueError):
@@ -47,6 +56,7 @@ class FormulaRegistry:
     def __init__(self) -> None:
         self._formulas: dict[str, LayerFormula] = {}
         self._binders: dict[type, Binder] = {}
+        self._functions: dict[Any, tuple[str, FunctionBinder]] = {}
         self._named: dict[str, Binder] = {}
         self._pending: list[Callable[[], None]] = []
         self._by_class: dict[type, tuple[Any, Binder | None]] = {}  # binder_for's answer per class and forward
@@ -69,8 +79,25 @@ class FormulaRegistry:
         self._by_class.clear()
         return binder
 
+    def bind_functions(self, functions: Mapping[Any, str], binder: FunctionBinder) -> FunctionBinder:
+        """Register ``binder`` for each function, shown in reports under its label (``{F.linear: "F.linear"}``)."""
+        for function, label in functions.items():
+            if function in self._functions:
+                raise RegistryError(f"duplicate binder for {label}")
+            self._functions[function] = (label, binder)
+        return binder
+
+    def function_binder(self, function: Any) -> tuple[str, FunctionBinder] | None:
+        """The label and binder of a functional call, or ``None`` when no formula covers it."""
+        self._ready()
+        try:
+            return self._functions.get(function)
+        except TypeError:  # an unhashable callable is no registered function
+            return None
+
     def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
-        """Run ``register`` (which imports torch and calls :meth:`bind`) before the first binder lookup."""
+        """Run ``register`` (which imports torch and calls :meth:`bind` and :meth:`bind_functions`) before the first
+        binder lookup."""
         self._pending.append(register)
         return register
 
@@ -121,6 +148,7 @@ class FormulaRegistry:
         copy._binders = dict(self._binders)
         copy._named = dict(self._named)
         copy._binders.update(extra)
+        copy._functions = dict(self._functions)
         return copy
 
 

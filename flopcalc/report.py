@@ -59,9 +59,39 @@ class Status(StrEnum):
 
 
 @dataclass(frozen=True)
+class Checked:
+    """How much of a count a matching formula stands behind: ``macs`` and ``other_ops`` of it are checked.
+
+    A row whose formula matches its measurement is checked whole; a row without a formula is checked as far
+    as its children are (its own work is not); a row whose formula disagrees, or whose measurement is
+    incomplete, not at all. The shares are 0..1, ``None`` when there is nothing to check; for a closed form
+    they are taken at the sizes the pass was traced at.
+    """
+
+    macs: Number
+    other_ops: Number
+    macs_share: float | None
+    ops_share: float | None
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """Work no matching formula stands behind: a row's own work outside its children, or a whole row whose
+    formula disagrees with (or could not be checked against) its measurement."""
+
+    name: str
+    type: str
+    macs: Number
+    other_ops: Number
+    reason: str
+
+
+@dataclass(frozen=True)
 class LayerRow(CountTotals):
-    """One module call. ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise
-    the measured ops of this call plus the reported counts of its children."""
+    """One module call, or one functional call (``function``: ``"F.linear"``, ...) made by its parent's module.
+    ``macs``/``ops`` are the reported counts: the formula's where there is one, otherwise the measured ops of
+    this call plus the reported counts of its children; ``checked`` says how much of them a matching formula
+    stands behind."""
 
     index: int
     name: str
@@ -85,6 +115,8 @@ class LayerRow(CountTotals):
     """The called module's class lineage, hyperparameters and parameter names (concrete reports)."""
     op_tallies: Mapping[str, OpTally] = field(default_factory=dict)
     """The aten ops this call executed itself (not its children), by op (concrete reports)."""
+    checked: Checked | None = None
+    function: str | None = None
     own: LayerRow | None = None
     """The work this call's own forward does outside its child calls (a residual add, ``q @ k.T``), as a row
     of its own, so that the children plus ``own`` add up to this row; None when there is none."""
@@ -116,6 +148,11 @@ class LayerRow(CountTotals):
         return self.measured.macs
 
     @property
+    def is_function(self) -> bool:
+        """A functional call (``F.linear``, ``torch.matmul``, ...) made by the module of its parent row."""
+        return self.function is not None
+
+    @property
     def formula_name(self) -> str | None:
         return self.bound.formula.name if self.bound else None
 
@@ -141,6 +178,7 @@ class Totals(CountTotals):
     ops: Mapping[str, Number]
     measured_macs: Number
     measured_flops: Number
+    checked: Checked | None = None
 
     def __post_init__(self) -> None:
         by_dtype = frozen_mapping(self.param_bytes_by_dtype)
@@ -154,7 +192,8 @@ class Totals(CountTotals):
 
 @dataclass(frozen=True)
 class Report:
-    """What :func:`flopcalc.analyze` returns."""
+    """What :func:`flopcalc.analyze` returns. ``unchecked`` is the work no matching formula stands behind,
+    largest first (MACs, then other ops); ``totals.checked`` says how much of the totals one does."""
 
     model: str
     input_shapes: tuple[tuple[Number, ...], ...]
@@ -164,6 +203,7 @@ class Report:
     uncounted: Mapping[str, int]
     uncalled: Mapping[str, int]
     closed_form: ClosedForm | None = None
+    unchecked: tuple[Unchecked, ...] = ()
     convention: str = CONVENTION
     schema_version: int = SCHEMA_VERSION
 
@@ -171,6 +211,7 @@ class Report:
         _freeze_fields(
             self, input_shapes=_shapes(self.input_shapes), rows=tuple(self.rows),
             uncounted=frozen_mapping(self.uncounted), uncalled=frozen_mapping(self.uncalled),
+            unchecked=tuple(self.unchecked),
         )
         closed = self.closed_form
         if closed is not None and not isinstance(closed.hints, MappingProxyType):

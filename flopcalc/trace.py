@@ -1,32 +1,41 @@
-"""Tracing one forward pass: hooks keep a stack of open module calls, and every counted op goes to the innermost.
+"""Tracing one forward pass: hooks keep a stack of open calls, and every counted op goes to the innermost.
 
 A :class:`Tracer` binds each module call to its layer formula (through the registry's binder) when the call
-opens, and receives the operator counter's ``(op, count)`` pairs while it is open. What it collects is turned
-into a :class:`~flopcalc.report.Report` by :mod:`flopcalc.assemble`.
+opens, and receives the operator counter's ``(op, count)`` pairs while it is open. Functional calls that a
+layer family covers (``F.linear``, ``torch.matmul``, ``F.scaled_dot_product_attention``, ...) are calls too:
+a ``TorchFunctionMode``, which sees them above the dispatcher and so independently of the operator count,
+opens a call for each one made by a module that has no formula of its own (a module with a formula, such as
+nn.Linear calling ``F.linear``, is already checked whole). What the tracer collects is turned into a
+:class:`~flopcalc.report.Report` by :mod:`flopcalc.assemble`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
 from flopcalc.formula import Number
 from flopcalc.measure import Count, Tally
 from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
-from flopcalc.registry import Binder, Bound, FormulaRegistry
+from flopcalc.registry import Bound, FormulaRegistry, FunctionBinder
 from flopcalc.symbolic import SymbolicShapes
-from flopcalc.weights import weights
+from flopcalc.weights import Weight, weights
 
 @dataclass
 class Call:
-    """A module call while the pass runs (mutable); becomes a :class:`LayerRow` afterwards."""
+    """A module call or a functional call while the pass runs (mutable); becomes a :class:`LayerRow` afterwards.
+
+    For a functional call ``module`` is the module whose forward made it and ``function`` its label
+    (``"F.linear"``); ``function`` is ``None`` for a module call.
+    """
 
     module: nn.Module
     name: str
@@ -42,6 +51,23 @@ class Call:
     params: int = 0
     facts: ModuleFacts | None = None
     op_tallies: dict[str, OpTally] = field(default_factory=dict)
+    function: str | None = None
+
+    @property
+    def has_formula(self) -> bool:
+        """A binder claimed this call (bound, or failed to bind): its work is checked or reported as a whole."""
+        return self.bound is not None or self.binding_error is not None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a (nested) argument, in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
 
 
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
@@ -66,6 +92,8 @@ class Tracer:
         self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in model.named_modules()}
         self.times_called: Counter[int] = Counter()
+        self.function_names: Counter[str] = Counter()
+        self.param_owners: dict[int, str] = {}
         self.outside = Tally()
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -74,35 +102,74 @@ class Tracer:
         if self.times_called[id(module)] > 1:
             name = f"{name}#{self.times_called[id(module)]}"
         binder = self.registry.binder_for(module)
-        bound, error = self._bind(binder, module, args, kwargs)
-        if bound is not None and self.symbolic is not None:
-            bound = Bound(bound.formula, {k: self.symbolic.to_expr(v) for k, v in bound.values.items()})
-        parent = self.stack[-1] if self.stack else None
-        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        bound, error = self._bind(None if binder is None else lambda: binder(module, args, kwargs))
         facts = module_facts(module) if self.symbolic is None else None
-        self.calls.append(Call(module, name, parent, len(self.stack), shapes, bound, error, facts=facts))
-        if parent is not None:
-            self.calls[parent].children.append(len(self.calls) - 1)
+        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        self._open(Call(module, name, None, 0, shapes, bound, error, facts=facts))
+
+    def _open(self, call: Call) -> None:
+        if call.bound is not None and self.symbolic is not None:
+            to_expr = self.symbolic.to_expr
+            call.bound = Bound(call.bound.formula, {k: to_expr(v) for k, v in call.bound.values.items()})
+        call.parent = self.stack[-1] if self.stack else None
+        call.depth = len(self.stack)
+        self.calls.append(call)
+        if call.parent is not None:
+            self.calls[call.parent].children.append(len(self.calls) - 1)
         self.stack.append(len(self.calls) - 1)
 
     @staticmethod
-    def _bind(binder: Binder | None, module: nn.Module, args: Any, kwargs: Any) -> tuple[Bound | None, str | None]:
-        if binder is None:
+    def _bind(bind: Callable[[], Bound | None] | None) -> tuple[Bound | None, str | None]:
+        if bind is None:
             return None, None
         try:
-            return binder(module, args, kwargs), None
+            return bind(), None
         except Exception as exc:  # a formula that cannot bind this call is reported, never fatal
             return None, f"{type(exc).__name__}: {exc}"
+
+    def takes_function_calls(self) -> bool:
+        """Functional calls become rows inside a module call without a formula of its own (and not inside
+        another functional call)."""
+        return bool(self.stack) and not self.calls[self.stack[-1]].has_formula
+
+    def function_call(self, label: str, binder: FunctionBinder, func: Any, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> Any:
+        """Run ``func`` as a call of its own: bound to its family's formula, charged the ops it dispatches.
+
+        A call the binder does not cover (returns ``None``) runs as part of its caller. The row is named by
+        the module that owns its parameter arguments (``attn.qkv ← F.linear``), else by its caller.
+        """
+        bound, error = self._bind(lambda: binder(args, kwargs))
+        if bound is None and error is None:
+            return func(*args, **kwargs)
+        caller = self.calls[self.stack[-1]]
+        owned = [t for t in _tensors((args, kwargs)) if id(t) in self.param_owners]
+        owner = self.param_owners[id(owned[0])] if owned else caller.name
+        name = f"{owner} ← {label}".lstrip()
+        self.function_names[name] += 1
+        if self.function_names[name] > 1:
+            name = f"{name}#{self.function_names[name]}"
+        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        self._open(Call(caller.module, name, None, 0, shapes, bound, error, function=label))
+        output = func(*args, **kwargs)
+        call = self.calls[self.stack.pop()]
+        call.output_shapes = self._symbolic_shapes(_shapes(output))
+        self._claim(call, [Weight(id(t), t, t.requires_grad) for t in owned])
+        return output
+
+    def _claim(self, call: Call, owned: Iterable[Weight]) -> None:
+        """Give ``call`` the weights no earlier call has claimed (tied and shared weights count once)."""
+        for weight in owned:
+            if weight.key not in self.claimed:
+                self.claimed.add(weight.key)
+                call.params += weight.tensor.numel()
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
-        for weight in weights(module, recurse=call.bound is not None):
-            if weight.key not in self.claimed:
-                self.claimed.add(weight.key)
-                call.params += weight.tensor.numel()
+        self._claim(call, weights(module, recurse=call.bound is not None))
 
     def sink(self, func: Any, count: Count | RuleFailed | None) -> None:
         """Charge an op to the innermost open call. Ops run while no call is open (the root's own forward
@@ -121,9 +188,14 @@ class Tracer:
             call.uncounted[uncounted_name(func, count)] += 1
 
     def record(self, func: Any, count: Count | RuleFailed | None, args: Any, out: Any) -> None:
-        """Keep per-op facts of the innermost call (concrete passes only: the conventions need numbers)."""
+        """Keep per-op facts of the innermost module call (concrete passes only: the conventions need numbers).
+
+        A functional call's ops count as its module's own here: the counters the conventions reproduce hook
+        modules, not functions."""
         if self.stack and self.symbolic is None:
-            tallies = self.calls[self.stack[-1]].op_tallies
+            innermost = self.calls[self.stack[-1]]
+            module_call = self.calls[innermost.parent] if innermost.function and innermost.parent is not None else innermost
+            tallies = module_call.op_tallies
             name = op_name(func)
             tally = tallies.get(name)
             if tally is None:
@@ -137,13 +209,37 @@ class Tracer:
 
     @contextlib.contextmanager
     def hooks(self, model: nn.Module) -> Iterator[None]:
+        """Module hooks and the functional-call mode for one pass, removed afterwards (also on error)."""
+        self.param_owners = {
+            id(param): name for name, module in model.named_modules() for param in module.parameters(recurse=False)
+        }
         handles = []
         try:
             for module in {id(m): m for m in model.modules()}.values():
                 handles.append(module.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
                 handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
-            yield
+            with _FunctionCalls(self):
+                yield
         finally:
             for handle in handles:
                 handle.remove()
+
+
+class _FunctionCalls(TorchFunctionMode):
+    """Sees every torch function call above the dispatcher and hands the ones a family covers to the tracer.
+
+    torch disables the mode while ``__torch_function__`` runs, so the calls a functional call makes
+    internally (``F.softmax`` calling ``Tensor.softmax``) are part of it, never rows of their own.
+    """
+
+    def __init__(self, tracer: Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        entry = self.tracer.registry.function_binder(func)
+        if entry is None or not self.tracer.takes_function_calls():
+            return func(*args, **kwargs)
+        return self.tracer.function_call(*entry, func, args, kwargs)
 

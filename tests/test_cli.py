@@ -162,8 +162,9 @@ def test_every_format(models_file, fmt):
         assert sum(int(r["macs"]) for r in rows) == int(total["macs"]) == SMALL_MACS
     else:
         assert f"{SMALL_PARAMS:,}" in out and f"{SMALL_MACS:,}" in out
-    marker = {"markdown": "| Layer |", "latex": "\\toprule", "html": "<table>", "table": "Total params"}
-    assert marker.get(fmt, "") in out
+    marker = {"markdown": "| Layer |", "latex": "\\toprule", "html": "<table>", "table": "Total params",
+              "csv": "depth,name,type,output_shape,params,macs", "json": '"schema_version": 1'}
+    assert marker[fmt] in out
 
 
 def test_output_file_and_explicit_command(models_file, tmp_path):

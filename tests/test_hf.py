@@ -55,6 +55,9 @@ def test_prefill_hand_formula_and_split(llama):
     }
     assert phase.macs_per_token == 2_048 * 2048 + LINEAR_PER_TOKEN  # 26,116,096
     assert not phase.report.uncounted and not phase.report.mismatches
+    # the S² scores are SDPA's functional row under LlamaAttention: checked by the attention formula, so every
+    # MAC is (before functional rows only 44,895,830,016 / 53,485,764,608 = 0.839 were)
+    assert phase.report.totals.checked.macs == 53_485_764_608
 
 
 def test_closed_form_in_seq_equals_concrete(llama):

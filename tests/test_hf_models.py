@@ -38,6 +38,8 @@ def test_gpt2_small():
     assert summary.decode.report.totals.macs == 123_532_032 + 18_450_432
     assert summary.cache.bytes_per_token == 2 * 12 * 12 * 64 * 4  # K and V · layers · heads · head_dim · 4 B
     assert not prefill.report.uncounted and not prefill.report.mismatches
+    # the attention products are functional rows (torch.matmul under GPT2Attention), so every MAC is checked
+    assert prefill.report.totals.checked.macs == prefill.report.totals.macs
 
 
 def test_bert_base_encoder():
@@ -58,6 +60,7 @@ def test_bert_base_encoder():
         "LM head": 0, "other": 589_824,
     }
     assert summary.prefill.report.totals.macs == 11_174_215_680  # 301,989,888 + 10,871,635,968 + 589,824
+    assert summary.prefill.report.totals.checked.macs == 11_174_215_680  # SDPA a functional row, checked
 
 
 def test_bert_eager_equals_sdpa():

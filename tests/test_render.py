@@ -126,19 +126,32 @@ def test_json_schema_and_values(report):
     assert conv["output_shapes"] == [[1, 8, 6, 6]]
 
 
-def test_csv_agrees_with_json(report):
+RELU_OPS = 8 * 6 * 6  # one compare per element of the 8×6×6 conv output
+HAND_ROWS = [  # name, params, MACs, other ops, status: the module docstring's arithmetic
+    ("features", CONV_PARAMS, CONV_MACS, 288, "match"),
+    ("features.0", CONV_PARAMS, CONV_MACS, 288, "match"),
+    ("act", 0, 0, RELU_OPS, "match"),
+    ("act#2", 0, 0, RELU_OPS, "match"),
+    ("my_head", LINEAR_PARAMS, LINEAR_MACS, 10, "match"),
+]
+
+
+def test_csv_holds_the_hand_counts(report):
     *records, total = csv.DictReader(io.StringIO(to_csv(report)))
-    layers = json.loads(to_json(report))["layers"]
-    assert [r["name"] for r in records] == [layer["name"] for layer in layers]
-    for record, layer in zip(records, layers, strict=True):
-        assert int(record["params"]) == layer["params"]
-        assert int(record["macs"]) == layer["macs"]
-        assert int(record["other_ops"]) == layer["other_ops"]
-        assert int(record["flops"]) == layer["flops"]
-        assert record["status"].rstrip("*") == layer["status"]
+    got = [(r["name"], int(r["params"]), int(r["macs"]), int(r["other_ops"]), r["status"]) for r in records]
+    assert got == HAND_ROWS
+    # the ReLU rows have no MACs, so no share of them to check
+    assert [r["checked_macs_share"] for r in records] == ["1.000000", "1.000000", "", "", "1.000000"]
     # the total line: 2 × 10,656 MACs + 298 bias adds + 576 compares = 22,186 FLOPs
     assert (total["depth"], total["name"], total["flops"]) == ("0", "Total", "22186")
     assert (int(total["params"]), int(total["macs"])) == (CONV_PARAMS + LINEAR_PARAMS, TOTAL_MACS)
+    assert total["checked_macs_share"] == "1.000000"
+
+
+def test_json_holds_the_hand_counts(report):
+    layers = json.loads(to_json(report))["layers"]
+    got = [(layer["name"], layer["params"], layer["macs"], layer["other_ops"], layer["status"]) for layer in layers]
+    assert got == HAND_ROWS
 
 
 @pytest.mark.parametrize("fmt", ["markdown", "latex", "html", "table"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from torch import nn
 
@@ -61,3 +63,11 @@ def test_closed_form_mappings_are_read_only():
         closed.closed_form.hints["L"] = 3
     with pytest.raises(TypeError):
         closed.closed_form.expressions["macs"] = 0
+
+
+def test_the_coverage_figure_is_read_only(report):
+    assert isinstance(dataclasses.replace(report, unchecked=list(report.unchecked)).unchecked, tuple)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.totals.checked.macs = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.row("0").checked.macs_share = 0.5  # type: ignore[misc]

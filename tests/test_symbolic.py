@@ -110,7 +110,10 @@ def test_model_that_fixes_its_size_gives_a_concrete_count_instead() -> None:
     model = torchvision.models.vit_b_16()
     with pytest.raises(SymbolicTraceError, match=r"fixes H = 224.*concrete count at H=224, W=224") as caught:
         flopcalc.analyze(model, (1, 3, "H", "W"), hints={"H": 224, "W": 224})
-    assert caught.value.concrete.totals.macs == flopcalc.analyze(model, (1, 3, 224, 224)).totals.macs
+    # patch embedding 768·3·16·16·196 = 115,605,504; per encoder layer (197 tokens, 768 wide): qkv 197·768·2304
+    # = 348,585,984, QKᵀ and AV 2·197·197·768 = 59,610,624, out_proj 197·768·768 = 116,195,328, MLP
+    # 2·197·768·3072 = 929,562,624, so 1,453,954,560 · 12 layers = 17,447,454,720; head 768·1000 = 768,000
+    assert caught.value.concrete.totals.macs == 115_605_504 + 17_447_454_720 + 768_000
 
 
 def test_data_dependent_model_gives_a_concrete_count_instead() -> None:
@@ -181,7 +184,10 @@ def test_cli_at_outside_the_conditions_analyses_concretely() -> None:
 
     (point,) = json.loads(result.stdout)["evaluated"]
     assert point["source"] == "concrete"  # H >= 33 fails at 16
-    assert point["macs"] == flopcalc.analyze(torchvision.models.resnet18(), (1, 3, 16, 16)).totals.macs
+    # at 16×16: conv1 8·8·64·3·49 = 602,112; layer1 (4×4) 4·16·64·64·9 = 2,359,296; layer2 (2×2) 4·128·64·9
+    # + 3·4·128·128·9 + 4·128·64 = 2,097,152; layer3 (1×1) 256·128·9 + 3·256·256·9 + 256·128 = 2,097,152;
+    # layer4 (1×1) 512·256·9 + 3·512·512·9 + 512·256 = 8,388,608; fc 512·1000 = 512,000
+    assert point["macs"] == 602_112 + 2_359_296 + 2_097_152 + 2_097_152 + 8_388_608 + 512_000
 
 
 def test_cli_rejects_named_sizes_in_compare() -> None:

@@ -1,10 +1,11 @@
 """Tables a reader can use: no number cut at any terminal width, rows that add up with ``(self)`` rows, a
 Status legend under every table, totals-only and ``--at`` views in every format.
 
-The attention model: three Linear(4, 4) projections of 40 tokens, ``softmax(q kᵀ) v`` in the model's own
-forward. q kᵀ: 40·40·4 = 6,400 MACs, weights·v: 40·40·4 = 6,400 MACs, 12,800 in all; softmax over 40 rows of
-40: 40·40 = 1,600 exp, 40·39 = 1,560 add, 1,600 div. Each projection: 40·4·4 = 640 MACs, 4·4 + 4 = 20 params,
-40·4 = 160 bias adds.
+The attention model: three Linear(4, 4) projections of 40 tokens, ``softmax(q kᵀ / 2) v`` in the model's own
+forward. q kᵀ: 40·40·4 = 6,400 MACs, weights·v: 40·40·4 = 6,400 MACs, 12,800 in all, each a functional row
+(``← @``); softmax over 40 rows of 40 (a functional row too): 40·40 = 1,600 exp, 40·39 = 1,560 add, 1,600 div.
+The halving is the model's own work, its ``(self)`` row: 40·40 = 1,600 div. Each projection: 40·4·4 = 640 MACs,
+4·4 + 4 = 20 params, 40·4 = 160 bias adds.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Attention(nn.Module):
         self.q, self.k, self.v = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.q(x) @ self.k(x).transpose(-2, -1)).softmax(-1) @ self.v(x)
+        return (self.q(x) @ self.k(x).transpose(-2, -1) / 2).softmax(-1) @ self.v(x)
 
 
 class Determinant(nn.Module):
@@ -134,19 +135,18 @@ def test_a_real_80_column_terminal_keeps_every_digit():
 def test_the_models_own_work_is_a_self_row(attention):
     own = attention.rows[0].own
     assert own is not None and own.name == "(self)" and own.type == "Attention.forward"
-    assert own.macs == 40 * 40 * 4 + 40 * 40 * 4 == 12_800
-    assert dict(own.ops) == {"exp": 40 * 40, "add": 40 * 39, "div": 40 * 40}
+    assert own.macs == 0 and dict(own.ops) == {"div": 40 * 40}
     rows = cells.visible_rows(attention)
-    assert [row.name for row in rows] == ["q", "k", "v", "(self)"]
-    assert sum(row.macs for row in rows) == attention.totals.macs == 3 * 640 + 12_800
+    assert [row.name for row in rows] == ["q", "k", "← @", "← Tensor.softmax", "v", "← @#2", "(self)"]
+    assert sum(row.macs for row in rows) == attention.totals.macs == 3 * 640 + 2 * 6_400
     shares = [cells.share(row, attention) for row in rows]
-    assert round(sum(shares), 9) == 100  # % MACs adds up: 3 × 640 / 14,720 + 12,800 / 14,720
+    assert round(sum(shares), 9) == 100  # % MACs adds up: 3 × 640 / 14,720 + 2 × 6,400 / 14,720
 
 
 @pytest.mark.parametrize("fmt", sorted(RENDERERS))
 def test_self_rows_and_the_legend_appear_in_every_format(attention, fmt):
     text = RENDERERS[fmt](attention, None, False)
-    assert "(self)" in text and "12,800" in text.replace("12800", "12,800")
+    assert "(self)" in text and "6,400" in text.replace("6400", "6,400")
     if fmt not in ("json", "csv"):
         for status, _ in cells.STATUS_LEGEND:
             assert status in text
@@ -182,7 +182,7 @@ def test_depth_zero_is_the_totals_alone_in_every_format(attention, fmt):
         (total,) = csv.DictReader(io.StringIO(text))
         assert total["name"] == "Total" and total["macs"] == "14720"
     else:
-        assert "Attention.forward" not in text and "Linear" not in text
+        assert "Output shape" not in text and "Linear" not in text  # no layer table
 
 
 EVALUATED = [
@@ -206,8 +206,8 @@ def test_csv_has_a_flops_column_and_a_total_line(attention):
     *rows, total, at8, at9 = csv.DictReader(io.StringIO(to_csv(attention, evaluated=EVALUATED)))
     # a projection: 2 × 640 MACs + 160 bias adds = 1,440 FLOPs
     assert rows[0]["name"] == "q" and rows[0]["flops"] == "1440"
-    # total: 2 × 14,720 + 3 × 160 bias adds + 1,600 exp + 1,560 add + 1,600 div = 34,680
-    assert (total["depth"], total["name"], total["flops"]) == ("0", "Total", "34680")
+    # total: 2 × 14,720 + 3 × 160 bias adds + 1,600 exp + 1,560 add + 2 × 1,600 div = 36,280
+    assert (total["depth"], total["name"], total["flops"]) == ("0", "Total", "36280")
     assert at8["name"] == "Total at H=8" and at8["type"] == "closed form" and at9["macs"] == "71000"
 
 
@@ -221,11 +221,11 @@ def test_a_long_latex_table_breaks_across_pages(resnet50):
 
 
 def test_repr_is_one_line_and_notebooks_get_html(attention):
-    text = repr(attention)  # 4 calls: the model, q, k and v
+    text = repr(attention)  # 7 calls: the model, q, k, v, the two products and the softmax
     assert "\n" not in text and len(text) < 200
-    assert text == "<Report attention: input 1x40x4, 60 params, 14,720 MACs, 4 calls; every formula matches>"
+    assert text == "<Report attention: input 1x40x4, 60 params, 14,720 MACs, 7 calls; every formula matches>"
     html = attention._repr_html_()
-    assert html.startswith("<div>") and "<table>" in html and "12,800" in html and "<html>" not in html
+    assert html.startswith("<div>") and "<table>" in html and "6,400" in html and "<html>" not in html
 
 
 def test_units_and_the_keras_note(attention):

@@ -113,8 +113,8 @@ class Call:
 
     @property
     def own_macs(self) -> int:
-        """MACs of the ops this call executed itself (not its children's)."""
-        return int(self.row.measured_self.macs)
+        """MACs of the ops this call executed itself (not its child modules'; its functional calls' included)."""
+        return sum(int(tally.count.macs) for tally in self.row.op_tallies.values())
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -140,9 +140,12 @@ class Call:
 
 
 def calls(report: Report) -> Iterator[Call]:
-    """Every module call of a concrete report, parents before children, with its ancestors' facts."""
+    """Every module call of a concrete report, parents before children, with its ancestors' facts. Functional
+    call rows are left out: their ops are in their module's tallies."""
     lineage: dict[int, tuple[ModuleFacts, ...]] = {}
     for row in report.rows:
+        if row.function is not None:
+            continue
         if row.facts is None:
             raise InputError(f"the report has no module facts for {row.name or report.model!r}; "
                              "analyse the model with this flopcalc version")

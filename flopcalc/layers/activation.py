@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 
 from flopcalc.formula import LayerFormula, Number, OpKind, flag
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, FunctionBinder, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -183,12 +183,16 @@ def bind_glu(module: nn.GLU, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
 
 
 def softmax_dim(module: nn.Module, rank: int) -> int:
-    """The reduced dimension, non-negative; ``dim=None`` is torch's legacy choice (0 for rank 0, 1, 3, else 1)."""
+    """The reduced dimension of a softmax module, non-negative."""
     from torch import nn
 
     if isinstance(module, nn.Softmax2d):
         return rank - 3
-    dim: int | None = getattr(module, "dim", None)
+    return row_dim(getattr(module, "dim", None), rank)
+
+
+def row_dim(dim: int | None, rank: int) -> int:
+    """``dim`` made non-negative; ``None`` is torch's legacy choice (0 for rank 0, 1, 3, else 1)."""
     if dim is None:
         return 0 if rank in (0, 1, 3) else 1
     return dim % rank if rank else 0
@@ -200,12 +204,44 @@ def bind_softmax(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, 
     shape = tuple(args[0].shape)
     row_wise = {nn.LogSoftmax: LOG_SOFTMAX, nn.Softmin: SOFTMIN}
     formula = next((f for t, f in row_wise.items() if isinstance(module, t)), SOFTMAX)
-    row = shape_symbols(len(shape))[softmax_dim(module, len(shape))] if shape else sp.Integer(1)
+    return _rows(formula, shape, softmax_dim(module, len(shape)))
+
+
+def _rows(formula: LayerFormula, shape: tuple[Any, ...], dim: int) -> Bound:
+    """A softmax-like formula over rows along ``dim`` of ``shape``."""
+    row = shape_symbols(len(shape))[dim] if shape else sp.Integer(1)
     return any_rank(formula, shape, intermediates={D: row})
+
+
+def _f_fixed(formula: LayerFormula) -> FunctionBinder:
+    """The binder of a functional activation whose cost per element does not depend on its arguments."""
+    return lambda args, kwargs: any_rank(formula, tuple(argument(args, kwargs, 0, "input").shape))
+
+
+def bind_f_gelu(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(argument(args, kwargs, 0, "input").shape)
+    return any_rank(GELU_TANH if kwargs.get("approximate", "none") == "tanh" else GELU, shape)
+
+
+def bind_f_softplus(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    shape = tuple(argument(args, kwargs, 0, "input").shape)
+    return any_rank(SOFTPLUS, shape, values={"delta_beta": int(argument(args, kwargs, 1, "beta", 1.0) != 1)})
+
+
+def _f_rows(formula: LayerFormula) -> FunctionBinder:
+    """The binder of ``softmax(input, dim)``-like calls (``F.``, ``torch.`` and ``Tensor.`` forms)."""
+
+    def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+        shape = tuple(argument(args, kwargs, 0, "input").shape)
+        return _rows(formula, shape, row_dim(argument(args, kwargs, 1, "dim"), len(shape)))
+
+    return bind
 
 
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch
+    import torch.nn.functional as F
     from torch import nn
 
     REGISTRY.bind(tuple(_fixed()), bind_fixed)
@@ -215,3 +251,30 @@ def _bind() -> None:
     REGISTRY.bind(nn.Softplus, bind_softplus)
     REGISTRY.bind(nn.GLU, bind_glu)
     REGISTRY.bind((nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d), bind_softmax)
+    # F.sigmoid and F.tanh call the Tensor methods, which is what the tracer sees.
+    fixed: tuple[tuple[LayerFormula, dict[Any, str]], ...] = (
+        (RELU, {F.relu: "F.relu", torch.relu: "torch.relu", torch.Tensor.relu: "Tensor.relu"}),
+        (RELU6, {F.relu6: "F.relu6"}),
+        (HARDTANH, {F.hardtanh: "F.hardtanh"}),
+        (LEAKY_RELU, {F.leaky_relu: "F.leaky_relu"}),
+        (SIGMOID, {torch.sigmoid: "torch.sigmoid", torch.Tensor.sigmoid: "Tensor.sigmoid"}),
+        (TANH, {torch.tanh: "torch.tanh", torch.Tensor.tanh: "Tensor.tanh"}),
+        (SILU, {F.silu: "F.silu"}),
+        (HARDSIGMOID, {F.hardsigmoid: "F.hardsigmoid"}),
+        (HARDSWISH, {F.hardswish: "F.hardswish"}),
+        (MISH, {F.mish: "F.mish"}),
+        (ELU, {F.elu: "F.elu"}),
+    )
+    for formula, functions in fixed:
+        REGISTRY.bind_functions(functions, _f_fixed(formula))
+    REGISTRY.bind_functions({F.gelu: "F.gelu"}, bind_f_gelu)
+    REGISTRY.bind_functions({F.softplus: "F.softplus"}, bind_f_softplus)
+    REGISTRY.bind_functions(
+        {F.softmax: "F.softmax", torch.softmax: "torch.softmax", torch.Tensor.softmax: "Tensor.softmax"},
+        _f_rows(SOFTMAX),
+    )
+    REGISTRY.bind_functions(
+        {F.log_softmax: "F.log_softmax", torch.log_softmax: "torch.log_softmax",
+         torch.Tensor.log_softmax: "Tensor.log_softmax"},
+        _f_rows(LOG_SOFTMAX),
+    )

@@ -35,7 +35,7 @@ import sympy as sp
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -133,17 +133,13 @@ _BY_LAYOUT = {
 }
 
 
-def _argument(args: Sequence[Any], kwargs: Mapping[str, Any], index: int, name: str, default: Any = None) -> Any:
-    return args[index] if len(args) > index else kwargs.get(name, default)
-
-
 def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     """``forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)``."""
-    query, key = _argument(args, kwargs, 0, "query"), _argument(args, kwargs, 1, "key")
-    key_padding_mask = _argument(args, kwargs, 3, "key_padding_mask")
-    need_weights = bool(_argument(args, kwargs, 4, "need_weights", True))
-    attn_mask = _argument(args, kwargs, 5, "attn_mask")
-    average = bool(_argument(args, kwargs, 6, "average_attn_weights", True))
+    query, key = argument(args, kwargs, 0, "query"), argument(args, kwargs, 1, "key")
+    key_padding_mask = argument(args, kwargs, 3, "key_padding_mask")
+    need_weights = bool(argument(args, kwargs, 4, "need_weights", True))
+    attn_mask = argument(args, kwargs, 5, "attn_mask")
+    average = bool(argument(args, kwargs, 6, "average_attn_weights", True))
     if query.dim() == 2:
         batch, target, source = 1, query.shape[0], key.shape[0]
         layout: tuple[sp.Expr, ...] = (L, E)
@@ -163,8 +159,27 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
     return Bound(_BY_LAYOUT[layout], values)
 
 
+def bind_f_sdpa(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)``
+    on ``(N, H_q, L, E_k)`` queries; a scale changes no count (it is one mul per scaled element either way)."""
+    query, key, value = (argument(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
+    mask, dropout = argument(args, kwargs, 3, "attn_mask"), argument(args, kwargs, 4, "dropout_p", 0.0)
+    causal = bool(argument(args, kwargs, 5, "is_causal", False))
+    if query.dim() != 4 or dropout:  # other layouts, and dropout's masks, stay with the caller, measured
+        return None
+    values = {
+        "N": query.shape[0], "H_q": query.shape[1], "L": query.shape[2], "E_k": query.shape[3],
+        "S": key.shape[-2], "E_v": value.shape[-1],
+    }
+    if causal:
+        return Bound(SDPA_CAUSAL, values)
+    return Bound(SDPA, {**values, "M": int(mask is not None)})
+
+
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch.nn.functional as F
     from torch import nn
 
     REGISTRY.bind(nn.MultiheadAttention, bind_multihead_attention)
+    REGISTRY.bind_functions({F.scaled_dot_product_attention: "F.scaled_dot_product_attention"}, bind_f_sdpa)

@@ -21,14 +21,14 @@ kernel, so its MACs follow the input volume: ``N·C_in·prod(X)·(C_out/G)·prod
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag, ratio
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -143,43 +143,61 @@ REGISTRY.add_formula(
 )
 
 
-def _per_side_padding(module: nn.modules.conv._ConvNd) -> Sequence[sp.Rational]:
+def _per_side_padding(padding: Any, kernel: Sequence[int], dilation: Sequence[int]) -> Sequence[sp.Rational]:
     """Padding per side; 'same' pads d·(K−1) in total, which torch may split unevenly (kept exact as a half)."""
-    if module.padding == "valid":
-        return [sp.Integer(0)] * len(module.kernel_size)
-    if module.padding == "same":
-        return [sp.Rational(d * (k - 1), 2) for d, k in zip(module.dilation, module.kernel_size)]
-    return [sp.Integer(p) for p in module.padding]
+    if padding == "valid":
+        return [sp.Integer(0)] * len(kernel)
+    if padding == "same":
+        return [sp.Rational(d * (k - 1), 2) for d, k in zip(dilation, kernel)]
+    return [sp.Integer(p) for p in _per_dim(padding, len(kernel))]
 
 
-def conv_values(module: nn.modules.conv._ConvNd, input_shape: Sequence[int]) -> dict[str, Any]:
-    """Symbol values of a conv or transposed-conv module applied to ``input_shape`` (batched or not)."""
-    ndim = len(module.kernel_size)
+def _per_dim(value: Any, ndim: int) -> tuple[Any, ...]:
+    """A hyperparameter given as one int or one value per spatial dimension."""
+    return tuple(value) if isinstance(value, Sequence) else (value,) * ndim
+
+
+def _values(input_shape: Sequence[int], c_in: int, c_out: int, groups: int, bias: bool, kernel: Sequence[int],
+            stride: Any, padding: Any, dilation: Any, output_padding: Any = None) -> dict[str, Any]:
+    """Symbol values of a (transposed, when ``output_padding`` is given) convolution on ``input_shape``."""
+    ndim = len(kernel)
     sym = spatial_symbols(ndim)
     spatial = tuple(input_shape[-ndim:])
     batch = input_shape[0] if len(input_shape) == ndim + 2 else 1
-    values: dict[str, Any] = {
-        "N": batch, "C_in": module.in_channels, "C_out": module.out_channels, "G": module.groups,
-        "B": int(module.bias is not None),
-    }
+    values: dict[str, Any] = {"N": batch, "C_in": c_in, "C_out": c_out, "G": groups, "B": int(bias)}
+    dilation = _per_dim(dilation, ndim)
     per_dim = {
-        "size": spatial, "kernel": module.kernel_size, "stride": module.stride, "dilation": module.dilation,
-        "padding": _per_side_padding(module),
+        "size": spatial, "kernel": kernel, "stride": _per_dim(stride, ndim), "dilation": dilation,
+        "padding": _per_side_padding(padding, kernel, dilation),
     }
-    if module.transposed:
-        per_dim["output_padding"] = module.output_padding
+    if output_padding is not None:
+        per_dim["output_padding"] = _per_dim(output_padding, ndim)
     for role, numbers in per_dim.items():
         values.update({s.name: v for s, v in zip(sym[role], numbers)})
     return values
 
 
-def _pick_conv2d(module: nn.Conv2d) -> LayerFormula:
-    """Name the 2-d case by its form, so the report says 'depthwise' or 'pointwise' where it is one."""
-    if module.groups == module.in_channels and module.in_channels > 1:
+def conv_values(module: nn.modules.conv._ConvNd, input_shape: Sequence[int]) -> dict[str, Any]:
+    """Symbol values of a conv or transposed-conv module applied to ``input_shape`` (batched or not)."""
+    return _values(
+        input_shape, module.in_channels, module.out_channels, module.groups, module.bias is not None,
+        module.kernel_size, module.stride, module.padding, module.dilation,
+        module.output_padding if module.transposed else None,
+    )
+
+
+def _pick(ndim: int, transposed: bool, groups: int, c_in: int, kernel: Sequence[int]) -> LayerFormula:
+    """The formula of a convolution; a 2-d one is named by its form, so the report says 'depthwise' or
+    'pointwise' where it is one."""
+    if transposed:
+        return (CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D)[ndim - 1]
+    if ndim != 2:
+        return (CONV1D, CONV2D, CONV3D)[ndim - 1]
+    if groups == c_in and c_in > 1:
         return DEPTHWISE_CONV2D
-    if tuple(module.kernel_size) == (1, 1):
+    if tuple(kernel) == (1, 1):
         return POINTWISE_CONV2D
-    return GROUP_CONV2D if module.groups > 1 else CONV2D
+    return GROUP_CONV2D if groups > 1 else CONV2D
 
 
 def bind_conv(module: nn.modules.conv._ConvNd, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
@@ -195,15 +213,40 @@ def bind_conv(module: nn.modules.conv._ConvNd, args: tuple[Any, ...], kwargs: Ma
                 ndim, list(module.dilation),
             )
             values.update({s.name: v for s, v in zip(sym["output_padding"], padding)})
-        formula = (CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D)[ndim - 1]
-    else:
-        formula = _pick_conv2d(module) if ndim == 2 else (CONV1D, CONV2D, CONV3D)[ndim - 1]
+    formula = _pick(ndim, module.transposed, module.groups, module.in_channels, module.kernel_size)
     return Bound(formula, values)
+
+
+def _bind_f_conv(transposed: bool) -> Callable[[tuple[Any, ...], Mapping[str, Any]], Bound]:
+    """Binder of ``F.conv{n}d(input, weight, bias, stride, padding, dilation, groups)`` or of
+    ``F.conv_transpose{n}d(input, weight, bias, stride, padding, output_padding, groups, dilation)``."""
+    names = ("input", "weight", "bias", "stride", "padding")
+    names += ("output_padding", "groups", "dilation") if transposed else ("dilation", "groups")
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "output_padding": 0}
+
+    def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+        a = {name: argument(args, kwargs, i, name, defaults.get(name)) for i, name in enumerate(names)}
+        weight, groups = a["weight"], a["groups"]
+        kernel = tuple(weight.shape[2:])
+        # weight is (C_out, C_in/G, *K) for a convolution, (C_in, C_out/G, *K) for a transposed one
+        c_in, c_out = (weight.shape[0], weight.shape[1] * groups) if transposed else (weight.shape[1] * groups, weight.shape[0])
+        values = _values(tuple(a["input"].shape), c_in, c_out, groups, a["bias"] is not None, kernel, a["stride"],
+                         a["padding"], a["dilation"], a["output_padding"] if transposed else None)
+        return Bound(_pick(len(kernel), transposed, groups, c_in, kernel), values)
+
+    return bind
 
 
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch.nn.functional as F
     from torch import nn
 
     convolutions = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
     REGISTRY.bind(convolutions, bind_conv)
+    REGISTRY.bind_functions({F.conv1d: "F.conv1d", F.conv2d: "F.conv2d", F.conv3d: "F.conv3d"}, _bind_f_conv(False))
+    REGISTRY.bind_functions(
+        {F.conv_transpose1d: "F.conv_transpose1d", F.conv_transpose2d: "F.conv_transpose2d",
+         F.conv_transpose3d: "F.conv_transpose3d"},
+        _bind_f_conv(True),
+    )

@@ -27,7 +27,7 @@ import sympy as sp
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.linear import split_parts, split_size, split_values
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -131,9 +131,21 @@ def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: M
     return Bound(formula, values)
 
 
+def bind_f_embedding(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """``F.embedding(input, weight, padding_idx, max_norm, norm_type)``: the Embedding formula."""
+    index_shape = tuple(argument(args, kwargs, 0, "input").shape)
+    weight, max_norm = argument(args, kwargs, 1, "weight"), argument(args, kwargs, 3, "max_norm")
+    norm_type = argument(args, kwargs, 4, "norm_type", 2.0)
+    values = {"V": weight.shape[0], "E": weight.shape[1], "P": int(float(norm_type) != 2.0)}
+    formula = _embedding_formula(max_norm is not None, len(index_shape))
+    return Bound(formula, {**values, **split_values("N", index_shape)})
+
+
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch.nn.functional as F
     from torch import nn
 
     REGISTRY.bind(nn.Embedding, bind_embedding)
     REGISTRY.bind(nn.EmbeddingBag, bind_embedding_bag)
+    REGISTRY.bind_functions({F.embedding: "F.embedding"}, bind_f_embedding)

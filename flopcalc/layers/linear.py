@@ -1,14 +1,19 @@
-"""Fully connected layers: nn.Linear (any number of leading dimensions) and nn.Bilinear.
+"""Fully connected layers and matrix products: nn.Linear and ``F.linear`` (any number of leading dimensions),
+nn.Bilinear, and the product of two tensors (``torch.matmul``, ``@``, ``mm``, ``bmm``, ``addmm``, ``baddbmm``,
+``einsum`` contracting two operands).
 
 Symbols: ``N`` rows, the product of all leading dimensions of the input (``N_1, N_2, …`` when there are
 several: the formulas keep ``N``, the output shape has the input's rank); ``C_in``/``C_out`` features;
-``C_in1``, ``C_in2`` the features of Bilinear's two inputs; ``B`` 1 if the layer has a bias.
+``C_in1``, ``C_in2`` the features of Bilinear's two inputs; ``B`` 1 if the layer has a bias. A matrix product
+``(…, M, K)·(…, K, P)`` has ``N`` the product of the (broadcast) batch dimensions, and ``B`` 1 when a third
+tensor is added to the product (``addmm``, ``baddbmm`` with ``beta ≠ 0``).
 
 Conventions (docs/conventions.md, "Linear"): Linear is ``N·C_in·C_out`` MACs and ``N·C_out`` bias adds.
 Bilinear computes ``y_k = x1ᵀA_k x2 + b_k`` as ``(x1ᵀA_k)·x2``: ``C_in1·C_in2`` MACs for the row vector
 ``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is a ``bias_add`` (torch adds it with a
 broadcast ``aten.add``, which the operator counter reads as a bias add); for an unbatched input it is a plain
-vector + vector ``add``, which no count can tell from any other (flag ``U``).
+vector + vector ``add``, which no count can tell from any other (flag ``U``). A matrix product is
+``N·M·K·P`` MACs, the added tensor one ``bias_add`` per output element.
 
 >>> LINEAR.substituted("params", {"C_in": 9216, "C_out": 4096, "B": 1})
 '9216·4096 + 4096 = 37,752,832'
@@ -24,12 +29,13 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
     from torch import nn
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
+M, K, P = dims("M K P")
 B = flag("B")
 U = flag("U")
 
@@ -89,13 +95,22 @@ BILINEAR = LayerFormula(
     defaults={N: 1, B: 1, U: 0},
 )
 
-REGISTRY.add_formula(LINEAR, BILINEAR)
+MATMUL = LayerFormula(
+    name="matmul",
+    description="Matrix product (…, M, K)·(…, K, P) of two tensors (torch.matmul, @, bmm, addmm, baddbmm, einsum)",
+    params=sp.Integer(0),
+    macs=N * M * K * P,
+    ops={OpKind.BIAS_ADD: B * N * M * P},
+    output_shape=(N, M, P),
+)
+
+REGISTRY.add_formula(LINEAR, BILINEAR, MATMUL)
 
 
 @cache
 def _with_leading(formula_name: str, leading: int) -> LayerFormula:
-    """The Linear or Bilinear formula for an input with ``leading`` dimensions before the features."""
-    formula = {"linear": LINEAR, "bilinear": BILINEAR}[formula_name]
+    """The Linear, Bilinear or matrix-product formula for ``leading`` dimensions before the last one(s)."""
+    formula = {"linear": LINEAR, "bilinear": BILINEAR, "matmul": MATMUL}[formula_name]
     return split_size(formula, N, split_parts(N, leading))
 
 
@@ -114,9 +129,103 @@ def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[st
     return Bound(_with_leading("bilinear", len(leading)), {**values, **split_values("N", leading)})
 
 
+def bind_f_linear(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``F.linear(input, weight, bias)`` with a 2-d weight: the Linear formula, read from the weight's shape."""
+    x, weight, bias = (argument(args, kwargs, i, name) for i, name in enumerate(("input", "weight", "bias")))
+    if weight.dim() != 2 or x.dim() < 1:
+        return None
+    leading = tuple(x.shape[:-1])
+    values = {"C_in": weight.shape[1], "C_out": weight.shape[0], "B": int(bias is not None)}
+    return Bound(_with_leading("linear", len(leading)), {**values, **split_values("N", leading)})
+
+
+def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, added: bool) -> Bound:
+    """The matrix-product formula for ``batch`` dimensions of ``(rows, inner)·(inner, columns)`` products."""
+    values = {"M": rows, "K": inner, "P": columns, "B": int(added)}
+    return Bound(_with_leading("matmul", len(batch)), {**values, **split_values("N", batch)})
+
+
+def _product(a: Any, b: Any, added: bool) -> Bound | None:
+    if a.dim() < 2 or b.dim() < 2:  # vector forms drop a dimension; they stay with the caller, measured
+        return None
+    import torch
+
+    batch = tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], added)
+
+
+def bind_f_matmul(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``torch.matmul(a, b)``, ``a @ b``, ``mm``, ``bmm`` on operands of two or more dimensions."""
+    first = argument(args, kwargs, 0, "input")
+    second = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
+    return _product(first, second, added=False)
+
+
+def bind_f_addmm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``addmm``/``baddbmm(input, a, b, beta=, alpha=)``: the product plus ``input`` unless ``beta`` is 0."""
+    first = args[1] if len(args) > 1 else kwargs.get("mat1", kwargs.get("batch1"))
+    second = args[2] if len(args) > 2 else kwargs.get("mat2", kwargs.get("batch2"))
+    return _product(first, second, added=kwargs.get("beta", 1) != 0)
+
+
+@cache
+def _einsum_formula(first: str, second: str, output: str) -> LayerFormula | None:
+    """The matrix-product formula of a two-operand contraction ``first,second->output``, its sizes the index
+    sizes ``n_x``: ``N`` the batch indices (in both operands and the output), ``M`` and ``P`` the free indices of
+    each operand, ``K`` the contracted ones. ``None`` for a form that is no single product (a repeated index
+    within an operand, an index summed out of one operand alone, nothing contracted)."""
+    if any(len(set(term)) != len(term) for term in (first, second, output)):
+        return None
+    size = {x: sp.Symbol(f"n_{x}", integer=True, positive=True) for x in first + second}
+    shared, out = set(first) & set(second), set(output)
+    groups = {
+        N: [x for x in output if x in shared], M: [x for x in output if x not in shared and x in first],
+        P: [x for x in output if x not in shared and x in second], K: [x for x in first if x in shared - out],
+    }
+    if not groups[K] or set(first + second) - shared - out:
+        return None
+    return dataclasses.replace(
+        MATMUL, output_shape=tuple(size[x] for x in output),
+        intermediates={symbol: sp.Mul(*(size[x] for x in letters)) for symbol, letters in groups.items()},
+    )
+
+
+def bind_f_einsum(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``torch.einsum(equation, a, b)`` (or ``[a, b]``) contracting two operands without ellipses."""
+    equation, *operands = args
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = list(operands[0])
+    equation = "".join(equation.split())
+    inputs, _, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(operands) != 2 or len(terms) != 2 or "." in equation:
+        return None
+    if "->" not in equation:  # implicit output: the indices that occur once, in alphabetical order
+        output = "".join(sorted(x for x in set(inputs) - {","} if inputs.count(x) == 1))
+    formula = _einsum_formula(terms[0], terms[1], output)
+    if formula is None:
+        return None
+    sizes = {f"n_{x}": n for term, operand in zip(terms, operands) for x, n in zip(term, operand.shape)}
+    return Bound(formula, {**sizes, "B": 0})
+
+
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch
+    import torch.nn.functional as F
     from torch import nn
 
     REGISTRY.bind(nn.Linear, bind_linear)
     REGISTRY.bind(nn.Bilinear, bind_bilinear)
+    REGISTRY.bind_functions({F.linear: "F.linear"}, bind_f_linear)
+    REGISTRY.bind_functions(
+        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "@", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
+         torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
+        bind_f_matmul,
+    )
+    REGISTRY.bind_functions(
+        {torch.addmm: "torch.addmm", torch.baddbmm: "torch.baddbmm", torch.Tensor.addmm: "Tensor.addmm",
+         torch.Tensor.baddbmm: "Tensor.baddbmm"},
+        bind_f_addmm,
+    )
+    REGISTRY.bind_functions({torch.einsum: "torch.einsum"}, bind_f_einsum)

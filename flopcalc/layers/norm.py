@@ -42,7 +42,7 @@ import sympy as sp
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.conv import SPATIAL_NAMES
 from flopcalc.layers.linear import numbered, split_parts, split_size, split_values
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -230,8 +230,57 @@ def bind_layer_norm(module: nn.LayerNorm | nn.RMSNorm, args: tuple[Any, ...], kw
     return Bound(_rows(name, len(leading), len(normalised)), values)
 
 
+def bind_f_layer_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """``F.layer_norm(input, normalized_shape, weight, bias)``: the LayerNorm formula."""
+    return _bind_rows("layer_norm", args, kwargs)
+
+
+def bind_f_rms_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    """``F.rms_norm(input, normalized_shape, weight)``: the RMSNorm formula."""
+    return _bind_rows("rms_norm", args, kwargs)
+
+
+def _bind_rows(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    x, normalised = argument(args, kwargs, 0, "input"), argument(args, kwargs, 1, "normalized_shape")
+    normalised = (normalised,) if isinstance(normalised, int) else tuple(normalised)
+    shape = tuple(x.shape)
+    leading = shape[: len(shape) - len(normalised)]
+    weight, bias = argument(args, kwargs, 2, "weight"), argument(args, kwargs, 3, "bias")
+    values = {"A": int(weight is not None), "B": int(name == "layer_norm" and bias is not None)}
+    values.update(split_values("N", leading))
+    values.update(split_values("D", normalised))
+    return Bound(_rows(name, len(leading), len(normalised)), values)
+
+
+def bind_f_group_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``F.group_norm(input, num_groups, weight, bias)``; an affine group norm has both weight and bias."""
+    x, groups = argument(args, kwargs, 0, "input"), argument(args, kwargs, 1, "num_groups")
+    weight, bias = argument(args, kwargs, 2, "weight"), argument(args, kwargs, 3, "bias")
+    if (weight is None) != (bias is None) or x.dim() < 2:
+        return None
+    shape = tuple(x.shape)
+    values = {"N": shape[0], "C": shape[1], "G": groups, "A": int(weight is not None)}
+    return Bound(_shaped("group_norm", True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
+
+
+def bind_f_batch_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``F.batch_norm(input, running_mean, running_var, weight, bias, training)``: running statistics unless
+    ``training``; a training call that updates running statistics is left to its caller (the module, not the
+    function, counts ``num_batches_tracked``)."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training")
+    x, mean, _, weight, bias, training = (argument(args, kwargs, i, n, False if n == "training" else None)
+                                          for i, n in enumerate(names))
+    if (weight is None) != (bias is None) or x.dim() < 2 or (training and mean is not None):
+        return None
+    name = "batch_norm_batch_stats" if training or mean is None else "batch_norm"
+    shape = tuple(x.shape)
+    values = {"N": shape[0], "C": shape[1], "A": int(weight is not None), "R": 0}
+    return Bound(_shaped(name, True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
+
+
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch.nn.functional as F
     from torch import nn
     from torch.nn.modules.batchnorm import _BatchNorm
     from torch.nn.modules.instancenorm import _InstanceNorm
@@ -240,3 +289,7 @@ def _bind() -> None:
     REGISTRY.bind(_InstanceNorm, bind_instance_norm)
     REGISTRY.bind(nn.GroupNorm, bind_group_norm)
     REGISTRY.bind((nn.LayerNorm, nn.RMSNorm), bind_layer_norm)
+    REGISTRY.bind_functions({F.layer_norm: "F.layer_norm"}, bind_f_layer_norm)
+    REGISTRY.bind_functions({F.rms_norm: "F.rms_norm"}, bind_f_rms_norm)
+    REGISTRY.bind_functions({F.group_norm: "F.group_norm"}, bind_f_group_norm)
+    REGISTRY.bind_functions({F.batch_norm: "F.batch_norm"}, bind_f_batch_norm)

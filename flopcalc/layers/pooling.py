@@ -39,7 +39,7 @@ import sympy as sp
 from flopcalc.formula import LayerFormula, OpKind, dims, flag
 from flopcalc.layers.activation import any_rank, elementwise, shape_symbols
 from flopcalc.layers.conv import SPATIAL_NAMES, spatial_symbols
-from flopcalc.registry import REGISTRY, Bound
+from flopcalc.registry import REGISTRY, Bound, FunctionBinder, argument
 
 if TYPE_CHECKING:
     from torch import nn
@@ -189,16 +189,23 @@ def _pools() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
 
 def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     formula, ndim = _pools()[type(module)]
-    formula, values = _batch_values(formula, tuple(args[0].shape), ndim)
+    return _pool_bound(formula, ndim, tuple(args[0].shape), module.kernel_size, module.stride, module.padding,
+                       getattr(module, "dilation", 1), module.ceil_mode)
+
+
+def _pool_bound(formula: LayerFormula, ndim: int, shape: Sequence[int], kernel_size: Any, stride: Any, padding: Any,
+                dilation: Any, ceil_mode: bool) -> Bound:
+    """A max or average pool's formula on ``shape``; no ``stride`` (``None`` or empty) means the kernel size."""
+    formula, values = _batch_values(formula, shape, ndim)
     sym = spatial_symbols(ndim)
-    kernel = _per_dim(module.kernel_size, ndim)
+    kernel = _per_dim(kernel_size, ndim)
     per_dim = {
-        "kernel": kernel, "stride": _per_dim(module.stride or kernel, ndim),
-        "padding": _per_dim(module.padding, ndim), "dilation": _per_dim(getattr(module, "dilation", 1), ndim),
+        "kernel": kernel, "stride": _per_dim(stride or kernel, ndim),
+        "padding": _per_dim(padding, ndim), "dilation": _per_dim(dilation, ndim),
     }
     for role, numbers in per_dim.items():
         values.update({s.name: n for s, n in zip(sym[role], numbers)})
-    return Bound(formula, values | {"c": 1 if module.ceil_mode else 0})
+    return Bound(formula, values | {"c": 1 if ceil_mode else 0})
 
 
 @cache
@@ -234,23 +241,26 @@ _NEAREST = {1: UPSAMPLE_NEAREST1D, 2: UPSAMPLE_NEAREST2D, 3: UPSAMPLE_NEAREST3D}
 
 
 def bind_upsample(module: nn.Upsample, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+    return _interpolation_bound(tuple(args[0].shape), module.size, module.scale_factor, module.mode)
+
+
+def _interpolation_bound(shape: Sequence[Any], size: Any, scale_factor: Any, mode: str) -> Bound:
     """Output sizes are ``size`` when given, else ``floor(X·sigma)`` as torch computes them (in double)."""
-    shape = tuple(args[0].shape)
     ndim = len(shape) - 2
     sym = spatial_symbols(ndim)
-    if module.mode == "area":
-        if module.size is not None:
-            out = _per_dim(module.size, ndim)
+    if mode == "area":
+        if size is not None:
+            out = _per_dim(size, ndim)
         else:
-            out = tuple(math.floor(x * f) for x, f in zip(shape[2:], _per_dim(module.scale_factor, ndim)))
+            out = tuple(math.floor(x * f) for x, f in zip(shape[2:], _per_dim(scale_factor, ndim)))
         area = (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D)[ndim - 1]
         return _bind_adaptive(area, ndim, shape, out)
-    formula = _NEAREST[ndim] if module.mode in ("nearest", "nearest-exact") else _INTERPOLATION[module.mode]
+    formula = _NEAREST[ndim] if mode in ("nearest", "nearest-exact") else _INTERPOLATION[mode]
     formula, values = _batch_values(formula, shape, ndim)
-    if module.size is not None:
-        values.update({s.name: n for s, n in zip(sym["out"], _per_dim(module.size, ndim))})
+    if size is not None:
+        values.update({s.name: n for s, n in zip(sym["out"], _per_dim(size, ndim))})
     else:
-        scales = (int(f) if float(f).is_integer() else float(f) for f in _per_dim(module.scale_factor, ndim))
+        scales = (int(f) if float(f).is_integer() else float(f) for f in _per_dim(scale_factor, ndim))
         values.update({s.name: f for s, f in zip(_scale_symbols(ndim), scales)})
     return Bound(formula, values)
 
@@ -278,8 +288,44 @@ def bind_unflatten(module: nn.Unflatten, args: tuple[Any, ...], kwargs: Mapping[
     return any_rank(UNFLATTEN, shape, output_shape=(*sizes[:dim], *parts, *sizes[dim + 1 :]))
 
 
+def _f_pool(formula: LayerFormula, ndim: int, reduction: str) -> FunctionBinder:
+    """Binder of ``F.max_pool{n}d(input, kernel_size, stride, padding, dilation, ceil_mode)`` or of
+    ``F.avg_pool{n}d(input, kernel_size, stride, padding, ceil_mode)``."""
+    names = ("input", "kernel_size", "stride", "padding")
+    names += ("dilation", "ceil_mode") if reduction == "max" else ("ceil_mode",)
+
+    def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+        a = {name: argument(args, kwargs, i, name) for i, name in enumerate(names)}
+        return _pool_bound(formula, ndim, tuple(a["input"].shape), a["kernel_size"], a["stride"],
+                           a["padding"] or 0, a.get("dilation") or 1, bool(a["ceil_mode"]))
+
+    return bind
+
+
+def _f_adaptive(formula: LayerFormula, ndim: int) -> FunctionBinder:
+    """Binder of ``F.adaptive_{max,avg}_pool{n}d(input, output_size)``."""
+
+    def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
+        shape = tuple(argument(args, kwargs, 0, "input").shape)
+        return _bind_adaptive(formula, ndim, shape, _per_dim(argument(args, kwargs, 1, "output_size"), ndim))
+
+    return bind
+
+
+def bind_f_interpolate(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
+    """``F.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)``;
+    the output size is ``floor(X·scale)`` whether or not the scale is recomputed from it. Antialiasing filters
+    over more neighbours than the formula's ``P``: such a call stays with its caller, measured."""
+    names = ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias")
+    a = {name: argument(args, kwargs, i, name) for i, name in enumerate(names)}
+    if a["antialias"] or a["input"].dim() < 3:
+        return None
+    return _interpolation_bound(tuple(a["input"].shape), a["size"], a["scale_factor"], a["mode"] or "nearest")
+
+
 @REGISTRY.on_first_lookup
 def _bind() -> None:
+    import torch.nn.functional as F
     from torch import nn
 
     REGISTRY.bind(tuple(_pools()), bind_pool)
@@ -291,3 +337,18 @@ def _bind() -> None:
     )
     REGISTRY.bind(nn.Flatten, bind_flatten)
     REGISTRY.bind(nn.Unflatten, bind_unflatten)
+    for n, formulas in enumerate(zip(
+        (MAX_POOL1D, MAX_POOL2D, MAX_POOL3D), (AVG_POOL1D, AVG_POOL2D, AVG_POOL3D),
+        (ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D),
+        (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D),
+    ), start=1):
+        max_pool, avg_pool, adaptive_max, adaptive_avg = formulas
+        REGISTRY.bind_functions({getattr(F, f"max_pool{n}d"): f"F.max_pool{n}d"}, _f_pool(max_pool, n, "max"))
+        REGISTRY.bind_functions({getattr(F, f"avg_pool{n}d"): f"F.avg_pool{n}d"}, _f_pool(avg_pool, n, "avg"))
+        REGISTRY.bind_functions(
+            {getattr(F, f"adaptive_max_pool{n}d"): f"F.adaptive_max_pool{n}d"}, _f_adaptive(adaptive_max, n)
+        )
+        REGISTRY.bind_functions(
+            {getattr(F, f"adaptive_avg_pool{n}d"): f"F.adaptive_avg_pool{n}d"}, _f_adaptive(adaptive_avg, n)
+        )
+    REGISTRY.bind_functions({F.interpolate: "F.interpolate"}, bind_f_interpolate)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from flopcalc.formula import Number
-from flopcalc.render import closed_forms
+from flopcalc.render import closed_forms, coverage
 from flopcalc.render.closed_forms import Style
 from flopcalc.report import LayerRow, Report, Status
 from flopcalc.sizes import SizeNames, simplify_sizes
@@ -60,6 +60,7 @@ STATUS_LEGEND = (
 )
 """One line per status value, shown under every layer table."""
 OWN_LEGEND = ("(self)", "what a module's own forward did outside its child modules")
+FUNCTION_LEGEND = ("← call", "a functional call (F.linear, @, softmax, ...) in a module's forward, as a layer")
 UNCOUNTED_LEGEND = (UNCOUNTED_MARK, "ops without a counting rule ran inside: counts are a lower bound")
 
 
@@ -273,9 +274,13 @@ def totals_items(report: Report, latex: bool = False) -> list[tuple[str, str]]:
             ("Other ops", fmt_count(t.other_ops) + (f" ({_by_kind(t.ops)})" if t.ops else "")),
             ("FLOPs", fmt_scaled(t.flops, "FLOPs") + " = 2 × MACs + other ops"),
             ("Measured", f"{fmt_count(t.measured_macs)} MACs, {fmt_count(t.measured_flops)} FLOPs (aten ops executed)"),
-        ]
+        ] + _checked_items(report)
     where = _where_items(names, latex)
-    return where + items + _closed_form_counts(report, names, latex) + closed_form_items(report)
+    return where + items + _closed_form_counts(report, names, latex) + _checked_items(report) + closed_form_items(report)
+
+
+def _checked_items(report: Report) -> list[tuple[str, str]]:
+    return [("Checked", coverage.checked_text(report))] if report.totals.checked is not None else []
 
 
 def _where_items(names: SizeNames, latex: bool) -> list[tuple[str, str]]:
@@ -369,6 +374,8 @@ def notes(report: Report) -> list[tuple[str, str]]:
         found.append(("Uncounted ops", "none"))
     for row in report.mismatches:
         found.append(("Mismatch", f"{display_name(report, row)} ({row.type}): {'; '.join(row.mismatches)}"))
+    if report.unchecked:
+        found.append(("Unchecked", coverage.unchecked_text(report, LISTED)))
     if report.uncalled:
         uncalled = sorted(report.uncalled.items())
         listed = ", ".join(f"{name} ({n:,} params)" for name, n in uncalled[:LISTED])
@@ -379,10 +386,13 @@ def notes(report: Report) -> list[tuple[str, str]]:
 
 
 def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
-    """What the table's Status values and marks mean: every status, then ``(self)`` and ``*`` when shown."""
+    """What the table's Status values and marks mean: every status, then functional rows, ``(self)`` and ``*``
+    when shown."""
     found = list(STATUS_LEGEND)
     if any(row.status is Status.MISMATCH for row in rows):
         found[-1] = (found[-1][0], found[-1][1] + " (see Mismatch below)")
+    if any(row.is_function for row in rows):
+        found.append(FUNCTION_LEGEND)
     if any(row.is_own for row in rows):
         found.append(OWN_LEGEND)
     if any(row.uncounted for row in rows):

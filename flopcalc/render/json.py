@@ -14,7 +14,7 @@ from flopcalc.conventions.base import ConventionResult
 from flopcalc.formula import Number
 from flopcalc.render import cells, closed_forms
 from flopcalc.render.closed_forms import Style
-from flopcalc.report import LayerRow, Report
+from flopcalc.report import Checked, LayerRow, Report
 
 
 def _number(value: Number) -> int | str:
@@ -47,10 +47,11 @@ def _formula(row: LayerRow) -> dict[str, Any] | None:
 
 def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
     """One entry of ``layers``; ``parent`` is the parent's qualified name (``""`` for the model itself).
-    A ``(self)`` row (``kind`` ``"self"``) has its module's ``index``."""
+    A ``(self)`` row (``kind`` ``"self"``) has its module's ``index``; a functional call's row (``kind``
+    ``"function"``) is a child of the module that made it."""
     return {
         "index": row.index,
-        "kind": "self" if row.is_own else "module",
+        "kind": "self" if row.is_own else "function" if row.is_function else "module",
         "name": row.name,
         "type": row.type,
         "depth": row.depth,
@@ -70,6 +71,20 @@ def layer_record(report: Report, row: LayerRow) -> dict[str, Any]:
         "uncounted_ops": dict(sorted(row.uncounted.items())),
         "formula": _formula(row),
         "mismatches": list(row.mismatches),
+        "function": row.function,
+        **_checked(row.checked),
+    }
+
+
+def _checked(checked: Checked | None) -> dict[str, Any]:
+    """How much of a count a matching formula stands behind, as counts and 0..1 shares."""
+    if checked is None:
+        return {}
+    return {
+        "checked_macs": _number(checked.macs),
+        "checked_macs_share": checked.macs_share,
+        "checked_other_ops": _number(checked.other_ops),
+        "checked_other_ops_share": checked.ops_share,
     }
 
 
@@ -121,10 +136,16 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
             "flops": _number(t.flops),
             "measured_macs": _number(t.measured_macs),
             "measured_flops": _number(t.measured_flops),
+            **_checked(t.checked),
         },
         "closed_form": _closed_form(report),
         "uncounted_ops": dict(sorted(report.uncounted.items())),
         "uncalled_params": dict(sorted(report.uncalled.items())),
+        "unchecked": [
+            {"name": u.name, "type": u.type, "macs": _number(u.macs), "other_ops": _number(u.other_ops),
+             "reason": u.reason}
+            for u in report.unchecked
+        ],
         "layers": [layer_record(report, row) for row in cells.visible_rows(report, depth)],
     }
 

@@ -90,9 +90,16 @@ def test_sdpa_by_hand(kwargs: dict[str, Any], kv_heads: int, e_v: int, macs: int
     assert (formula.macs, nonzero(formula.ops), formula.output_shape) == (macs, ops, (2, 4, 6, e_v))
 
 
-def test_sdpa_causal_is_sdpa_with_mask() -> None:
-    values = {"N": 2, "H_q": 4, "L": 6, "S": 5, "E_k": 8, "E_v": 8}
-    assert SDPA_CAUSAL.evaluate(values) == SDPA.evaluate({**values, "M": 1})
+def test_sdpa_causal_by_hand() -> None:
+    evaluation = SDPA_CAUSAL.evaluate({"N": 2, "H_q": 4, "L": 6, "S": 5, "E_k": 8, "E_v": 8})
+    assert evaluation.macs == 3840  # 2·4·6·5 scores · (8 + 8) = 3,840
+    assert nonzero(evaluation.ops) == {
+        "mul": 704,  # √scale on Q 2·4·6·8 = 384 and on K 2·4·5·8 = 320
+        "add": 432,  # the mask, one per score: 240; softmax 2·4·6 = 48 rows · 4 = 192
+        "exp": 240,  # one per score
+        "div": 240,
+    }
+    assert evaluation.output_shape == (2, 4, 6, 8)
 
 
 def meta(*shape: int) -> torch.Tensor:

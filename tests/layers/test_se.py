@@ -1,4 +1,4 @@
-"""Squeeze-and-excitation: hand counts, formula == the sum of its parts' formulas + the rescale, == measured."""
+"""Squeeze-and-excitation: hand counts, formula == measured."""
 
 from __future__ import annotations
 
@@ -79,34 +79,23 @@ def test_named_formula_is_torchvisions_default() -> None:
     assert REGISTRY.formula("se") is SQUEEZE_EXCITATION
 
 
-def children_total(module: SqueezeExcitation, x: torch.Tensor) -> tuple[int, int, dict[str, int]]:
-    """Params, MACs and ops of the block's parts, each from its own registered formula on its actual input."""
-    evaluations = []
-
-    def hook(child: nn.Module, args: tuple[Any, ...]) -> None:
-        binder = REGISTRY.binder_for(child)
-        assert binder is not None, type(child).__name__
-        evaluations.append(binder(child, args, {}).evaluate())
-
-    handles = [child.register_forward_pre_hook(hook) for child in module.children()]
-    with torch.no_grad():
-        module(x)
-    for handle in handles:
-        handle.remove()
-    ops = merged(*(nonzero(e.ops) for e in evaluations))
-    return sum(e.params for e in evaluations), sum(e.macs for e in evaluations), ops
+UNBATCHED = merged(
+    {"add": 8 * (4 * 4 - 1), "div": 8},  # SE(8, 3) on 8×4×4: mean of 16 values per channel
+    {"bias_add": 3 + 8, "compare": 3},  # fc1 and fc2 biases; ReLU on the 3 squeezed values
+    {"exp": 8, "add": 8, "div": 8},  # sigmoid on the 8 scales
+    {"mul": 8 * 4 * 4},  # the rescale
+)
+PRELU = merged(POOL, FC_BIAS, {"compare": 2 * 3, "mul": 2 * 3}, SIGMOID_8, RESCALE)  # PReLU: compare + mul
 
 
-@pytest.mark.parametrize("options", [{}, {"scale_activation": nn.Hardsigmoid}, {"activation": nn.PReLU}],
-                         ids=["default", "hardsigmoid", "prelu"])
-@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (8, 4, 4)], ids=["batched", "unbatched"])
-def test_formula_is_sum_of_children(options: dict[str, Any], shape: tuple[int, ...]) -> None:
-    module = SqueezeExcitation(8, 3, **options)
-    x = torch.randn(shape)
-    params, macs, ops = children_total(module, x)
-    evaluation = check(module, shape, "cpu")
-    rescale = {"mul": 8 * shape[-2] * shape[-1] * (shape[0] if len(shape) == 4 else 1)}
-    assert (evaluation.params, evaluation.macs, nonzero(evaluation.ops)) == (params, macs, merged(ops, rescale))
+@pytest.mark.parametrize(("options", "shape", "params", "macs", "ops"), [
+    ({}, (8, 4, 4), (8 * 3 + 3) + (3 * 8 + 8), 8 * 3 + 3 * 8, UNBATCHED),
+    ({"activation": nn.PReLU}, (2, 8, 5, 7), (8 * 3 + 3) + (3 * 8 + 8) + 1, 2 * (8 * 3 + 3 * 8), PRELU),
+], ids=["unbatched", "prelu"])
+def test_unbatched_and_learned_activation_by_hand(options: dict[str, Any], shape: tuple[int, ...], params: int,
+                                                  macs: int, ops: dict[str, int]) -> None:
+    evaluation = check(SqueezeExcitation(8, 3, **options), shape, "cpu")
+    assert (evaluation.params, evaluation.macs, nonzero(evaluation.ops)) == (params, macs, ops)
 
 
 @PROPERTY
