@@ -18,7 +18,7 @@ from flopcalc.measure.core import ZERO
 from flopcalc.report import Checked, LayerRow, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
-from flopcalc.weights import weights
+from flopcalc.weights import buffers, named_modules, weights
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -35,7 +35,7 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     if call.function is None:  # a functional call's parameters are its arguments, read by its binder
         checks += [
             ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
-            ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
+            ("buffers", evaluation.buffers, sum(b.numel() for b in buffers(module))),
         ]
     checks += [("macs", evaluation.macs, measured.macs), ("ops", _normalized(evaluation.ops), _normalized(measured.ops))]
     if evaluation.output_shape and call.output_shapes:
@@ -244,7 +244,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
         module_name: unowned
-        for module_name, module in model.named_modules()
+        for module_name, module in named_modules(model)
         if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = _totals(model, root)
@@ -271,23 +271,23 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
 
 def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
     params = list(weights(model))  # deduplicated by identity: tied weights count once
-    buffers = list(model.buffers())
+    model_buffers = list(buffers(model))
     by_dtype: Counter[str] = Counter()
     for w in params:
         by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
     trainable = sum(w.tensor.numel() for w in params if w.trainable)
     total = sum(w.tensor.numel() for w in params)
-    float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
+    float_buffers = sum(b.numel() for b in model_buffers if b.is_floating_point())
     measured = root.measured if root else ZERO
     return Totals(
         params=total,
         trainable_params=trainable,
         frozen_params=total - trainable,
         non_trainable_params=total - trainable + float_buffers,
-        buffers=sum(b.numel() for b in buffers),
+        buffers=sum(b.numel() for b in model_buffers),
         param_bytes=sum(by_dtype.values()),
         param_bytes_by_dtype=dict(by_dtype),
-        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in model_buffers),
         macs=root.macs if root else 0,
         ops=dict(root.ops) if root else {},
         measured_macs=measured.macs,

@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -70,7 +71,9 @@ def _lineage(cls: type) -> tuple[str, ...]:
 def module_facts(module: nn.Module) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
-    attributes = {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
+    attributes = MappingProxyType(
+        {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
+    )
     parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
         (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
     )
@@ -105,11 +108,11 @@ class OpTally:
 
     def add(self, count: Count | RuleFailed | None, args: Sequence[Any], out: Any) -> None:
         self.calls += 1
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        first = _numel(tensors[0]) if tensors else 0
+        tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        first = 0 if tensor is None else _numel(tensor)
         self.input_elements += first
         self.output_elements += _numel(out)
-        if tensors and isinstance(out, torch.Tensor) and out.dim() == tensors[0].dim():
+        if tensor is not None and isinstance(out, torch.Tensor) and out.dim() == tensor.dim():
             self.same_rank_input_elements += first
         if not isinstance(count, Count):
             self.uncounted += 1

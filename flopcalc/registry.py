@@ -87,13 +87,10 @@ class FormulaRegistry:
             self._functions[function] = (label, binder)
         return binder
 
-    def function_binder(self, function: Any) -> tuple[str, FunctionBinder] | None:
-        """The label and binder of a functional call, or ``None`` when no formula covers it."""
+    def function_binders(self) -> Mapping[Any, tuple[str, FunctionBinder]]:
+        """Every registered function's label and binder, read-only (for a caller that looks up many calls)."""
         self._ready()
-        try:
-            return self._functions.get(function)
-        except TypeError:  # an unhashable callable is no registered function
-            return None
+        return MappingProxyType(self._functions)
 
     def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
         """Run ``register`` (which imports torch and calls :meth:`bind` and :meth:`bind_functions`) before the first

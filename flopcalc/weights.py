@@ -34,17 +34,34 @@ def _packed(module: nn.Module) -> tuple[int, list[torch.Tensor]] | None:
     return None
 
 
-def _modules(module: nn.Module) -> Iterator[nn.Module]:
-    """``module.modules()`` (each module once, parents first) without building the qualified names."""
+def named_modules(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``module.named_modules()``: each module once, parents first, under the first name it is reached by;
+    iterative, so a deep model costs no generator per level."""
     seen: set[int] = set()
-    stack = [module]
+    stack: list[tuple[str, nn.Module]] = [("", module)]
     while stack:
-        current = stack.pop()
+        name, current = stack.pop()
         if id(current) in seen:
             continue
         seen.add(id(current))
-        yield current
-        stack.extend(child for child in reversed(current._modules.values()) if child is not None)
+        yield name, current
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + key, child) for key, child in reversed(current._modules.items()) if child is not None)
+
+
+def _modules(module: nn.Module) -> Iterator[nn.Module]:
+    """``module.modules()``, each module once, parents first."""
+    return (current for _, current in named_modules(module))
+
+
+def buffers(module: nn.Module) -> Iterator[torch.Tensor]:
+    """``module.buffers()``: every buffer of ``module`` and its submodules, each once."""
+    seen: set[int] = set()
+    for owner in _modules(module):
+        for buffer in owner._buffers.values():
+            if buffer is not None and id(buffer) not in seen:
+                seen.add(id(buffer))
+                yield buffer
 
 
 def weights(module: nn.Module, recurse: bool = True) -> Iterator[Weight]:

@@ -39,15 +39,21 @@ class Count(CountTotals):
 
     def __post_init__(self) -> None:
         # One spelling per count: plain-string kinds, and no kind listed with zero operations.
-        if any(type(k) is not str or _is_zero(v) for k, v in self.ops.items()):
-            object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
+        for kind, value in self.ops.items():
+            if type(kind) is not str or _is_zero(value):
+                object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
+                return
 
     def __add__(self, other: Count) -> Count:
+        """The sum; one addend's own object when the other is nothing (counts are never changed in place)."""
+        if not other.ops and _is_zero(other.macs):
+            return self
+        if not self.ops and _is_zero(self.macs):
+            return other
         ops = dict(self.ops)
         for kind, value in other.ops.items():
             ops[kind] = ops.get(kind, 0) + value
         return Count(self.macs + other.macs, ops)
-
 
 
 ZERO = Count()
