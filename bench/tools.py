@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from models import TokenShape
+
 Counted = tuple[float | None, int | None, bool | None]
 """(headline number, parameter count, whether flopcalc's per-layer check passed; None where not applicable)"""
 
@@ -47,6 +49,8 @@ class Tool:
 
 
 def _input(shape: tuple[int, ...], device: str) -> torch.Tensor:
+    if isinstance(shape, TokenShape):  # token ids: the count does not depend on which tokens
+        return torch.zeros(shape, dtype=torch.int64, device=device)
     return torch.empty(shape, device=device) if device == "meta" else torch.randn(shape)
 
 
@@ -63,7 +67,7 @@ def _forward(model: nn.Module, shape: tuple[int, ...]) -> Counted:
 def _flopcalc(model: nn.Module, shape: tuple[int, ...]) -> Counted:
     import flopcalc
 
-    report = flopcalc.analyze(model, shape)
+    report = flopcalc.analyze(model, [flopcalc.InputSpec(shape, torch.int64)] if isinstance(shape, TokenShape) else shape)
     return int(report.totals.macs), int(report.totals.params), report.ok
 
 
@@ -87,10 +91,12 @@ def _ptflops(backend: str) -> Callable[[nn.Module, tuple[int, ...]], Counted]:
     def count(model: nn.Module, shape: tuple[int, ...]) -> Counted:
         from ptflops import get_model_complexity_info
 
-        # ptflops adds the batch dimension itself and prints a warning per unsupported module to stdout.
+        # Given the input itself: ptflops would otherwise build one of batch 1 (float); it prints a warning per
+        # unsupported module to stdout.
         with contextlib.redirect_stdout(io.StringIO()):
             macs, params = get_model_complexity_info(
-                model, shape[1:], as_strings=False, print_per_layer_stat=False, backend=backend
+                model, shape[1:], as_strings=False, print_per_layer_stat=False, backend=backend,
+                input_constructor=lambda _: _input(shape, _device(model)),
             )
         return macs, params, None
 
@@ -109,7 +115,7 @@ def _fvcore(model: nn.Module, shape: tuple[int, ...]) -> Counted:
 def _torchinfo(model: nn.Module, shape: tuple[int, ...]) -> Counted:
     from torchinfo import summary
 
-    stats = summary(model, input_size=shape, verbose=0, device=_device(model))
+    stats = summary(model, input_data=[_input(shape, _device(model))], verbose=0, device=_device(model))
     return stats.total_mult_adds, stats.total_params, None
 
 
@@ -119,7 +125,7 @@ def _deepspeed(model: nn.Module, shape: tuple[int, ...]) -> Counted:
 
     with contextlib.redirect_stdout(io.StringIO()):
         flops, macs, params = get_model_profile(
-            model, input_shape=shape, print_profile=False, detailed=False, as_string=False
+            model, args=[_input(shape, _device(model))], print_profile=False, detailed=False, as_string=False
         )
     return {"MACs": macs, "FLOPs": flops}, params, None  # type: ignore[return-value]
 
@@ -129,7 +135,8 @@ def _calflops(model: nn.Module, shape: tuple[int, ...]) -> Counted:
 
     with contextlib.redirect_stdout(io.StringIO()):
         flops, macs, params = calculate_flops(
-            model, input_shape=shape, output_as_string=False, print_results=False, print_detailed=False
+            model, args=[_input(shape, _device(model))], output_as_string=False, print_results=False,
+            print_detailed=False,
         )
     return {"MACs": macs, "FLOPs": flops}, params, None  # type: ignore[return-value]
 

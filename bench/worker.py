@@ -130,7 +130,7 @@ def conventions(names: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name in names:
         model = models.build(name, "meta")
-        report = flopcalc.analyze(model, models.input_shape(name))
+        report = flopcalc.analyze(model, models.flopcalc_input(name))
         predicted = {result.name: result.to_dict() for result in apply_all(report)}
         found[name] = {"macs": report.totals.macs, "conventions": predicted, "ok": report.ok,
                        "mismatches": [f"{row.name}: {'; '.join(row.mismatches)}" for row in report.mismatches],
@@ -177,7 +177,7 @@ def profile(name: str, top: int) -> dict[str, Any]:
     import flopcalc
 
     model = models.build(name, "meta")
-    shape = models.input_shape(name)
+    shape = models.flopcalc_input(name)
     flopcalc.analyze(copy.deepcopy(model), shape)
     profiler = cProfile.Profile()
     profiler.enable()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.parameter import is_lazy
 
 from flopcalc.measure.core import ZERO, Count, RuleFailed
@@ -36,13 +38,19 @@ class ModuleFacts:
 
     ``classes`` is the class lineage (most derived first) as ``module.QualName``; ``attributes`` the plain
     hyperparameters (numbers, strings, flags, tuples of those) in the module's ``__dict__``; ``parameters`` its
-    own parameters (not its children's) as ``(name, numel)``; ``leaf`` whether it has no child modules at all.
+    own parameters (not its children's) as ``(name, numel)``; ``leaf`` whether it has no child modules at all;
+    ``tree_paths`` the number of paths from the model to the module through ``children()`` (2 for a module
+    that two parents hold), which is how often a counter that sums its totals parent by parent counts it.
     """
 
     classes: tuple[str, ...]
     attributes: Mapping[str, Any]
     parameters: tuple[tuple[str, int], ...]
     leaf: bool
+    tree_paths: int = 1
+    held_functionals: frozenset[str] = frozenset()
+    """Functions of ``torch.nn.functional`` the module keeps as attributes (transformers' GELUActivation keeps
+    ``F.gelu``): taken at construction, before a counter patched ``F``, so calling them counts nothing there."""
 
     @property
     def type(self) -> str:
@@ -68,7 +76,7 @@ def _lineage(cls: type) -> tuple[str, ...]:
     return tuple(f"{base.__module__}.{base.__qualname__}" for base in cls.__mro__)
 
 
-def module_facts(module: nn.Module) -> ModuleFacts:
+def module_facts(module: nn.Module, tree_paths: int = 1) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
     attributes = MappingProxyType(
@@ -77,7 +85,35 @@ def module_facts(module: nn.Module) -> ModuleFacts:
     parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
         (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
     )
-    return ModuleFacts(classes, attributes, parameters, not module._modules)
+    held = frozenset(_FUNCTIONALS[id(value)] for value in vars(module).values() if id(value) in _FUNCTIONALS)
+    return ModuleFacts(classes, attributes, parameters, not module._modules, tree_paths, held)
+
+
+_FUNCTIONALS = {id(value): name for name, value in vars(F).items()
+                if isinstance(value, types.FunctionType | types.BuiltinFunctionType) and not name.startswith("_")}
+"""``torch.nn.functional``'s public functions by identity (``gelu`` for ``F.gelu``)."""
+
+
+def tree_paths(model: nn.Module) -> dict[int, int]:
+    """Per module (by ``id``), the number of paths from ``model`` to it through ``children()``, which lists a
+    child once per parent. 1 everywhere in a tree; a module held by two parents has 2, and so do its children.
+    Only modules with more than one path are listed."""
+    order: list[nn.Module] = []  # every module after all of its parents
+    seen: set[int] = set()
+
+    def visit(module: nn.Module) -> None:
+        seen.add(id(module))
+        for child in module.children():
+            if id(child) not in seen:
+                visit(child)
+        order.append(module)
+
+    visit(model)
+    paths = {id(model): 1}
+    for module in reversed(order):
+        for child in module.children():
+            paths[id(child)] = paths.get(id(child), 0) + paths[id(module)]
+    return {key: count for key, count in paths.items() if count > 1}
 
 
 def _numel(value: Any) -> int:
@@ -93,16 +129,16 @@ class OpTally:
     """Every run of one aten op (by overload packet, e.g. ``aten.convolution``) inside one module call.
 
     ``input_elements`` sums the elements of each run's first tensor argument, ``output_elements`` those of its
-    (first) result, ``same_rank_input_elements`` the input elements of the runs whose result has as many
-    dimensions as that argument (a ``mean`` with ``keepdim``, which is what ``adaptive_avg_pool2d(x, 1)``
-    becomes); ``count`` is what flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that had
-    no rule.
+    (first) result, ``pooled_input_elements`` the input elements of the runs whose result keeps the input's
+    rank (3 or more) with its last two dimensions 1: a ``mean`` with ``keepdim`` that is what
+    ``adaptive_avg_pool2d(x, 1)`` becomes, not a norm's mean over the last dimension. ``count`` is what
+    flopcalc's rule counted (MACs and other ops), ``uncounted`` the runs that had no rule.
     """
 
     calls: int = 0
     input_elements: int = 0
     output_elements: int = 0
-    same_rank_input_elements: int = 0
+    pooled_input_elements: int = 0
     count: Count = ZERO
     uncounted: int = 0
 
@@ -112,8 +148,9 @@ class OpTally:
         first = 0 if tensor is None else _numel(tensor)
         self.input_elements += first
         self.output_elements += _numel(out)
-        if tensor is not None and isinstance(out, torch.Tensor) and out.dim() == tensor.dim():
-            self.same_rank_input_elements += first
+        if tensor is not None and isinstance(out, torch.Tensor) and out.dim() == tensor.dim() >= 3 \
+                and not out.is_nested and tuple(out.shape[-2:]) == (1, 1):
+            self.pooled_input_elements += first
         if not isinstance(count, Count):
             self.uncounted += 1
         else:

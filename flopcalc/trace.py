@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name
+from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name, tree_paths
 from flopcalc.formula import Number
 from flopcalc.measure import Count, Tally
 from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
@@ -91,6 +91,7 @@ class Tracer:
         self.stack: list[int] = []
         self.claimed: set[Hashable] = set()
         self.names = {id(m): name for name, m in named_modules(model)}
+        self.tree_paths = tree_paths(model) if symbolic is None else {}
         self.times_called: Counter[int] = Counter()
         self.function_names: Counter[str] = Counter()
         self.param_owners: dict[int, str] = {}
@@ -103,7 +104,7 @@ class Tracer:
             name = f"{name}#{self.times_called[id(module)]}"
         binder = self.registry.binder_for(module)
         bound, error = self._bind(None if binder is None else lambda: binder(module, args, kwargs))
-        facts = module_facts(module) if self.symbolic is None else None
+        facts = module_facts(module, self.tree_paths.get(id(module), 1)) if self.symbolic is None else None
         shapes = self._symbolic_shapes(_shapes((args, kwargs)))
         self._open(Call(module, name, None, 0, shapes, bound, error, facts=facts))
 

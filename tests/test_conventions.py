@@ -219,3 +219,90 @@ def test_language_model_formulas_need_a_language_model(small_report: flopcalc.Re
     with pytest.raises(InputError, match="is for language models"):
         small_report.as_convention("palm")
     assert "palm" not in [result.name for result in conventions.apply_all(small_report)]
+
+
+# Recurrent layers, 5 steps x batch 2 (sequence first), input 4, hidden 3, one layer with biases.
+# LSTM with proj_size=2: weight_ih 12x4 = 48, weight_hh 12x2 = 24, biases 12 + 12 = 24.
+#   flopcalc: per step and entry 4*3*(4 + 2) gate MACs + 3*2 projection = 78; x 10 = 780 MACs.
+#   thop (ignores proj_size): gate state (4 + 3)*3 + 3 + 2*3 = 30, x 4 = 120, + 3*3 + 3 = 132; x 10 = 1,320.
+#   ultralytics-thop: state (4 + 2)*3 + 3 + 6 = 27, x 4 = 108, + 9 + 3 + 3*2 = 126; x 10 = 1,260.
+#   ptflops: 48 + 24 + 24 + 10*3 elementwise = 126, x dim 0 x dim 1 = 1,260, divided by the batch it reads off
+#   dim 0 of the sequence-first input (5): 252.
+#   DeepSpeed, calflops: FLOPs (2*48 - 12) + (2*24 - 12) + 30 + 24 = 174, x 10 = 1,740; MACs 0.
+# GRU: weight_ih 9x4 = 36, weight_hh 9x3 = 27, biases 18; flopcalc 9*(4 + 3) = 63 MACs per step; x 10 = 630.
+#   thop: state (3 + 4)*3 + 3 + 6 = 30, x 2 = 60, + 30 + 3 + 9 = 102; x 10 = 1,020 (ultralytics the same).
+#   ptflops: 36 + 27 + 18 + 7*3 = 102, x 10 = 1,020, / 5 = 204.
+#   DeepSpeed: (72 - 9) + (54 - 9) + 21 + 18 = 147, x 10 = 1,470 FLOPs.
+# fvcore has no handle for aten::lstm or aten::gru: 0.
+RECURRENT = {
+    "lstm": (lambda: nn.LSTM(4, 3, proj_size=2), 780, {"thop": 1_320, "ultralytics-thop": 1_260, "ptflops": 252,
+                                                        "fvcore": 0, "deepspeed": 0, "calflops": 0}, 1_740),
+    "gru": (lambda: nn.GRU(4, 3), 630, {"thop": 1_020, "ultralytics-thop": 1_020, "ptflops": 204, "fvcore": 0,
+                                        "deepspeed": 0, "calflops": 0}, 1_470),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RECURRENT))
+def test_recurrent_rules(kind: str) -> None:
+    build, macs, expected, profiler_flops = RECURRENT[kind]
+    report = flopcalc.analyze(build(), (5, 2, 4))
+    assert report.totals.macs == macs
+    assert {name: report.as_convention(name).value for name in expected} == expected
+    for name in ("deepspeed", "calflops"):
+        assert report.as_convention(name).also[0].value == profiler_flops
+        assert report.as_convention(name).blind_spots == (f"RNN/GRU/LSTM: the hook adds FLOPs, no MACs: -{macs:,} MACs",)
+
+
+def test_module_shared_by_two_parents() -> None:
+    shared = nn.Linear(8, 8)
+    model = nn.Sequential(nn.Sequential(shared, nn.ReLU()), nn.Sequential(shared, nn.ReLU()))
+    report = flopcalc.analyze(model, (2, 8))
+    assert report.totals.macs == 2 * 2 * 8 * 8  # two calls of 2*8*8 = 128: 256
+    # calflops sums parent by parent: the shared Linear's two calls (256) once per parent (2): 512. thop also
+    # registers its hook once per path (model.apply), so each call adds 2 x 128: 2 parents x 2 calls x 2 x 128
+    # = 1,024. ptflops sums its module hooks parent by parent: Linear (8*8 + 8 bias) * 2 rows = 144 per call,
+    # 2 calls x 2 parents = 576, ReLU hooks 2 * 16 = 32; divided by the batch 2: 304; plus the patched F.relu
+    # 2 * 16 = 32: 336. ultralytics-thop and DeepSpeed add each module's total once.
+    expected = {"flopcalc": 256, "thop": 1_024, "ultralytics-thop": 256, "ptflops": 336, "deepspeed": 256,
+                "calflops": 512}
+    assert {name: report.as_convention(name).value for name in expected} == expected
+    # FLOPs: DeepSpeed 2*256 + relu 2*16 = 544; calflops 2*512 + 32 = 1,056
+    assert [report.as_convention(name).also[0].value for name in ("deepspeed", "calflops")] == [544, 1_056]
+    assert "a module held by several parents counted once per parent" in {
+        d.rule for d in report.as_convention("calflops").differences}
+
+
+class _HeldGelu(nn.Module):
+    """Keeps F.gelu as an attribute, as transformers' GELUActivation does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = torch.nn.functional.gelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
+
+
+class _Conv1D(nn.Module):
+    """torch.addmm on an (in, out) weight, as transformers' Conv1D: no transpose, unlike F.linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(8, 4))
+        self.bias = nn.Parameter(torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)
+
+
+def test_patched_function_forms() -> None:
+    report = flopcalc.analyze(nn.Sequential(_Conv1D(), _HeldGelu(), nn.GELU()), (3, 8))
+    assert report.totals.macs == 3 * 8 * 4  # 96
+    # DeepSpeed FLOPs: 2 * 96 for torch.addmm plus its bias vector's 4 elements once; the held F.gelu is the
+    # unpatched original (0); nn.GELU calls the patched F.gelu: 3*4 = 12.
+    assert report.as_convention("deepspeed").also[0].value == 2 * 96 + 4 + 12
+    # ultralytics-thop counts F.linear, matmul, bmm, einsum and SDPA outside a module rule, not torch.addmm
+    assert report.as_convention("ultralytics-thop").value == 0
+    # ptflops: patched torch.addmm 96 + 4 (the added matrix) and nn.GELU's patched F.gelu 12, plus nn.GELU's
+    # module hook 12 divided by the batch 3 = 4
+    assert report.as_convention("ptflops").value == 96 + 4 + 12 + 12 // 3

@@ -46,6 +46,9 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "AvgPool: 1 per output; AdaptiveAvgPool: (input/output size ratio + 1) per output, truncated",
         "Softmax: 3n - 1 per row of n; PReLU: 1 per element; Upsample: 1/5/11/259 per output by mode",
         "ReLU, ReLU6, LeakyReLU, MaxPool, Dropout: 0",
+        "RNN, GRU, LSTM and cells: gate products, biases and gate arithmetic per step and batch entry as one "
+        "count; later layers on hidden_size, proj_size ignored",
+        "a module held by several parents: hooked once per parent and summed once per parent (2 parents: 4 times)",
     ), thop),
     Convention("ultralytics-thop", "ultralytics-thop 2.2.3", "MACs",
                "thop/profile.py:42,177,214, thop/vision/basic_hooks.py", (
@@ -54,7 +57,8 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "norms (_NormBase, LayerNorm, GroupNorm, RMSNorm): 2 per input element, doubled when affine",
         "AvgPool: 1 per input in a window + 1 per output; AdaptiveAvgPool: exact windows + 1 per output",
         "MultiheadAttention: projections (no bias) + q.k and attention.v + softmax 3S - 1 per row",
-        "functional matmul, @, bmm, einsum, F.linear, SDPA outside a counted module: their MACs",
+        "functional matmul, @, bmm, einsum, F.linear, SDPA outside a counted module: their MACs (torch.addmm: 0)",
+        "RNN, GRU, LSTM and cells: as thop, with proj_size; x steps x batch, or the rows of an unbatched input",
         "ReLU family, MaxPool, Dropout, Embedding and containers: 0",
     ), ultralytics_thop),
     Convention("ptflops", "ptflops 0.7.5 (pytorch backend, its default)", "MACs",
@@ -68,6 +72,10 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "MultiheadAttention: projections with bias, query scaling, q.k, softmax 1 per score, attention.v",
         "patched F.relu/prelu/elu/relu6/gelu/silu/softmax and F.*pool*: 1 per input element; F.interpolate; "
         "torch.matmul/mm/bmm/addmm/baddbmm: MACs (plus the added matrix); F.linear and @ are not patched",
+        "scaled_dot_product_attention is not patched (0); torch.addmm is: MACs plus its added matrix",
+        "RNN, GRU, LSTM and cells: forward-direction weight elements and biases plus 1/7/10 ops per hidden unit, "
+        "per layer, x input dims 0 and 1, x 2 bidirectional",
+        "module hooks are summed parent by parent: a module held by several parents counts once per parent",
         "the module part is divided by the batch size, the functional part is not",
     ), ptflops_pytorch),
     Convention("ptflops-aten", "ptflops 0.7.5 (aten backend)", "MACs", "ptflops/aten_ops.py:109 (ATEN_OPS_MAPPING)", (
@@ -80,7 +88,8 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "batch_norm at inference: 2 per element with affine (1 without); layer/group/instance norm: 5 per "
         "element with affine (4 without)",
         "adaptive_avg_pool2d: 1 per input element; upsample nearest 1, bilinear 4 per output",
-        "every other op is unsupported and 0: scaled_dot_product_attention, baddbmm, lstm, activations",
+        "every other op is unsupported and 0: scaled_dot_product_attention, baddbmm, lstm, gru, rnn_tanh, "
+        "activations (RNN cells are traced as their linear products)",
     ), fvcore),
     Convention("torchinfo", "torchinfo 1.8.0", "MACs", "torchinfo/layer_info.py:225, model_statistics.py:31", (
         "leaf modules only (no child modules), from their parameters",
@@ -104,12 +113,16 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
         "batch_norm (inference) 2 per element with affine; layer, group, instance norm 5 per element",
         "interpolate: prod(size) without batch and channels, or input elements x scale factor",
         "+, *, sigmoid, tanh, hardswish and fused kernels (MultiheadAttention's fast path): 0",
+        "torch.addmm: its added matrix in FLOPs; an F.* a module took at construction (GELUActivation): 0",
+        "RNN, GRU, LSTM and cells: FLOPs only, 2 x weight elements - gate rows per product, biases and 1/7/10 "
+        "ops per hidden unit, per layer, x input dims 0 and 1",
     ), deepspeed),
     Convention("calflops", "calflops 0.3.2", "MACs", "calflops/pytorch_ops.py:128, 452, 507-525", (
         "DeepSpeed's rules as of 2023, with these differences:",
         "scaled_dot_product_attention is not patched: 0 (attention of SDPA models missed)",
         "torch.bmm and torch.mm are not patched (commented out): MultiheadAttention's q.k and attention.v are 0",
         "ConvTranspose with groups: the per-group filters are divided by the groups again",
+        "module totals are summed parent by parent: a module held by several parents counts once per parent",
     ), calflops),
     Convention("2N", "2N per token (Kaplan et al. 2020)", "FLOPs", "Kaplan et al. 2020, section 2.1", (
         "forward FLOPs = 2 × N per token, N = parameters without the embedding tables",

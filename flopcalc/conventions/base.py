@@ -95,6 +95,22 @@ class Ledger:
         if blind:
             self.blind[rule] = self.blind.get(rule, 0) + amount
 
+    def total(self) -> int:
+        """The sum of the adjustments so far (a call's share is the change of this across the call)."""
+        return sum(self.terms.values())
+
+    def count_per_parent(self, call: Call, counted: int, hooked_per_path: bool = False) -> None:
+        """For a counter that sums its per-module totals parent by parent through ``children()``: a module held
+        by several parents counts once per path to it (``counted`` is this call's count, in the ledger's unit).
+        ``hooked_per_path``: the counter also registers its hook once per path (``Module.apply`` visits a shared
+        module once per parent), so each call is counted that many times over as well."""
+        paths = call.facts.tree_paths
+        if paths > 1:
+            times = paths * paths if hooked_per_path else paths
+            rule = "hooked once per path (Module.apply) and summed once per parent" if hooked_per_path \
+                else "counted once per parent"
+            self.add(f"a module held by several parents {rule}", (times - 1) * counted)
+
     def result(self, convention_name: str, tool: str, unit: Unit, baseline: int,
                also: tuple[ConventionResult, ...] = (), notes: tuple[str, ...] = ()) -> ConventionResult:
         differences = tuple(Difference(rule, amount) for rule, amount in self.terms.items() if amount)
@@ -131,6 +147,17 @@ class Call:
     @property
     def output_elements(self) -> int:
         return math.prod(self.output_shape) if self.row.output_shapes else 0
+
+    @property
+    def bare_addmm(self) -> bool:
+        """The call ran ``addmm`` without transposing a weight (``aten.t``): ``torch.addmm`` itself, as
+        transformers' Conv1D calls it, which counters patch apart from ``F.linear`` (whose addmm comes with the
+        transpose of its weight)."""
+        return "aten.addmm" in self.row.op_tallies and "aten.t" not in self.row.op_tallies
+
+    def holds(self, functional: str) -> bool:
+        """The module keeps ``F.<functional>`` as an attribute, taken before any counter patched it."""
+        return functional in self.facts.held_functionals
 
     def ops(self, *names: str) -> Iterator[tuple[str, Any]]:
         """The op tallies of this call for the given op names (``aten.mm``, ...); all of them when none given."""

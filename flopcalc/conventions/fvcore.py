@@ -5,7 +5,8 @@ mm, linear, batch_norm, group_norm, layer_norm, instance_norm, upsample_nearest2
 adaptive_avg_pool2d, grid_sampler); ``fvcore/nn/jit_handles.py:230`` (``norm_flop_counter``: 5 per element
 with affine, else 4, "a rough estimate"), ``:251`` (``batchnorm_flop_jit``: at inference 2 per element with
 affine, else 1), ``:261`` (``elementwise_flop_counter``). Every other op (``scaled_dot_product_attention``,
-``baddbmm``, ``lstm``, the fused MultiheadAttention kernels) is "unsupported" and counts 0.
+``baddbmm``, ``lstm``, ``gru``, ``rnn_tanh``, the fused MultiheadAttention kernels) is "unsupported" and
+counts 0; the cells' ``lstm_cell`` and friends are traced as the linear products they are made of.
 
 The trace records ops before they are decomposed, the dispatcher after, so three are recognised from their
 context: ``scaled_dot_product_attention`` as the products of a call that ran ``_safe_softmax`` (its math
@@ -26,6 +27,7 @@ BATCH_NORM_OPS = frozenset({"aten.native_batch_norm", "aten._native_batch_norm_l
 INSTANCE_NORM = nn_class("instancenorm._InstanceNorm")
 ADAPTIVE_AVG_POOL_2D = nn_class("pooling.AdaptiveAvgPool2d")
 MHA = nn_class("activation.MultiheadAttention")
+RECURRENT = nn_class("rnn.RNNBase")
 FAST_PATHS = frozenset({"aten._native_multi_head_attention", "aten._transformer_encoder_layer_fwd"})
 
 
@@ -66,6 +68,9 @@ def fvcore(report: Report) -> ConventionResult:
     ledger, baseline = baseline_ledger(report)
     for call in calls(report):
         f = call.facts
+        if f.derives_from(*RECURRENT):  # traced as one aten::lstm/gru/rnn_tanh op, which has no handle
+            ledger.add(f"{f.type}: its aten op is unsupported (counted as 0)", -call.own_macs, blind=True)
+            continue
         sdpa = _runs_sdpa(call)
         affine = bool(f.get("affine", f.get("elementwise_affine", True)))
         for name, tally in call.ops():
@@ -98,7 +103,7 @@ def fvcore(report: Report) -> ConventionResult:
             elif name == "aten._adaptive_avg_pool2d" or (name == "aten.mean" and f.derives_from(*ADAPTIVE_AVG_POOL_2D)):
                 ledger.add("adaptive_avg_pool2d 1 per input element", tally.input_elements)
             elif name == "aten.mean":  # F.adaptive_avg_pool2d(x, 1) is a mean with keepdim
-                ledger.add("adaptive_avg_pool2d 1 per input element", tally.same_rank_input_elements)
+                ledger.add("adaptive_avg_pool2d 1 per input element", tally.pooled_input_elements)
             elif macs:
                 ledger.add(f"{name} unsupported (counted as 0)", -macs, blind=True)
     return ledger.result("fvcore", "fvcore 0.1.5", "MACs", baseline)

@@ -8,13 +8,15 @@ unpatched), ``:434`` (``patch_tensor_ops``: matmul, mm, bmm, addmm, baddbmm, mul
 
 ptflops' pytorch backend needs a real forward pass (it fails on meta), so this convention is the CPU run. As
 with DeepSpeed, an ``add``/``mul`` is read as the ``+``/``*`` operator (not patched) and a ``bmm``/``mm``
-outside a linear layer as ``torch.matmul`` (patched); an ``addmm`` outside ``nn.Linear`` as ``F.linear``.
+outside a linear layer as ``torch.matmul`` (patched); an ``addmm`` outside ``nn.Linear`` as ``F.linear``, unless
+no weight was transposed for it (``torch.addmm`` itself, patched).
 """
 
 from __future__ import annotations
 
 import math
 
+from flopcalc.conventions import recurrent
 from flopcalc.conventions.base import Call, ConventionResult, Ledger, baseline_ledger, calls, nn_class
 from flopcalc.facts import ModuleFacts, OpTally
 from flopcalc.report import Report
@@ -31,7 +33,7 @@ NORMS = nn_class("batchnorm.BatchNorm1d", "batchnorm.BatchNorm2d", "batchnorm.Ba
 LINEAR = nn_class("linear.Linear")
 UPSAMPLE = nn_class("upsampling.Upsample")
 MHA = nn_class("activation.MultiheadAttention")
-RECURRENT = nn_class("rnn.RNN", "rnn.GRU", "rnn.LSTM", "rnn.RNNCell", "rnn.LSTMCell", "rnn.GRUCell")
+RECURRENT = recurrent.RECURRENT
 HOOKED = CONV + CONV_T + ACTIVATIONS + POOLS + NORMS + LINEAR + UPSAMPLE + MHA + RECURRENT
 
 PATCHED_NUMEL = {  # patched F.* that count their input's elements, by the aten op they become
@@ -52,7 +54,7 @@ UPSAMPLE_OPS = frozenset({"aten.upsample_nearest1d", "aten.upsample_nearest2d", 
 
 
 def _module_hook(call: Call) -> int:
-    """The MODULES_MAPPING hook of ``call``'s exact type (0 for RNNs, whose hooks are not reproduced)."""
+    """The MODULES_MAPPING hook of ``call``'s exact type."""
     f = call.facts
     if f.is_exactly(*CONV, *CONV_T):
         positions = math.prod(call.input_shape[2:] if f.is_exactly(*CONV_T) else call.output_shape[2:])
@@ -73,7 +75,7 @@ def _module_hook(call: Call) -> int:
         return call.output_elements
     if f.is_exactly(*MHA):
         return _mha(call)
-    return call.own_macs  # recurrent: kept as flopcalc counts it
+    return recurrent.ptflops(call)
 
 
 def _mha(call: Call) -> int:
@@ -121,7 +123,7 @@ def _hook_label(f: ModuleFacts) -> str:
         return "Upsample module 1 per output element"
     if f.is_exactly(*MHA):
         return "MultiheadAttention hook: projection biases, query scaling, softmax 1 per score"
-    return "recurrent layers"
+    return "RNN/GRU/LSTM: weights, biases and gate arithmetic per step, all as one count"
 
 
 def _functional(call: Call, name: str, tally: OpTally, hooked: bool, ledger: Ledger) -> None:
@@ -130,11 +132,14 @@ def _functional(call: Call, name: str, tally: OpTally, hooked: bool, ledger: Led
     macs = int(tally.count.macs)
     if name in ("aten.hardtanh", "aten.hardtanh_") and f.derives_from(*HARDTANH):
         return  # nn.ReLU6 and nn.Hardtanh call F.hardtanh, which is not patched
+    if name in PATCHED_NUMEL and call.holds(PATCHED_NUMEL[name].removeprefix("F.")):
+        return  # the module calls the F.* it took at construction, before ptflops patched it
+    sdpa = "aten._safe_softmax" in call.row.op_tallies  # the products are scaled_dot_product_attention's
     if name in PATCHED_NUMEL or name == "aten.mean":
         again = " (again: module hook + patched F.*)" if hooked else ""
-        # a mean is F.adaptive_avg_pool*(x, 1) inside an adaptive pool, or with keepdim elsewhere
+        # a mean is F.adaptive_avg_pool*(x, 1) inside an adaptive pool, or one that pools to 1 x 1 elsewhere
         elements = tally.input_elements if name != "aten.mean" or f.derives_from(*ADAPTIVE_AVG) \
-            else tally.same_rank_input_elements
+            else tally.pooled_input_elements
         ledger.add(f"patched F.* activations, pooling, softmax: 1 per input element{again}", elements)
     elif name in UPSAMPLE_OPS:
         ledger.add("patched F.interpolate", _upsample(call, tally) if f.is_exactly(*UPSAMPLE) else tally.output_elements)
@@ -143,9 +148,14 @@ def _functional(call: Call, name: str, tally: OpTally, hooked: bool, ledger: Led
         ledger.add("patched torch.baddbmm: the added matrix", added)
         if hooked:
             ledger.add("patched torch.matmul/mm/bmm/baddbmm inside a hooked module (counted again)", macs)
+    elif name in ("aten.bmm", "aten.mm") and sdpa:
+        if not hooked:
+            ledger.add("scaled_dot_product_attention is not patched (0)", -macs, blind=True)
     elif name == "aten.bmm" or (name == "aten.mm" and not f.is_exactly(*LINEAR, *MHA)):
-        if hooked and "aten._safe_softmax" not in call.row.op_tallies:  # not SDPA's math kernel (unpatched)  # torch.matmul/bmm under a module hook that counted the same product
+        if hooked:  # torch.matmul/bmm under a module hook that counted the same product
             ledger.add("patched torch.matmul/mm/bmm inside a hooked module (counted again)", macs)
+    elif name == "aten.addmm" and call.bare_addmm and not hooked:
+        ledger.add("patched torch.addmm: the added matrix", tally.input_elements)
     elif macs and not hooked:
         why = "F.linear is not patched" if name in ("aten.addmm", "aten.mm") else f"{name} is not patched"
         ledger.add(f"{why} (0)", -macs, blind=True)
@@ -156,7 +166,7 @@ def ptflops_pytorch(report: Report) -> ConventionResult:
     ledger, baseline = baseline_ledger(report)
     batch = int(report.input_shapes[0][0]) if report.input_shapes and report.input_shapes[0] else 1
     hooked: dict[int, bool] = {}
-    module_sum = recurrent = 0
+    module_sum = 0
     for call in calls(report):
         f = call.facts
         parent = call.row.parent
@@ -164,14 +174,14 @@ def ptflops_pytorch(report: Report) -> ConventionResult:
         hooked[call.row.index] = inside or f.is_exactly(*HOOKED)
         if f.is_exactly(*HOOKED) and not inside:  # accumulate_flops stops at the first hooked module
             counted = _module_hook(call)
-            module_sum += counted
-            recurrent += f.is_exactly(*RECURRENT)
+            module_sum += counted * f.tree_paths  # accumulate_flops sums children() parent by parent
             ledger.add(_hook_label(f), counted - int(call.row.measured.macs))
+            ledger.count_per_parent(call, counted)
+        if f.is_exactly(*RECURRENT):
+            continue  # nn.RNN and the cells call torch._VF kernels, which ptflops does not patch
         for name, tally in call.ops():
             _functional(call, name, tally, hooked[call.row.index], ledger)
     if batch > 1:  # the module sum is an average per sample, the functional sum is not
         ledger.add("module hooks averaged over the batch (divided by the batch size)",
                    int(module_sum / batch) - module_sum)
-    notes = (f"{recurrent} recurrent layer call(s): ptflops' RNN hooks are not reproduced, flopcalc's count is "
-             "kept for them",) if recurrent else ()
-    return ledger.result("ptflops", "ptflops 0.7.5 (pytorch backend)", "MACs", baseline, notes=notes)
+    return ledger.result("ptflops", "ptflops 0.7.5 (pytorch backend)", "MACs", baseline)

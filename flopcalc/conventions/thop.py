@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from flopcalc.conventions import recurrent
 from flopcalc.conventions.base import Call, ConventionResult, Ledger, baseline_ledger, calls, nn_class
 from flopcalc.report import Report
 
@@ -26,7 +27,7 @@ UPSAMPLE = nn_class("upsampling.Upsample", "upsampling.UpsamplingBilinear2d", "u
 LINEAR = nn_class("linear.Linear")
 SOFTMAX = nn_class("activation.Softmax")
 PRELU = nn_class("activation.PReLU")
-RECURRENT = nn_class("rnn.RNNCell", "rnn.GRUCell", "rnn.LSTMCell", "rnn.RNN", "rnn.GRU", "rnn.LSTM")
+RECURRENT = recurrent.RECURRENT
 MHA = nn_class("activation.MultiheadAttention")
 THOP_ZERO = nn_class(
     "padding.ZeroPad2d", "activation.ReLU", "activation.ReLU6", "activation.LeakyReLU", "pooling.MaxPool1d",
@@ -84,40 +85,46 @@ def _missed(call: Call, ledger: Ledger, why: str) -> None:
 
 
 def thop(report: Report) -> ConventionResult:
-    """thop 0.1.1 (Lyken17): rules by exact module type; a module of any other type counts 0."""
+    """thop 0.1.1 (Lyken17): rules by exact module type; a module of any other type counts 0. ``model.apply``
+    registers a module's hook once per path to it and ``dfs_count`` sums ``named_children`` parent by parent, so
+    a module held by two parents counts 2 x 2 times per call."""
     ledger, baseline = baseline_ledger(report)
-    recurrent = 0
     for call in calls(report):
-        f = call.facts
-        if not f.is_exactly(*THOP_RULES):
-            _missed(call, ledger, "no rule (thop looks up the exact type), counted as 0")
-            continue
-        if f.is_exactly(*CONV_T):
-            ledger.add("ConvTranspose counted by output volume (stride^2 too much)",
-                       _conv_by_output(call) - call.own_macs)
-        elif f.is_exactly(*BATCH_NORM, *INSTANCE_NORM, *LAYER_NORM):
-            ledger.add("BatchNorm/InstanceNorm/LayerNorm 2 per element, doubled when affine",
-                       2 * call.input_elements * (2 if _affine(call) else 1))
-        elif f.is_exactly(*AVG_POOL):
-            ledger.add("AvgPool 1 per output element", call.output_elements)
-        elif f.is_exactly(*ADAPTIVE_AVG_POOL):
-            # count_adap_avgpool: int((prod(input / output sizes) + 1) * output elements), in float64
-            kernel = 1.0
-            for size_in, size_out in zip(call.input_shape[2:], call.output_shape[2:]):
-                kernel *= size_in / size_out
-            ledger.add("AdaptiveAvgPool (input/output size ratio + 1) per output element",
-                       int((kernel + 1) * call.output_elements))
-        elif f.is_exactly(*SOFTMAX):
-            dim = f.get("dim")
-            features = call.input_shape[_implicit_dim(len(call.input_shape)) if dim is None else dim]
-            ledger.add("Softmax 3n - 1 per row of n", _softmax_ops(call.input_elements // features, features))
-        elif f.is_exactly(*RECURRENT):
-            recurrent += 1
-        elif not _common_rule(call, ledger, _UPSAMPLE_PER_OUTPUT_L):
-            _missed(call, ledger, "a zero-cost rule")
-    notes = (f"{recurrent} recurrent layer call(s): thop's RNN/GRU/LSTM rules are not reproduced, flopcalc's "
-             "count is kept for them",) if recurrent else ()
-    return ledger.result("thop", "thop 0.1.1 (Lyken17)", "MACs", baseline, notes=notes)
+        before = ledger.total()
+        _thop_rule(call, ledger)
+        ledger.count_per_parent(call, call.own_macs + ledger.total() - before, hooked_per_path=True)
+    return ledger.result("thop", "thop 0.1.1 (Lyken17)", "MACs", baseline)
+
+
+def _thop_rule(call: Call, ledger: Ledger) -> None:
+    f = call.facts
+    if not f.is_exactly(*THOP_RULES):
+        _missed(call, ledger, "no rule (thop looks up the exact type), counted as 0")
+    elif f.is_exactly(*CONV_T):
+        ledger.add("ConvTranspose counted by output volume (stride^2 too much)", _conv_by_output(call) - call.own_macs)
+    elif f.is_exactly(*BATCH_NORM, *INSTANCE_NORM, *LAYER_NORM):
+        ledger.add("BatchNorm/InstanceNorm/LayerNorm 2 per element, doubled when affine",
+                   2 * call.input_elements * (2 if _affine(call) else 1))
+    elif f.is_exactly(*AVG_POOL):
+        ledger.add("AvgPool 1 per output element", call.output_elements)
+    elif f.is_exactly(*ADAPTIVE_AVG_POOL):
+        # count_adap_avgpool: int((prod(input / output sizes) + 1) * output elements), in float64
+        kernel = 1.0
+        for size_in, size_out in zip(call.input_shape[2:], call.output_shape[2:]):
+            kernel *= size_in / size_out
+        ledger.add("AdaptiveAvgPool (input/output size ratio + 1) per output element",
+                   int((kernel + 1) * call.output_elements))
+    elif f.is_exactly(*SOFTMAX):
+        dim = f.get("dim")
+        features = call.input_shape[_implicit_dim(len(call.input_shape)) if dim is None else dim]
+        ledger.add("Softmax 3n - 1 per row of n", _softmax_ops(call.input_elements // features, features))
+    elif f.is_exactly(*RECURRENT):
+        ledger.add(RECURRENT_RULE, recurrent.thop(call, ultralytics=False) - call.own_macs)
+    elif not _common_rule(call, ledger, _UPSAMPLE_PER_OUTPUT_L):
+        _missed(call, ledger, "a zero-cost rule")
+
+
+RECURRENT_RULE = "RNN/GRU/LSTM: products, biases and gate arithmetic per step, all as one count"
 
 
 U_NORM = nn_class("batchnorm._NormBase", "normalization.LayerNorm", "normalization.GroupNorm",
@@ -190,7 +197,6 @@ def ultralytics_thop(report: Report) -> ConventionResult:
     outside any module with a non-zero rule."""
     ledger, baseline = baseline_ledger(report)
     inside_rule: dict[int, bool] = {}
-    recurrent = 0
     for call in calls(report):
         f = call.facts
         parent = call.row.parent
@@ -198,12 +204,14 @@ def ultralytics_thop(report: Report) -> ConventionResult:
         has_rule = f.derives_from(*U_NONZERO)
         inside_rule[call.row.index] = covered or has_rule
         if not has_rule:
-            counted = 0 if covered else sum(int(t.count.macs) for _, t in call.ops(*U_PRODUCTS))
+            products = ("aten.mm", "aten.bmm") if call.bare_addmm else U_PRODUCTS
+            functional = sum(int(t.count.macs) for _, t in call.ops(*products))
             ledger.add("functional products (matmul, @, bmm, einsum, F.linear, SDPA) bias not counted",
-                       counted - sum(int(t.count.macs) for _, t in call.ops(*U_PRODUCTS)))
+                       (0 if covered else functional) - functional)
             if not f.derives_from(*U_ZERO):
-                missed = call.own_macs - sum(int(t.count.macs) for _, t in call.ops(*U_PRODUCTS))
-                ledger.add(f"{f.type}: no rule, its other products (e.g. F.conv*) counted as 0", -missed, blind=True)
+                why = "torch.addmm, F.conv* and other products are not counted" if call.bare_addmm \
+                    else "its other products (e.g. F.conv*) counted as 0"
+                ledger.add(f"{f.type}: no rule, {why}", functional - call.own_macs, blind=True)
             continue
         if f.derives_from(*CONV_T):  # calculate_conv2d_flops(transpose=True): input volume x (C_out // G) x prod(K)
             by_input = call.input_elements * (call.output_shape[1] // f.get("groups", 1)) * math.prod(f.get("kernel_size"))
@@ -229,9 +237,7 @@ def ultralytics_thop(report: Report) -> ConventionResult:
             ledger.add("Bilinear (in1 + 1) x in2 per output", (f.get("in1_features") + 1) * f.get("in2_features")
                        * call.output_elements - call.own_macs)
         elif f.derives_from(*RECURRENT):
-            recurrent += 1
+            ledger.add(RECURRENT_RULE, recurrent.thop(call, ultralytics=True) - call.own_macs)
         else:
             _common_rule(call, ledger, _UPSAMPLE_PER_OUTPUT_U)
-    notes = (f"{recurrent} recurrent layer call(s): ultralytics-thop's RNN/GRU/LSTM rules are not reproduced, "
-             "flopcalc's count is kept for them",) if recurrent else ()
-    return ledger.result("ultralytics-thop", "ultralytics-thop 2.2.3", "MACs", baseline, notes=notes)
+    return ledger.result("ultralytics-thop", "ultralytics-thop 2.2.3", "MACs", baseline)
