@@ -3,6 +3,7 @@
     python bench/targets.py              # every target (about 4 minutes here)
     python bench/targets.py --quick      # fewer rounds, 200 analyses for the memory row
     python bench/targets.py --only 1 3   # some targets
+    python bench/targets.py --profile resnet50 [--closed-form]   # where analyze() spends its time
 
 Times are CPU time of this process (``time.process_time``), best of several rounds in which the compared calls
 alternate, so that load from other jobs on a shared machine hits both sides alike; start-up and memory are
@@ -216,11 +217,31 @@ def target_memory(analyses: int) -> list[Row]:
     ]
 
 
+def profile(name: str, closed_form: bool, top: int) -> None:
+    """cProfile of one ``analyze()`` of ``name`` (after an untimed first call): flopcalc's functions by
+    cumulative time, with their call counts, which do not depend on the machine's load."""
+    import cProfile
+    import pstats
+
+    model = models.build(name, "meta")
+    inputs = (1, 3, "H", "W") if closed_form else models.input_shape(name)
+    flopcalc.analyze(model, inputs)
+    profiler = cProfile.Profile()
+    profiler.runcall(flopcalc.analyze, model, inputs)
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats("flopcalc/", top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and analyses")
     parser.add_argument("--only", type=int, nargs="+", choices=range(1, 6), help="targets to measure")
+    parser.add_argument("--profile", metavar="MODEL", help="print a cProfile of analyze(MODEL) instead")
+    parser.add_argument("--closed-form", action="store_true", help="with --profile: analyze(MODEL, (1, 3, 'H', 'W'))")
     args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.closed_form, 40)
+        return
     rounds = 5 if args.quick else 15
     only = set(args.only or range(1, 6))
     measured: list[Row] = []

@@ -3,6 +3,7 @@ with its measurement, containers summed from their children, and the whole-model
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -42,20 +43,24 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
     if not at:  # concrete counts compare as they are
         return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)
-    point = {user_symbol(name): value for name, value in at.items()}
+    point = tuple(at.items())
 
     def concrete(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {k: concrete(v) for k, v in value.items()}
         if isinstance(value, tuple):
             return tuple(concrete(v) for v in value)
-        if not (point and isinstance(value, sp.Basic)):
-            return value
-        return sp.sympify(value.xreplace(point)).doit()
+        return _value_at(value, point) if isinstance(value, sp.Basic) else value
 
     return tuple(
         f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_at(value: sp.Basic, point: tuple[tuple[str, int], ...]) -> Any:
+    """A symbolic count at the hints (the same counts recur in every layer of a stage)."""
+    return sp.sympify(value.xreplace({user_symbol(name): size for name, size in point})).doit()
 
 
 OWN_SUFFIX = " (self)"

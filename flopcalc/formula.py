@@ -186,20 +186,24 @@ class LayerFormula:
         """
         by_name = {str(k): v for k, v in values.items()}
         names, function = self._compiled
-        if all(isinstance(by_name.get(n), int | sp.Rational) for n in names):
-            point = tuple(by_name[n] for n in names)
-            found = self._evaluated.get(point)
-            if found is None:
+        point = tuple(by_name.get(n) for n in names)
+        exact = all(isinstance(v, int | sp.Rational) for v in point)
+        if not exact:  # a closed form: given intermediates are used as they are
+            point += tuple(by_name.get(s.name) for s in self.intermediates)
+        found = self._evaluated.get((exact, point))
+        if found is None:
+            if exact:
                 found = self._evaluate_exactly(function, [_fraction(v) for v in point])
-                if len(self._evaluated) >= _EVALUATED_LIMIT:
-                    self._evaluated.clear()
-                self._evaluated[point] = found
-            return found
-        return self._evaluate_symbolically(values)
+            else:
+                found = self._evaluate_symbolically(values)
+            if len(self._evaluated) >= _EVALUATED_LIMIT:
+                self._evaluated.clear()
+            self._evaluated[(exact, point)] = found
+        return found
 
     @cached_property
-    def _evaluated(self) -> dict[tuple[Number, ...], Evaluation]:
-        """Evaluations at concrete points: a network repeats the same layer configuration many times."""
+    def _evaluated(self) -> dict[tuple[bool, tuple[Any, ...]], Evaluation]:
+        """Evaluations by point: a network repeats the same layer configuration many times."""
         return {}
 
     def _evaluate_exactly(self, function: Callable[..., list[Fraction]], args: list[Fraction]) -> Evaluation:
@@ -224,7 +228,7 @@ class LayerFormula:
         return Evaluation(
             params=count(self.params, "params"),
             macs=count(self.macs, "macs"),
-            ops={str(kind): n for kind, expr in self.ops.items() if (n := count(expr, kind)) != 0},
+            ops=MappingProxyType({str(kind): n for kind, expr in self.ops.items() if (n := count(expr, kind)) != 0}),
             output_shape=tuple(count(d, "output_shape") for d in self.output_shape),
             buffers=count(self.buffers, "buffers"),
         )
