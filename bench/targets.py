@@ -244,18 +244,16 @@ def main() -> None:
         return
     rounds = 5 if args.quick else 15
     only = set(args.only or range(1, 6))
-    measured: list[Row] = []
     steps = [
         (1, lambda: target_forward(rounds)), (2, lambda: target_zoo(2 if args.quick else 3)),
         (3, lambda: target_closed_form(rounds)), (4, lambda: target_startup(3 if args.quick else 7)),
         (5, lambda: target_memory(200 if args.quick else 1000)),
     ]
+    print("| target | measured | |\n|---|---|---|", flush=True)
     for number, step in steps:
         if number in only:
-            measured += step()
-    print("| target | measured | |\n|---|---|---|")
-    for row in measured:
-        print(f"| {row.target} | {row.measured} | {'met' if row.met else '**not met**'} |")
+            for row in step():
+                print(f"| {row.target} | {row.measured} | {'met' if row.met else '**not met**'} |", flush=True)
 
 
 if __name__ == "__main__":
