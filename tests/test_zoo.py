@@ -17,6 +17,8 @@ SLOW = {"regnet_y_128gf", "regnet_y_32gf", "regnet_x_32gf", "regnet_y_16gf", "vi
 
 def input_size(name: str) -> int:
     """Small inputs where the model allows; transformers with fixed patch grids need their native size."""
+    if name in OPTIONS and "image_size" in OPTIONS[name]:
+        return OPTIONS[name]["image_size"]
     if name.startswith(("vit_", "swin", "maxvit")):
         return 224
     if name.startswith(("inception", "googlenet")):
@@ -24,8 +26,9 @@ def input_size(name: str) -> int:
     return 64
 
 
-# torchvision publishes googlenet's parameter count without its auxiliary classifiers (inception_v3's with them).
-OPTIONS = {"googlenet": {"aux_logits": False}}
+# torchvision publishes googlenet's parameter count without its auxiliary classifiers (inception_v3's with them),
+# and vit_h_14's for its 518×518 weights: the position embedding has one row per 14×14 patch, 37² + 1 at 518.
+OPTIONS = {"googlenet": {"aux_logits": False}, "vit_h_14": {"image_size": 518}}
 
 
 def build(name: str) -> torch.nn.Module:
