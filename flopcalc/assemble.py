@@ -255,6 +255,7 @@ def build_report(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: 
     return Report(
         model=name,
         input_shapes=inputs.shapes,
+        input_labels=inputs.labels,
         device=device,
         rows=final_rows,
         totals=totals,

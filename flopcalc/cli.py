@@ -23,7 +23,7 @@ from flopcalc.cli_parse import (
     SHAPE_HELP, model_inputs, parse_arguments, parse_assignment, parse_batch, parse_dim, parse_hint, parse_points,
     read_accuracy, symbols_of,
 )
-from flopcalc.cli_show import Format, show_comparison, show_convention, show_llm, show_report
+from flopcalc.cli_show import Format, check_output, show_comparison, show_convention, show_llm, show_report
 from flopcalc.errors import FlopcalcError, InputError
 
 if TYPE_CHECKING:
@@ -204,6 +204,7 @@ def analyze_command(
 
     if model.startswith("hf:"):
         with _one_line_errors():
+            check_output(output)
             if inputs or at or arguments:
                 raise InputError("hf: models take --seq N and/or --decode --context P instead of --input, --at and "
                                  "--arg")
@@ -232,6 +233,7 @@ def analyze_command(
             raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
         if not inputs:
             raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
+        check_output(output)
         request_inputs = model_inputs(inputs, batch)
         symbols = symbols_of(request_inputs.shapes)
         if convention is not None:
@@ -319,12 +321,13 @@ def ratio_command(
     """The cost ratio of a convolution variant to a standard convolution, simplified by sympy."""
     import sympy as sp
 
-    from flopcalc.formula import to_text
+    from flopcalc.formula import to_math, to_text
     from flopcalc.layers import conv
 
     function_name, description = RATIOS[kind]
     expr = getattr(conv, function_name)("params" if params else "macs")
     typer.echo(f"{description}; {'params' if params else 'MACs'}, biases left out")
+    typer.echo(f"math:  {to_math(expr)}")
     typer.echo(f"text:  {to_text(expr)}")
     typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
 
@@ -357,6 +360,7 @@ def compare_command(
 
     with _one_line_errors():
         request_inputs = model_inputs(inputs, str(batch))
+        check_output(output)
         if symbols_of(request_inputs.shapes):
             raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
                              "flopcalc MODEL --input 3xHxW --at ...")
@@ -396,8 +400,11 @@ def _analyze_all(
         task = progress.add_task("analysing", total=len(models))
         for name in models:
             progress.update(task, description=f"analysing {name}")
-            model = load_model(name, device.value, arguments)
-            reports.append(analyze(model, inputs, device=device.value, name=name))
+            try:
+                model = load_model(name, device.value, arguments)
+                reports.append(analyze(model, inputs, device=device.value, name=name))
+            except FlopcalcError as exc:  # name the model among several
+                raise FlopcalcError(f"{name}: {exc}") from exc
             progress.advance(task)
     return reports
 
@@ -427,3 +434,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     raise SystemExit(status if isinstance(status, int) else 0)
 
+
+
+if __name__ == "__main__":  # python -m flopcalc.cli
+    main()

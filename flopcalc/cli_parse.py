@@ -113,18 +113,18 @@ def parse_points(text: str, symbols: Sequence[str]) -> list[dict[str, int]]:
     return points
 
 
-def parse_assignment(text: str) -> tuple[str, int]:
+def parse_assignment(text: str, example: str = "C_in=3") -> tuple[str, int]:
     """``"C_in=3"`` -> ``("C_in", 3)``; the value may be negative here, the formula says which values it takes."""
     name, sep, value = text.partition("=")
     number = _integer(value)
     if not sep or not name.strip() or number is None:
-        raise InputError(f"malformed value {text!r}: expected SYMBOL=INTEGER, e.g. C_in=3")
+        raise InputError(f"malformed value {text!r}: expected SYMBOL=INTEGER, e.g. {example}")
     return name.strip(), number
 
 
 def parse_hint(text: str) -> tuple[str, int]:
     """``--hint H=224``: a positive size."""
-    name, value = parse_assignment(text)
+    name, value = parse_assignment(text, example="--hint H=224")
     if value <= 0:
         raise InputError(f"--hint {text!r}: a size must be a positive integer, e.g. --hint {name}=224")
     return name, value
@@ -191,7 +191,7 @@ def read_accuracy(path: Path) -> dict[str, float]:
 def _accuracies(path: Path, reader: csv.DictReader[str]) -> dict[str, float]:
     columns = {name.strip().lower(): name for name in reader.fieldnames or ()}
     if "model" not in columns or "accuracy" not in columns:
-        raise InputError(f"{path} needs a header with columns model,accuracy; it has {reader.fieldnames}")
+        raise InputError(f"{path} needs a header with columns model,accuracy; it has {', '.join(reader.fieldnames) if reader.fieldnames else 'no header line'}")
     found: dict[str, float] = {}
     for line, record in enumerate(reader, start=2):
         model, accuracy = record[columns["model"]], record[columns["accuracy"]]

@@ -15,6 +15,7 @@ from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.cli_parse import parse_batch, parse_dim
 from flopcalc.errors import ForwardError
 from flopcalc.inputs import InputSpec, ModelInputs
+from flopcalc.isolate import needs_real_values
 from flopcalc.models import load_model
 from flopcalc.report import Report
 from flopcalc.symbolic import SymbolicTraceError
@@ -38,12 +39,6 @@ class Outcome:
     evaluated: list[dict[str, Any]]
     notes: list[str]
     """One-line notes and warnings for stderr."""
-
-
-_NEEDS_VALUES = ("DataDependent", "DynamicOutputShape", "data-dependent", "register_meta", "meta tensor",
-                 "meta and cpu", "cpu and meta", "device meta", "on meta", "'meta'")
-"""How torch says that an op read tensor values the meta device does not have (``.item()``, ``nonzero``, a
-tensor created on the CPU inside the forward)."""
 
 
 @dataclass(frozen=True)
@@ -73,13 +68,6 @@ def run_hf(request: LLMRequest) -> llm.LLMSummary:
         context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
         hints=request.hints,
     )
-
-
-def needs_real_values(exc: ForwardError) -> bool:
-    """Whether the forward failed because the shape-only pass has no values, so a CPU run would succeed."""
-    cause = exc.__cause__
-    text = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
-    return any(marker.lower() in text.lower() for marker in _NEEDS_VALUES)
 
 
 def run(request: Request) -> Outcome:
@@ -112,7 +100,7 @@ def _analyze(request: Request, model: Any, device: str, notes: list[str]) -> tup
     try:
         return _counted(request, model, device), model, device
     except ForwardError as exc:
-        if request.device is not None or device != "meta" or not needs_real_values(exc):
+        if request.device is not None or device != "meta" or not needs_real_values(exc.__cause__ or exc):
             raise
         cause = exc.__cause__
         reason = " ".join(str(cause).split()).split(". ")[0] if cause is not None else "a data-dependent op"

@@ -45,6 +45,23 @@ def render(report: Report, output_format: Format, depth: int | None, formulas: b
     return renderers[output_format](report, depth, formulas, evaluated)
 
 
+def check_output(output: Path | None) -> None:
+    """Refuse, before any analysis, an ``--output`` that cannot be written."""
+    import os
+
+    from flopcalc.errors import InputError
+
+    if output is None:
+        return
+    folder = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise InputError(f"--output {output} is a folder; give a file name, e.g. --output {output / 'report.txt'}")
+    if not folder.is_dir():
+        raise InputError(f"--output {output}: the folder {folder} does not exist; create it or write elsewhere")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise InputError(f"--output {output} is not writable; choose a file in a folder you can write to")
+
+
 def write(text: str, output: Path | None) -> None:
     """``text`` to stdout, or to ``output`` with a note on stderr."""
     if output is None:

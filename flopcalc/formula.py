@@ -366,7 +366,39 @@ def to_text(expr: sp.Expr) -> str:
     return _TextPrinter().doprint(sp.sympify(expr))
 
 
-class _NumberStrPrinter(_TextPrinter):
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class _PositiveFirst(_TextPrinter):
+    """Terms added before terms subtracted, as a person writes ``H + 2·p_h − 1`` and ``32 - 3 + 1``."""
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: Any = None) -> list[sp.Expr]:
+        terms = super()._as_ordered_terms(expr, order)
+        return sorted(terms, key=lambda term: term.could_extract_minus_sign())
+
+
+class _MathPrinter(_PositiveFirst):
+    """Floors and ceilings as ``⌊x⌋`` and ``⌈x⌉``."""
+
+    def _print_floor(self, expr: sp.floor) -> str:
+        return f"⌊{self._print(expr.args[0])}⌋"
+
+    def _print_ceiling(self, expr: sp.ceiling) -> str:
+        return f"⌈{self._print(expr.args[0])}⌉"
+
+
+def _human(text: str) -> str:
+    """``**2`` as ``²`` (``^`` for other powers) and ``*`` as ``·``."""
+    text = re.sub(r"\*\*(\d+)\b", lambda power: power.group(1).translate(_SUPERSCRIPT_DIGITS), text)
+    return text.replace("**", "^").replace("*", "·")
+
+
+def to_math(expr: sp.Expr) -> str:
+    """The expression as a person writes it: ``1/M + 1/K²``, ``⌊(H + 2·p_h − 1)/s_h⌋ + 1``."""
+    return _human(_MathPrinter().doprint(sp.sympify(expr)))
+
+
+class _NumberStrPrinter(_PositiveFirst):
     """Prints each bound symbol as its number, keeping the formula's structure."""
 
     def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
@@ -419,7 +451,7 @@ def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, Number], latex:
         body = _NumberLatexPrinter(values).doprint(structural)
         return f"{body} = {total_text.replace(',', '{,}') if total.is_Integer else to_latex(total)}"
     body = _NumberStrPrinter(values).doprint(structural)
-    body = re.sub(r"\*\*", "^", body).replace("*", "·")
+    body = re.sub(r"\*\*", "^", body).replace("*", "·")  # numbers: 2^10 reads better than a superscript
     return body if body == total_text.replace(",", "") else f"{body} = {total_text}"
 
 

@@ -51,6 +51,14 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
+class InputLabel:
+    """How one input tensor is passed: ``keyword`` (``""`` for a positional argument) and its ``dtype`` name."""
+
+    keyword: str
+    dtype: str
+
+
+@dataclass(frozen=True)
 class ModelInputs:
     """Positional and keyword arguments of one forward call, as specs or real tensors (or other values)."""
 
@@ -95,6 +103,24 @@ class ModelInputs:
             return value
 
         self._map(collect)
+        return tuple(found)
+
+    @property
+    def labels(self) -> tuple[InputLabel, ...]:
+        """Per tensor or spec, in the order of :attr:`shapes`: the keyword it is passed as (``""`` when
+        positional) and its dtype."""
+        found: list[InputLabel] = []
+
+        def collect(keyword: str) -> Callable[[InputSpec | torch.Tensor], Any]:
+            def label(value: InputSpec | torch.Tensor) -> Any:
+                found.append(InputLabel(keyword, str(value.dtype).removeprefix("torch.")))
+                return value
+
+            return label
+
+        _map_leaves(self.args, collect(""))
+        for keyword, value in self.kwargs.items():
+            _map_leaves(value, collect(keyword))
         return tuple(found)
 
     def _map(self, leaf: Callable[[InputSpec | torch.Tensor], Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:

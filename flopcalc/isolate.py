@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedTensorMixin
+from torch.utils._python_dispatch import _disable_current_modes
 
 from flopcalc.errors import ForwardError, InputError
 from flopcalc.inputs import ModelInputs
@@ -168,6 +170,8 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
                 # On its nested-tensor path the layers' ops have no single shape for the hooks and rules to
                 # read; the pass counts the padded computation instead (a padding mask is not discounted).
                 module.use_nested_tensor = False
+            if isinstance(module, LazyModuleMixin) and module.has_uninitialized_params():
+                _initialise_uncounted(module)
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if fake is not None:
@@ -187,8 +191,21 @@ def run_pass(model: nn.Module, inputs: ModelInputs, tracer: Tracer, device: str,
             try:
                 model(*args, **kwargs)
             except (Exception, SystemExit) as exc:  # a forward that calls sys.exit() failed too
-                raise _forward_error(model, tracer, exc) from exc
+                raise _forward_error(model, tracer, exc, on_cpu=target.type == "cpu" and fake is None) from exc
         yield
+
+
+def _initialise_uncounted(module: LazyModuleMixin) -> None:
+    """A lazy module creates and initialises its weights (``uniform_``, ...) in a hook before its first forward:
+    that is set-up, not forward work, so it runs outside the op counter. The override is an instance attribute,
+    gone when the module is restored."""
+    initialise = module.initialize_parameters
+
+    def outside_the_counter(*args: Any, **kwargs: Any) -> None:
+        with _disable_current_modes():
+            initialise(*args, **kwargs)
+
+    module.initialize_parameters = outside_the_counter  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -203,7 +220,19 @@ def _restored(model: nn.Module) -> Iterator[list[nn.Module]]:
             state.restore()
 
 
-def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException) -> ForwardError:
+NEEDS_VALUES = ("DataDependent", "DynamicOutputShape", "data-dependent", "register_meta", "meta tensor",
+                "meta and cpu", "cpu and meta", "device meta", "on meta", "'meta'")
+"""How torch says that an op read tensor values the meta device does not have (``.item()``, ``nonzero``, a
+tensor created on the CPU inside the forward)."""
+
+
+def needs_real_values(exc: BaseException) -> bool:
+    """Whether a shape-only pass failed for want of tensor values, so that a CPU run would succeed."""
+    text = f"{type(exc).__name__}: {exc}"
+    return any(marker.lower() in text.lower() for marker in NEEDS_VALUES)
+
+
+def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException, on_cpu: bool) -> ForwardError:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if tracer.stack:
         call = tracer.calls[tracer.stack[-1]]
@@ -212,6 +241,7 @@ def _forward_error(model: nn.Module, tracer: Tracer, exc: BaseException) -> Forw
     else:
         where = f"before {type(model).__name__} was called"
     hint = ""
-    if "data-dependent" in message.lower() or "DataDependent" in type(exc).__name__:
-        hint = "; the forward depends on tensor values, try device='cpu' (--device cpu)"
+    if not on_cpu and needs_real_values(exc):
+        hint = ("; the forward reads tensor values, which a shape-only pass does not have: run it on the CPU "
+                "(device='cpu'; on the command line --device cpu, or leave --device out)")
     return ForwardError(f"forward pass failed {where}: {type(exc).__name__}: {message}{hint}")

@@ -275,5 +275,10 @@ def load_model(spec: str, device: str = "meta", arguments: Mapping[str, Any] | N
         return _built(spec, _call(factory, arguments))  # on the CPU: real weights
     except _BuildFailed as failed:
         given = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-        called = f"called with {given}" if given else "called without arguments; pass some with --arg NAME=VALUE"
-        raise UnknownModelError(f"building {spec} failed: {_describe(failed.cause)} ({called})") from failed.cause
+        if given:
+            called = f" (called with {given})"
+        elif isinstance(failed.cause, TypeError):  # most likely a required constructor argument
+            called = " (called without arguments; pass some with --arg NAME=VALUE)"
+        else:
+            called = ""
+        raise UnknownModelError(f"building {spec} failed: {_describe(failed.cause)}{called}") from failed.cause

@@ -16,6 +16,7 @@ from typing import Any
 
 from flopcalc.facts import ModuleFacts, OpTally
 from flopcalc.formula import CountTotals, Evaluation, Number
+from flopcalc.inputs import InputLabel
 from flopcalc.measure.core import Count
 from flopcalc.registry import Bound
 from flopcalc.symbolic import ClosedForm
@@ -199,6 +200,8 @@ class Report:
     uncalled: Mapping[str, int]
     closed_form: ClosedForm | None = None
     unchecked: tuple[Unchecked, ...] = ()
+    input_labels: tuple[InputLabel, ...] = ()
+    """Per input shape: the keyword it was passed as (``""`` when positional) and its dtype."""
     convention: str = CONVENTION
     schema_version: int = SCHEMA_VERSION
 
@@ -206,7 +209,7 @@ class Report:
         _freeze_fields(
             self, input_shapes=_shapes(self.input_shapes), rows=tuple(self.rows),
             uncounted=frozen_mapping(self.uncounted), uncalled=frozen_mapping(self.uncalled),
-            unchecked=tuple(self.unchecked),
+            unchecked=tuple(self.unchecked), input_labels=tuple(self.input_labels),
         )
         closed = self.closed_form
         if closed is not None and not isinstance(closed.hints, MappingProxyType):

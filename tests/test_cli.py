@@ -178,14 +178,14 @@ def test_output_file_and_explicit_command(models_file, tmp_path):
 def test_batch_and_depth(models_file):
     result = run(f"{models_file}:small", "--input", "3x8x8", "--batch", "2", "--format", "json", "--depth", "1")
     data = json.loads(result.stdout)
-    assert data["inputs"] == [{"shape": [2, 3, 8, 8]}]
+    assert data["inputs"] == [{"shape": [2, 3, 8, 8], "dtype": "float32"}]
     assert data["totals"]["macs"] == 2 * SMALL_MACS
     assert {layer["depth"] for layer in data["layers"]} == {1}
 
 
 def test_several_inputs_and_dtype(models_file):
     product = json.loads(run(f"{models_file}:Product", "--input", "2x3", "--input", "3x4", "--format", "json").stdout)
-    assert product["inputs"] == [{"shape": [1, 2, 3]}, {"shape": [1, 3, 4]}]
+    assert product["inputs"] == [{"shape": [1, 2, 3], "dtype": "float32"}, {"shape": [1, 3, 4], "dtype": "float32"}]
     assert product["totals"]["macs"] == 1 * 2 * 3 * 4
     tokens = json.loads(run(f"{models_file}:embedding", "--input", "5:int64", "--format", "json").stdout)
     assert tokens["totals"]["params"] == 100 * 8
@@ -248,7 +248,7 @@ def test_formula_substituted():
     result = run("formula", "conv2d", *values)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "C_in*C_out*K_h*K_w/G + B*C_out" in out
+    assert "C_in·C_out·K_h·K_w/G + B·C_out" in out
     assert "3·64·11·11 + 64 = 23,296" in out  # params
     assert f"= {3 * 64 * 55 * 55 * 11 * 11:,}" in out  # MACs: H_out = W_out = (224 + 2·2 - 11)//4 + 1 = 55
     assert f"= {64 * 55 * 55:,}" in out  # bias adds
@@ -286,6 +286,7 @@ def test_ratio_depthwise_separable(params):
     M, K = sp.symbols("M K", positive=True)
     assert sp.simplify(_printed_expression(result.stdout) - (1 / M + 1 / K**2)) == 0
     assert "latex: \\frac{1}{M} + \\frac{1}{K^{2}}" in result.stdout
+    assert "math:  1/M + 1/K²" in result.stdout  # as a person writes it
 
 
 def test_ratio_group():

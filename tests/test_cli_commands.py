@@ -107,6 +107,14 @@ def test_formula_takes_the_layer_defaults_and_says_which():
     assert "unbound" not in out
 
 
+def test_formula_sheet_is_written_as_a_person_writes_it():
+    out = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32").stdout
+    assert "= C_in·C_out·K_h·K_w/G + B·C_out" in out and "*" not in out
+    assert "where H_out  = ⌊(H + 2·p_h - d_h·(K_h - 1) - 1)/s_h⌋ + 1" in out
+    # both sizes substituted in the same order, added terms first: 32 + 1 - 3 = 30
+    assert out.count("= 32 + 1 - 3 = 30") == 2
+
+
 def test_pooling_stride_defaults_to_the_kernel():
     result = run("formula", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2")
     assert result.exit_code == 0, result.output
@@ -133,11 +141,19 @@ def test_factory_failure_names_the_arguments(models):
     assert result.exit_code == 2 and "called with depth=2" in result.stderr
 
 
+def test_keyword_input_is_named_in_the_title(models):
+    result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--depth", "0")
+    assert result.exit_code == 0, result.output
+    assert "input 1×6:int64, attention_mask=1×6 (meta device)" in " ".join(result.stdout.split())
+
+
 def test_keyword_input(models):
     result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["inputs"] == [{"shape": [1, 6]}, {"shape": [1, 6]}]  # input_ids, then attention_mask
+    assert data["inputs"] == [  # input_ids, then attention_mask, named as given
+        {"shape": [1, 6], "dtype": "int64"}, {"shape": [1, 6], "dtype": "float32", "name": "attention_mask"},
+    ]
     assert data["totals"]["macs"] == 6 * 8 * 2  # fc on 1×6×8: 6·8·2 = 96
     assert data["totals"]["params"] == 100 * 8 + 8 * 2 + 2
 

@@ -58,6 +58,17 @@ class TrainWithoutMode(nn.Module):
         return self.fc(x)
 
 
+class ReadsValues(nn.Module):
+    """nonzero: its output size depends on the values, which a shape-only pass does not have."""
+
+    def forward(self, x):
+        return x[x.nonzero(as_tuple=True)]
+
+
+def factory_with_a_bug():
+    raise ValueError("boom from factory")
+
+
 class FixedLength(nn.Module):
     """Asserts the sequence length is 5: no closed form in L, a concrete count at L = 5 instead."""
 
@@ -97,7 +108,7 @@ def assert_one_line_error(result, *fragments: str) -> None:
     (["--input", "3x--3x224"], "malformed input shape '3x--3x224'"),
     (["--input", "3x²x224"], "malformed input shape '3x²x224'"),
     (["--input", "3xHxW", "--at", "²x224"], "malformed --at point '²x224'"),
-    (["--input", "3xHxW", "--hint", "H=--3"], "malformed value 'H=--3'"),
+    (["--input", "3xHxW", "--hint", "H=--3"], "malformed value 'H=--3': expected SYMBOL=INTEGER, e.g. --hint H=224"),
     (["--input", "3xHxW", "--hint", "H=-3"], "a size must be a positive integer"),
     (["--input", "3x224x224:qint8"], "an input cannot be 'qint8'"),
     (["--input", "100000x100000x100000", "--device", "cpu"], "cannot create the input 1x100000x100000x100000"),
@@ -190,3 +201,36 @@ def test_malformed_shape_in_a_real_process_has_no_traceback(tmp_path):
     done = _flopcalc("alexnet", "--input", "3x²x224", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+
+
+def test_explicit_meta_that_needs_values_says_what_would_work(models):
+    result = run(f"{models}:ReadsValues", "--input", "16", "--device", "meta")
+    assert_one_line_error(result, "DynamicOutputShapeException", "run it on the CPU", "--device cpu")
+
+
+def test_factory_failure_suggests_arguments_only_for_a_type_error(models):
+    result = run(f"{models}:factory_with_a_bug", "--input", "4")
+    assert_one_line_error(result, "ValueError: boom from factory")
+    assert "--arg" not in result.stderr
+
+
+@pytest.mark.parametrize(("output", "fragment"), [
+    ("missing-folder/x.txt", "the folder"),
+    (".", "is a folder"),
+], ids=["no-folder", "a-folder"])
+def test_unwritable_output_is_refused_before_the_analysis(models, tmp_path, output, fragment):
+    result = run(f"{models}:small", "--input", "4", "--output", tmp_path / output)
+    assert_one_line_error(result, "--output", fragment)
+
+
+def test_compare_names_the_model_that_failed():
+    # alexnet's third max-pool has nothing left to pool at 32×32; resnet18 is fine there
+    result = run("compare", "resnet18", "alexnet", "--input", "3x32x32")
+    assert_one_line_error(result, "alexnet: forward pass failed in features.12 (MaxPool2d)")
+
+
+def test_empty_accuracy_file_says_it_has_no_header(tmp_path):
+    empty = tmp_path / "acc.csv"
+    empty.write_text("")
+    result = run("compare", "alexnet", "--input", "3x224x224", "--accuracy", empty)
+    assert_one_line_error(result, "needs a header with columns model,accuracy; it has no header line")

@@ -209,6 +209,18 @@ def test_lazy_modules_are_counted_and_stay_lazy() -> None:
     assert isinstance(model[0].weight, nn.parameter.UninitializedParameter)
 
 
+def test_lazy_initialisation_is_not_forward_work() -> None:
+    """Weight initialisation (uniform_) in a lazy module's first call is set-up: no uncounted op, no row mark."""
+    model = nn.Sequential(nn.LazyConv2d(8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    for device in ("meta", "cpu"):
+        report = flopcalc.analyze(model, (1, 3, 16, 16), device=device)
+        assert report.uncounted == {} and not any(row.uncounted for row in report.rows)
+        # conv 8·14·14·3·3·3 = 42,336 MACs; linear 8·14·14 = 1,568 features → 10: 15,680 MACs
+        assert report.totals.macs == 42_336 + 15_680
+        assert report.totals.params == (3 * 8 * 9 + 8) + (1_568 * 10 + 10)  # 224 + 15,690 = 15,914
+    assert isinstance(model[0], nn.LazyConv2d) and "initialize_parameters" not in vars(model[0])
+
+
 def test_lazy_modules_refuse_a_closed_form() -> None:
     model = nn.Sequential(nn.LazyLinear(4))
     with pytest.raises(InputError, match="lazy modules"):

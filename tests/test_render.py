@@ -112,7 +112,7 @@ def test_leaf_rows_sum_to_totals(report):
 def test_json_schema_and_values(report):
     data = json.loads(to_json(report))
     assert data["schema_version"] == 1 and data["model"] == "tiny" and data["device"] == "meta"
-    assert data["inputs"] == [{"shape": [1, 3, 8, 8]}]
+    assert data["inputs"] == [{"shape": [1, 3, 8, 8], "dtype": "float32"}]
     totals = data["totals"]
     for key in ("params", "trainable_params", "non_trainable_params", "buffers", "param_bytes", "macs", "flops"):
         assert isinstance(totals[key], int), key

@@ -27,7 +27,7 @@ fully masked rows in torch's ``_safe_softmax``, the conversion of boolean masks 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp

@@ -402,4 +402,17 @@ def legend(rows: Sequence[LayerRow]) -> list[tuple[str, str]]:
 
 def title(report: Report) -> str:
     """``AlexNet: input 1×3×224×224 (meta device)``."""
-    return f"{report.model}: input {fmt_shapes(report.input_shapes) or 'none'} ({report.device} device)"
+    return f"{report.model}: input {fmt_inputs(report) or 'none'} ({report.device} device)"
+
+
+def fmt_inputs(report: Report, times: str = "×") -> str:
+    """The inputs as ``--input`` takes them: ``1×128:int64, attention_mask=1×128:int64`` (float32 unmarked)."""
+    labels = report.input_labels or ()
+    texts = []
+    for i, shape in enumerate(report.input_shapes):
+        text = fmt_shapes([shape], times)
+        if i < len(labels):
+            keyword, dtype = labels[i].keyword, labels[i].dtype
+            text = f"{keyword + '=' if keyword else ''}{text}{'' if dtype == 'float32' else ':' + dtype}"
+        texts.append(text)
+    return ", ".join(texts)

@@ -108,7 +108,7 @@ def plot_comparison(entries: Sequence[ComparisonEntry], path: Path, x: str = "pa
     points = [(entry.name, axis_value(entry, x), axis_value(entry, y)) for entry in entries]
     try:
         from matplotlib.figure import Figure
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
     except ImportError:
         raise FlopcalcError("--plot needs matplotlib: pip install 'flopcalc[plot]'") from None
     figure = Figure(figsize=(6, 4.5), layout="constrained")
@@ -116,11 +116,13 @@ def plot_comparison(entries: Sequence[ComparisonEntry], path: Path, x: str = "pa
     for name, x_value, y_value in points:
         axes.scatter([x_value], [y_value])
         axes.annotate(name, (x_value, y_value), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if x != "accuracy":
-        axes.set_xscale("log")
-    if y != "accuracy":
-        axes.set_yscale("log")
-    for axis in (axes.xaxis, axes.yaxis):
+    for key, axis, set_scale in ((x, axes.xaxis, axes.set_xscale), (y, axes.yaxis, axes.set_yscale)):
+        if key == "accuracy":
+            continue
+        set_scale("log")
+        # 1, 2 and 5 × 10^k labelled as 2 M, 500 k, ...: a range under one decade still gets readable ticks
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(EngFormatter(sep=" "))
         axis.set_minor_formatter(NullFormatter())  # log axes label minor ticks too, and they overlap
     axes.margins(0.15)  # room for the labels of the outermost points
     axes.set_xlabel(AXES[x])

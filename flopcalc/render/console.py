@@ -111,7 +111,7 @@ def to_rich(
     if rows:
         table = [_layer_table(report, depth, formulas), _label_value_grid(cells.legend(rows)), Text()]
     if evaluated:
-        table += [evaluations_to_rich(report, evaluated), Text()]
+        table += [evaluations_to_rich(report, evaluated)]  # the table ends in a blank line of its own
     return Group(
         *table,
         _label_value_grid(cells.totals_items(report)),

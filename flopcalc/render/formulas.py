@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from flopcalc.errors import InputError
-from flopcalc.formula import LayerFormula, Number, render_substituted, to_latex, to_text
+from flopcalc.formula import LayerFormula, Number, render_substituted, to_latex, to_math
 
 
 def _known_values(formula: LayerFormula, values: Mapping[str, int]) -> dict[sp.Symbol, Number]:
@@ -57,14 +57,14 @@ def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None
     word = _text if latex else str
     lines: list[tuple[str, str, str | None]] = []
     for label, expr in _fields(formula):
-        symbolic = to_latex(expr) if latex else to_text(expr)
+        symbolic = to_latex(expr) if latex else to_math(expr)
         lines.append((word(label), symbolic, render_substituted(expr, known, latex) if values else None))
     if formula.output_shape:
         numbers = shape.xreplace({s: sp.sympify(v) for s, v in known.items()})
-        show = to_latex if latex else (lambda t: "(" + ", ".join(to_text(d) for d in t) + ")")
+        show = to_latex if latex else (lambda t: "(" + ", ".join(to_math(d) for d in t) + ")")
         lines.append((word("output shape"), show(shape), show(numbers) if values else None))
     for symbol, expr in formula.intermediates.items():
-        symbolic = to_latex(expr) if latex else to_text(expr)
+        symbolic = to_latex(expr) if latex else to_math(expr)
         label = to_latex(symbol) if latex else f"where {symbol.name}"
         lines.append((label, symbolic, render_substituted(expr, known, latex) if values else None))
     unbound = sorted(s.name for s in formula.symbols if values and s.name not in values)

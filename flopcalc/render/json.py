@@ -117,7 +117,7 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
     return {
         "schema_version": report.schema_version,
         "model": report.model,
-        "inputs": [{"shape": [_number(d) for d in shape]} for shape in report.input_shapes],
+        "inputs": _inputs(report),
         "device": report.device,
         "convention": report.convention,
         "totals": {
@@ -148,6 +148,20 @@ def to_dict(report: Report, depth: int | None = None) -> dict[str, Any]:
         ],
         "layers": [layer_record(report, row) for row in cells.visible_rows(report, depth)],
     }
+
+
+def _inputs(report: Report) -> list[dict[str, Any]]:
+    """Each input's shape, dtype and, for a keyword input, its keyword."""
+    entries = []
+    for i, shape in enumerate(report.input_shapes):
+        entry: dict[str, Any] = {"shape": [_number(d) for d in shape]}
+        if i < len(report.input_labels):
+            label = report.input_labels[i]
+            entry["dtype"] = label.dtype
+            if label.keyword:
+                entry["name"] = label.keyword
+        entries.append(entry)
+    return entries
 
 
 def to_json(
