@@ -67,7 +67,8 @@ def _forward(model: nn.Module, shape: tuple[int, ...]) -> Counted:
 def _flopcalc(model: nn.Module, shape: tuple[int, ...]) -> Counted:
     import flopcalc
 
-    report = flopcalc.analyze(model, [flopcalc.InputSpec(shape, torch.int64)] if isinstance(shape, TokenShape) else shape)
+    inputs = [flopcalc.InputSpec(shape, torch.int64)] if isinstance(shape, TokenShape) else shape
+    report = flopcalc.analyze(model, inputs)
     return int(report.totals.macs), int(report.totals.params), report.ok
 
 

@@ -3,6 +3,7 @@ with its measurement, containers summed from their children, and the whole-model
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -20,7 +21,7 @@ from flopcalc.memory import training_state
 from flopcalc.report import Checked, LayerRow, MemoryTotals, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
-from flopcalc.weights import weights
+from flopcalc.weights import buffers, named_modules, weights
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -37,25 +38,31 @@ def _compare(call: Call, evaluation: Evaluation, measured: Count, at: Mapping[st
     if call.function is None:  # a functional call's parameters are its arguments, read by its binder
         checks += [
             ("params", evaluation.params, sum(w.tensor.numel() for w in weights(module))),
-            ("buffers", evaluation.buffers, sum(b.numel() for b in module.buffers())),
+            ("buffers", evaluation.buffers, sum(b.numel() for b in buffers(module))),
         ]
     checks += [("macs", evaluation.macs, measured.macs), ("ops", _normalized(evaluation.ops), _normalized(measured.ops))]
     if evaluation.output_shape and call.output_shapes:
         checks.append(("output_shape", tuple(evaluation.output_shape), tuple(call.output_shapes[0])))
-    point = {user_symbol(name): value for name, value in at.items()}
+    if not at:  # concrete counts compare as they are
+        return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)
+    point = tuple(at.items())
 
     def concrete(value: Any) -> Any:
         if isinstance(value, Mapping):
             return {k: concrete(v) for k, v in value.items()}
         if isinstance(value, tuple):
             return tuple(concrete(v) for v in value)
-        if not (point and isinstance(value, sp.Basic)):
-            return value
-        return sp.sympify(value.xreplace(point)).doit()
+        return _value_at(value, point) if isinstance(value, sp.Basic) else value
 
     return tuple(
         f"{what}: formula {a}, measured {b}" for what, a, b in checks if concrete(a) != concrete(b)
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _value_at(value: sp.Basic, point: tuple[tuple[str, int], ...]) -> Any:
+    """A symbolic count at the hints (the same counts recur in every layer of a stage)."""
+    return sp.sympify(value.xreplace({user_symbol(name): size for name, size in point})).doit()
 
 
 OWN_SUFFIX = " (self)"
@@ -239,7 +246,9 @@ def build_report(
             function=call.function,
             output_bytes=call.output_bytes,
         )
-        rows[index] = replace(row, own=_own_row(row, measured_self, present, hints))
+        # The row is not handed out yet: its own part is set on it rather than built into a second copy.
+        object.__setattr__(row, "own", _own_row(row, measured_self, present, hints))
+        rows[index] = row
     final_rows = tuple(row for row in rows if row is not None)
     if isinstance(tracer, BackwardTracer):
         final_rows = _with_backward(tracer, final_rows)
@@ -247,7 +256,7 @@ def build_report(
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
     uncalled = {
         module_name: unowned
-        for module_name, module in model.named_modules()
+        for module_name, module in named_modules(model)
         if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
     }
     totals = replace(_totals(model, root), memory=_memory(model, tracer, optimizer))
@@ -313,23 +322,23 @@ def _memory(model: nn.Module, tracer: Tracer, optimizer: str | None) -> MemoryTo
 
 def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
     params = list(weights(model))  # deduplicated by identity: tied weights count once
-    buffers = list(model.buffers())
+    model_buffers = list(buffers(model))
     by_dtype: Counter[str] = Counter()
     for w in params:
         by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
     trainable = sum(w.tensor.numel() for w in params if w.trainable)
     total = sum(w.tensor.numel() for w in params)
-    float_buffers = sum(b.numel() for b in buffers if b.is_floating_point())
+    float_buffers = sum(b.numel() for b in model_buffers if b.is_floating_point())
     measured = root.measured if root else ZERO
     return Totals(
         params=total,
         trainable_params=trainable,
         frozen_params=total - trainable,
         non_trainable_params=total - trainable + float_buffers,
-        buffers=sum(b.numel() for b in buffers),
+        buffers=sum(b.numel() for b in model_buffers),
         param_bytes=sum(by_dtype.values()),
         param_bytes_by_dtype=dict(by_dtype),
-        buffer_bytes=sum(b.numel() * b.element_size() for b in buffers),
+        buffer_bytes=sum(b.numel() * b.element_size() for b in model_buffers),
         macs=root.macs if root else 0,
         ops=dict(root.ops) if root else {},
         measured_macs=measured.macs,

@@ -14,6 +14,7 @@ import math
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -78,7 +79,9 @@ def _lineage(cls: type) -> tuple[str, ...]:
 def module_facts(module: nn.Module, tree_paths: int = 1) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
-    attributes = {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
+    attributes = MappingProxyType(
+        {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
+    )
     parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
         (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
     )
@@ -141,11 +144,11 @@ class OpTally:
 
     def add(self, count: Count | RuleFailed | None, args: Sequence[Any], out: Any) -> None:
         self.calls += 1
-        tensors = [a for a in args if isinstance(a, torch.Tensor)]
-        first = _numel(tensors[0]) if tensors else 0
+        tensor = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        first = 0 if tensor is None else _numel(tensor)
         self.input_elements += first
         self.output_elements += _numel(out)
-        if tensors and isinstance(out, torch.Tensor) and out.dim() == tensors[0].dim() >= 3 \
+        if tensor is not None and isinstance(out, torch.Tensor) and out.dim() == tensor.dim() >= 3 \
                 and not out.is_nested and tuple(out.shape[-2:]) == (1, 1):
             self.pooled_input_elements += first
         if not isinstance(count, Count):

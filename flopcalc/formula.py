@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import sympy as sp
@@ -36,6 +37,10 @@ class OpKind(StrEnum):
     COMPARE = "compare"  # max/min/clamp comparisons (ReLU, max pooling)
     EXP = "exp"  # transcendental evaluations: exp, log, tanh, erf
     SQRT = "sqrt"  # square roots (norm layers)
+
+
+_EVALUATED_LIMIT = 4096
+"""Concrete points kept per formula; the memo starts afresh beyond that, so memory stays bounded."""
 
 
 def dims(names: str) -> tuple[sp.Symbol, ...]:
@@ -233,9 +238,25 @@ class LayerFormula:
         """
         by_name = {str(k): v for k, v in values.items()}
         names, function = self._compiled
-        if all(isinstance(by_name.get(n), int | sp.Rational) for n in names):
-            return self._evaluate_exactly(function, [_fraction(by_name[n]) for n in names])
-        return self._evaluate_symbolically(values)
+        point = tuple(by_name.get(n) for n in names)
+        exact = all(isinstance(v, int | sp.Rational) for v in point)
+        if not exact:  # a closed form: given intermediates are used as they are
+            point += tuple(by_name.get(s.name) for s in self.intermediates)
+        found = self._evaluated.get((exact, point))
+        if found is None:
+            if exact:
+                found = self._evaluate_exactly(function, [_fraction(v) for v in point])
+            else:
+                found = self._evaluate_symbolically(values)
+            if len(self._evaluated) >= _EVALUATED_LIMIT:
+                self._evaluated.clear()
+            self._evaluated[(exact, point)] = found
+        return found
+
+    @cached_property
+    def _evaluated(self) -> dict[tuple[bool, tuple[Any, ...]], Evaluation]:
+        """Evaluations by point: a network repeats the same layer configuration many times."""
+        return {}
 
     def _evaluate_exactly(self, function: Callable[..., list[Fraction]], args: list[Fraction]) -> Evaluation:
         results = function(*args)
@@ -245,8 +266,9 @@ class LayerFormula:
         counts = [int(r) for r in results]
         n_ops = len(self.ops)
         ops = {str(kind): n for kind, n in zip(self.ops, counts[3 : 3 + n_ops]) if n != 0}
-        return Evaluation(
-            params=counts[0], macs=counts[1], buffers=counts[2], ops=ops, output_shape=tuple(counts[3 + n_ops :])
+        return Evaluation(  # read-only, as it is shared by every call at the same point
+            params=counts[0], macs=counts[1], buffers=counts[2], ops=MappingProxyType(ops),
+            output_shape=tuple(counts[3 + n_ops :]),
         )
 
     def _evaluate_symbolically(self, values: Mapping[str | sp.Symbol, Number]) -> Evaluation:
@@ -258,7 +280,7 @@ class LayerFormula:
         return Evaluation(
             params=count(self.params, "params"),
             macs=count(self.macs, "macs"),
-            ops={str(kind): n for kind, expr in self.ops.items() if (n := count(expr, kind)) != 0},
+            ops=MappingProxyType({str(kind): n for kind, expr in self.ops.items() if (n := count(expr, kind)) != 0}),
             output_shape=tuple(count(d, "output_shape") for d in self.output_shape),
             buffers=count(self.buffers, "buffers"),
         )

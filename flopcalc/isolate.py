@@ -140,6 +140,15 @@ def _unlinked(convert: Convert) -> Convert:
     return stand_in
 
 
+def _meta_copy(tensor: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(tensor)``: for a dense tensor (every parameter and buffer in practice) the same
+    sizes and strides made directly, which is a hundred times faster than ``empty_like`` on a Parameter."""
+    dense = tensor.is_contiguous() or tensor.is_contiguous(memory_format=torch.channels_last)
+    if dense and tensor.layout is torch.strided:
+        return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+    return torch.empty_like(tensor.detach(), device="meta")
+
+
 def _model_device(model: nn.Module) -> torch.device | None:
     for tensor in [*model.parameters(), *model.buffers()]:
         return tensor.device
@@ -200,7 +209,7 @@ def run_pass(
                 resolve = symbolic.symint if symbolic else None
                 args, kwargs = inputs.materialize(target, convert=_unlinked(fake.from_tensor), resolve=resolve)
             elif on_meta:
-                _swap_tensors(modules, lambda t: _keep_kind(t, torch.empty_like(t, device="meta")), target)
+                _swap_tensors(modules, lambda t: _keep_kind(t, _meta_copy(t)), target)
                 args, kwargs = inputs.materialize(target, convert=_unlinked(lambda t: t.to("meta")))
             else:
                 _swap_tensors(modules, lambda t: _keep_kind(t, t.detach().clone()), target)

@@ -59,6 +59,7 @@ class FormulaRegistry:
         self._functions: dict[Any, tuple[str, FunctionBinder]] = {}
         self._named: dict[str, Binder] = {}
         self._pending: list[Callable[[], None]] = []
+        self._by_class: dict[type, tuple[Any, Binder | None]] = {}  # binder_for's answer per class and forward
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
@@ -75,6 +76,7 @@ class FormulaRegistry:
             if module_type in table:
                 raise RegistryError(f"duplicate binder for {getattr(module_type, '__qualname__', module_type)}")
             table[module_type] = binder
+        self._by_class.clear()
         return binder
 
     def bind_functions(self, functions: Mapping[Any, str], binder: FunctionBinder) -> FunctionBinder:
@@ -85,13 +87,10 @@ class FormulaRegistry:
             self._functions[function] = (label, binder)
         return binder
 
-    def function_binder(self, function: Any) -> tuple[str, FunctionBinder] | None:
-        """The label and binder of a functional call, or ``None`` when no formula covers it."""
+    def function_binders(self) -> Mapping[Any, tuple[str, FunctionBinder]]:
+        """Every registered function's label and binder, read-only (for a caller that looks up many calls)."""
         self._ready()
-        try:
-            return self._functions.get(function)
-        except TypeError:  # an unhashable callable is no registered function
-            return None
+        return MappingProxyType(self._functions)
 
     def on_first_lookup(self, register: Callable[[], None]) -> Callable[[], None]:
         """Run ``register`` (which imports torch and calls :meth:`bind` and :meth:`bind_functions`) before the first
@@ -114,10 +113,17 @@ class FormulaRegistry:
         ``forward``: a subclass that overrides ``forward`` (torchvision's ``LayerNorm2d`` permutes around
         ``F.layer_norm``) computes something else, so it gets no inherited formula and is measured instead."""
         self._ready()
-        for klass in type(module).__mro__:
+        cls = type(module)
+        known = self._by_class.get(cls)
+        if known is None or known[0] is not cls.forward:  # a class whose forward was replaced is looked up again
+            known = self._by_class[cls] = (cls.forward, self._binder_for_class(cls))
+        return known[1]
+
+    def _binder_for_class(self, cls: type) -> Binder | None:
+        for klass in cls.__mro__:
             binder = self._lookup(klass)
             if binder is not None:
-                return binder if type(module).forward is klass.forward else None
+                return binder if cls.forward is klass.forward else None
         return None
 
     @property

@@ -40,12 +40,13 @@ def frozen_mapping(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return mapping if isinstance(mapping, MappingProxyType) else MappingProxyType(dict(mapping))
 
 
+def frozen_count(count: Count) -> Count:
+    """``count`` with read-only ops (the same object if they are already)."""
+    return count if isinstance(count.ops, MappingProxyType) else Count(count.macs, frozen_mapping(count.ops))
+
+
 def _shapes(shapes: Any) -> tuple[tuple[Number, ...], ...]:
     return tuple(tuple(shape) for shape in shapes)
-
-
-def _frozen_count(count: Count | None) -> Any:
-    return None if count is None else Count(count.macs, frozen_mapping(count.ops))
 
 
 def _freeze_fields(instance: Any, **values: Any) -> None:
@@ -112,8 +113,9 @@ class LayerBackward(CountTotals):
 
     def __post_init__(self) -> None:
         _freeze_fields(
-            self, grad_input=_frozen_count(self.grad_input), grad_weight=_frozen_count(self.grad_weight),
-            measured=_frozen_count(self.measured), recompute=_frozen_count(self.recompute),
+            self, grad_input=self.grad_input and frozen_count(self.grad_input),
+            grad_weight=self.grad_weight and frozen_count(self.grad_weight),
+            measured=frozen_count(self.measured), recompute=frozen_count(self.recompute),
             mismatches=tuple(self.mismatches), flags=frozen_mapping(self.flags),
             uncounted=frozen_mapping(self.uncounted),
         )
@@ -178,18 +180,19 @@ class LayerRow(CountTotals):
         _freeze_fields(
             self, children=tuple(self.children), input_shapes=_shapes(self.input_shapes),
             output_shapes=_shapes(self.output_shapes), ops=frozen_mapping(self.ops),
-            measured=_frozen_count(self.measured), measured_self=_frozen_count(self.measured_self),
+            measured=frozen_count(self.measured), measured_self=frozen_count(self.measured_self),
             mismatches=tuple(self.mismatches), uncounted=frozen_mapping(self.uncounted),
             op_tallies=frozen_mapping(self.op_tallies),
         )
-        if self.facts is not None:
-            facts = dataclasses.replace(self.facts, attributes=frozen_mapping(self.facts.attributes))
-            _freeze_fields(self, facts=facts)
-        if self.bound is not None:
-            _freeze_fields(self, bound=Bound(self.bound.formula, frozen_mapping(self.bound.values)))
-        if self.analytic is not None:
+        facts, bound, analytic = self.facts, self.bound, self.analytic
+        if facts is not None and not isinstance(facts.attributes, MappingProxyType):
+            _freeze_fields(self, facts=dataclasses.replace(facts, attributes=frozen_mapping(facts.attributes)))
+        if bound is not None and not isinstance(bound.values, MappingProxyType):
+            _freeze_fields(self, bound=Bound(bound.formula, frozen_mapping(bound.values)))
+        if analytic is not None and not (isinstance(analytic.ops, MappingProxyType)
+                                         and type(analytic.output_shape) is tuple):
             analytic = dataclasses.replace(
-                self.analytic, ops=frozen_mapping(self.analytic.ops), output_shape=tuple(self.analytic.output_shape)
+                analytic, ops=frozen_mapping(analytic.ops), output_shape=tuple(analytic.output_shape)
             )
             _freeze_fields(self, analytic=analytic)
 

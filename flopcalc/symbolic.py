@@ -82,6 +82,7 @@ class SymbolicShapes:
         self._symints: dict[str, torch.SymInt] = {}
         self._names: dict[sp.Symbol, sp.Symbol] = {}
         self.hints: dict[str, int] = {}
+        self._exprs: dict[sp.Basic, Any] = {}
 
     def symint(self, name: str, batch: bool = False) -> torch.SymInt:
         """The size named ``name`` (one SymInt per name, so ``3xSxS`` means a square input)."""
@@ -114,10 +115,13 @@ class SymbolicShapes:
         """A SymInt (or int, or sympy expression over torch's symbols) as an expression in the user's names."""
         if isinstance(value, torch.SymInt):
             value = value.node.expr
-        if isinstance(value, sp.Basic):
+        if not isinstance(value, sp.Basic):
+            return value
+        found = self._exprs.get(value)
+        if found is None:  # the same sizes recur in every layer of a stage: each is rewritten once
             expr = _to_plain_sympy(value.xreplace(self._names))
-            return int(expr) if expr.is_Integer else expr
-        return value
+            found = self._exprs[value] = int(expr) if expr.is_Integer else expr
+        return found
 
     def conditions(self) -> tuple[sp.Basic, ...]:
         """The guards torch recorded, in the user's names, without layout-only ones; deduplicated."""

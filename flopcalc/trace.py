@@ -27,7 +27,7 @@ from flopcalc.measure import Count, Tally
 from flopcalc.measure.core import ZERO, RuleFailed, uncounted_name
 from flopcalc.registry import Bound, FormulaRegistry, FunctionBinder
 from flopcalc.symbolic import SymbolicShapes
-from flopcalc.weights import Weight, weights
+from flopcalc.weights import Weight, named_modules, weights
 
 @dataclass
 class Call:
@@ -102,7 +102,7 @@ class Tracer:
         self.calls: list[Call] = []
         self.stack: list[int] = []
         self.claimed: set[Hashable] = set()
-        self.names = {id(m): name for name, m in model.named_modules()}
+        self.names = {id(m): name for name, m in named_modules(model)}
         self.tree_paths = tree_paths(model) if symbolic is None else {}
         self.times_called: Counter[int] = Counter()
         self.function_names: Counter[str] = Counter()
@@ -227,12 +227,13 @@ class Tracer:
     @contextlib.contextmanager
     def hooks(self, model: nn.Module) -> Iterator[None]:
         """Module hooks and the functional-call mode for one pass, removed afterwards (also on error)."""
+        modules = list(named_modules(model))
         self.param_owners = {
-            id(param): name for name, module in model.named_modules() for param in module.parameters(recurse=False)
+            id(param): name for name, module in modules for param in module._parameters.values() if param is not None
         }
         handles = []
         try:
-            for module in {id(m): m for m in model.modules()}.values():
+            for _, module in modules:
                 handles.append(module.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
                 handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
             with _FunctionCalls(self):
@@ -252,10 +253,14 @@ class _FunctionCalls(TorchFunctionMode):
     def __init__(self, tracer: Tracer):
         super().__init__()
         self.tracer = tracer
+        self.binders = tracer.registry.function_binders()
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        entry = self.tracer.registry.function_binder(func)
+        try:
+            entry = self.binders.get(func)
+        except TypeError:  # an unhashable callable is no registered function
+            entry = None
         if entry is None or not self.tracer.takes_function_calls():
             return func(*args, **kwargs)
         return self.tracer.function_call(*entry, func, args, kwargs)

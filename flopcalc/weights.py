@@ -34,12 +34,42 @@ def _packed(module: nn.Module) -> tuple[int, list[torch.Tensor]] | None:
     return None
 
 
+def named_modules(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``module.named_modules()``: each module once, parents first, under the first name it is reached by;
+    iterative, so a deep model costs no generator per level."""
+    seen: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", module)]
+    while stack:
+        name, current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield name, current
+        prefix = f"{name}." if name else ""
+        stack.extend((prefix + key, child) for key, child in reversed(current._modules.items()) if child is not None)
+
+
+def _modules(module: nn.Module) -> Iterator[nn.Module]:
+    """``module.modules()``, each module once, parents first."""
+    return (current for _, current in named_modules(module))
+
+
+def buffers(module: nn.Module) -> Iterator[torch.Tensor]:
+    """``module.buffers()``: every buffer of ``module`` and its submodules, each once."""
+    seen: set[int] = set()
+    for owner in _modules(module):
+        for buffer in owner._buffers.values():
+            if buffer is not None and id(buffer) not in seen:
+                seen.add(id(buffer))
+                yield buffer
+
+
 def weights(module: nn.Module, recurse: bool = True) -> Iterator[Weight]:
     """Every parameter and packed weight of ``module`` (and its submodules when ``recurse``), each once."""
     seen: set[Hashable] = set()
-    for owner in module.modules() if recurse else (module,):
-        found = [Weight(id(p), p, p.requires_grad) for p in owner.parameters(recurse=False)]
-        packed = _packed(owner)
+    for owner in _modules(module) if recurse else (module,):
+        found = [Weight(id(p), p, p.requires_grad) for p in owner._parameters.values() if p is not None]
+        packed = _packed(owner) if "_packed_params" in vars(owner) or "_packed_weight" in vars(owner) else None
         if packed is not None:
             key, tensors = packed
             found += [Weight((key, i), t, False) for i, t in enumerate(tensors)]

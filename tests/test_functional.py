@@ -1,6 +1,8 @@
 """Functional calls made in a module's own forward are rows checked by their family's formula, and every report
 says how much of its counts a matching formula stands behind. Expected numbers are derived by hand."""
 
+import csv
+import io
 import json
 
 import pytest
@@ -13,9 +15,16 @@ from torchvision.ops import SqueezeExcitation
 import flopcalc
 from flopcalc import Status
 from flopcalc.render.cells import FUNCTION_LEGEND, legend, visible_rows
+from flopcalc.render.console import to_plain_text
 from flopcalc.render.coverage import fmt_share
+from flopcalc.render.csv import to_csv
+from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
+from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
+
+RENDERERS = {"table": to_plain_text, "markdown": to_markdown, "latex": to_latex, "html": to_html, "csv": to_csv,
+             "json": to_json}
 
 
 class FunctionalAttention(nn.Module):
@@ -208,3 +217,18 @@ def test_the_mode_is_gone_after_the_pass_also_when_it_fails() -> None:
 @pytest.mark.parametrize(("share", "text"), [(1.0, "100%"), (0.99996, "99.9%"), (0.0, "0.0%"), (None, "n/a")])
 def test_shares_never_round_up_to_complete(share: float | None, text: str) -> None:
     assert fmt_share(share) == text
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "html", "csv", "json"])
+def test_the_coverage_figure_is_in_every_format(fmt: str) -> None:
+    report = flopcalc.analyze(Residual(), (1, 4, 6, 6))
+    text = RENDERERS[fmt](report)
+    if fmt == "csv":  # the conv row and the total line: all 5,184 MACs checked; the (self) row has no MACs
+        shares = [record["checked_macs_share"] for record in csv.DictReader(io.StringIO(text))]
+        assert shares == ["1.000000", "", "1.000000"]
+    elif fmt == "json":
+        assert json.loads(text)["totals"]["checked_macs"] == 5184
+    else:  # the totals line and the note naming the unchecked residual add (4·6·6 = 144 other ops)
+        flat = " ".join(text.split())
+        assert "5,184 of 5,184 MACs" in flat and "0 of 144 other ops" in flat
+        assert "(self) (Residual.forward) 144 other ops" in flat

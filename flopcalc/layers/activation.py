@@ -64,6 +64,7 @@ def elementwise(name: str, description: str, learned: bool = False, **costs: sp.
     return dataclasses.replace(formula, ops={k: v for k, v in formula.ops.items() if v != 0})
 
 
+@cache
 def shape_symbols(rank: int) -> tuple[sp.Symbol, ...]:
     """``S_1 … S_rank``: the sizes of an input of any shape ``(*)``."""
     return tuple(sp.Symbol(f"S_{i}", integer=True, positive=True) for i in range(1, rank + 1))

@@ -23,7 +23,9 @@ flags ``g_x``, ``g_W`` say whether autograd computes them), the bias gradient ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import sympy as sp
@@ -40,13 +42,15 @@ B = flag("B")
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
-def spatial_symbols(ndim: int) -> dict[str, tuple[sp.Symbol, ...]]:
-    """Per-dimension symbols of an ``ndim``-d convolution, keyed by role."""
+@functools.cache
+def spatial_symbols(ndim: int) -> Mapping[str, tuple[sp.Symbol, ...]]:
+    """Per-dimension symbols of an ``ndim``-d convolution, keyed by role (made once per ``ndim``: every
+    conv call binds through them)."""
     names = SPATIAL_NAMES[ndim]
     suffixes = [name.lower() for name in names]
     padding = tuple(sp.Symbol(f"p_{x}", integer=True, nonnegative=True) for x in suffixes)
     output_padding = tuple(sp.Symbol(f"o_{x}", integer=True, nonnegative=True) for x in suffixes)
-    return {
+    return MappingProxyType({
         "size": tuple(sp.Symbol(name, integer=True, positive=True) for name in names),
         "kernel": tuple(sp.Symbol(f"K_{x}", integer=True, positive=True) for x in suffixes),
         "stride": tuple(sp.Symbol(f"s_{x}", integer=True, positive=True) for x in suffixes),
@@ -54,7 +58,7 @@ def spatial_symbols(ndim: int) -> dict[str, tuple[sp.Symbol, ...]]:
         "dilation": tuple(sp.Symbol(f"d_{x}", integer=True, positive=True) for x in suffixes),
         "output_padding": output_padding,
         "out": tuple(sp.Symbol(f"{name}_out", integer=True, positive=True) for name in names),
-    }
+    })
 
 
 def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:

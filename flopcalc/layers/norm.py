@@ -207,6 +207,7 @@ _FORMULAS = {f.name: f for f in (BATCH_NORM, BATCH_NORM_BATCH_STATS, INSTANCE_NO
                                  GROUP_NORM, LAYER_NORM, RMS_NORM)}
 
 
+@cache
 def _spatial_symbols(count: int) -> tuple[sp.Symbol, ...]:
     """``L``; ``H, W``; ``D, H, W`` as in conv, else ``S_1 … S_count``; none for a ``(N, C)`` input."""
     if count in SPATIAL_NAMES:

@@ -23,6 +23,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from flopcalc.formula import CountTotals, Number, OpKind
+from flopcalc.measure.repeats import RepeatedOps
 
 
 def _is_zero(value: Number) -> bool:
@@ -38,15 +39,21 @@ class Count(CountTotals):
 
     def __post_init__(self) -> None:
         # One spelling per count: plain-string kinds, and no kind listed with zero operations.
-        if any(type(k) is not str or _is_zero(v) for k, v in self.ops.items()):
-            object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
+        for kind, value in self.ops.items():
+            if type(kind) is not str or _is_zero(value):
+                object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
+                return
 
     def __add__(self, other: Count) -> Count:
+        """The sum; one addend's own object when the other is nothing (counts are never changed in place)."""
+        if not other.ops and _is_zero(other.macs):
+            return self
+        if not self.ops and _is_zero(self.macs):
+            return other
         ops = dict(self.ops)
         for kind, value in other.ops.items():
             ops[kind] = ops.get(kind, 0) + value
         return Count(self.macs + other.macs, ops)
-
 
 
 ZERO = Count()
@@ -146,6 +153,19 @@ def uncounted_name(func: OpOverload, failure: RuleFailed | None = None) -> str:
     return f"{func} (flopcalc could not count it, please report: {failure.error})"
 
 
+def _count(func: OpOverload, args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count | RuleFailed | None:
+    """What ``func``'s rule counts for this run: ``None`` without a rule, :class:`RuleFailed` when it raised."""
+    rule = rule_for(func)
+    if rule is None:
+        return None
+    if isinstance(rule, str) or _has_no_elements(args[0] if args else None):
+        return ZERO
+    try:
+        return rule(args, kwargs, out)
+    except Exception as exc:  # noqa: BLE001  (a rule's bug is reported, never the model's failure)
+        return RuleFailed(f"{type(exc).__name__}: {exc}")
+
+
 OpSink = Callable[[OpOverload, Count | RuleFailed | None], None]
 OpRecorder = Callable[[OpOverload, Count | RuleFailed | None, Sequence[Any], Any], None]
 
@@ -162,21 +182,19 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self._sink = sink
         self._record = record
+        self._repeats = RepeatedOps()
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        rule = rule_for(func)
-        count: Count | RuleFailed | None
-        if rule is None:
-            count = None
-        elif isinstance(rule, str) or _has_no_elements(args[0] if args else None):
-            count = ZERO
+        key = self._repeats.key(func, args, kwargs)
+        replayed = None if key is None else self._repeats.replay(key, args)
+        if replayed is not None:  # the same op on the same meta inputs as before: same output metadata, same count
+            out, count = replayed
         else:
-            try:
-                count = rule(args, kwargs, out)
-            except Exception as exc:  # noqa: BLE001  (a rule's bug is reported, never the model's failure)
-                count = RuleFailed(f"{type(exc).__name__}: {exc}")
+            out = func(*args, **kwargs)
+            count = _count(func, args, kwargs, out)
+            if key is not None:
+                self._repeats.remember(key, args, out, count)
         self._sink(func, count)
         if self._record is not None:
             self._record(func, count, args, out)

@@ -1,0 +1,162 @@
+"""Repeated ops of one meta pass: the second run of an op on the same input metadata is counted without
+recomputing its output shape.
+
+On the meta device an op computes nothing; its kernel only derives the output's size, strides and dtype from
+the inputs', in Python for many ops (convolution, batch norm, broadcasting), and that is most of the cost of a
+meta forward pass. A network repeats the same op on the same shapes dozens of times (every block of a ResNet
+stage, every layer of a ViT). :class:`RepeatedOps` remembers, per op and *input metadata* (every tensor's
+size, strides, dtype and storage offset, every other argument's type and value, the default dtype), the
+output metadata the kernel produced and the count the op's rule gave; a later run of the same op on the same
+metadata gets a fresh output tensor of that metadata and that count.
+
+What is still measured: every op the forward pass executes reaches the op counter as before, in order, and is
+charged to the module call that runs it; only the repeated derivation of an identical output shape is
+skipped. It is the memo torch's own ``FakeTensorMode`` keeps for fake tensors, applied where it is exact:
+
+- only plain (not subclassed), strided, non-complex tensors on the meta device, whose kernels read nothing
+  but metadata; fake tensors, real tensors and symbolic sizes always run their kernel;
+- only ops that neither mutate an argument nor return an alias of one (their output is always a fresh tensor),
+  and whose output shape does not depend on data;
+- only outputs made of fresh tensors (storage offset 0) and plain values (numbers, ``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import torch
+from torch import nn
+from torch._ops import OpOverload
+
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+_PLAIN_VALUES = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
+                           torch.memory_format})
+_DATA_DEPENDENT = frozenset({torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output})
+_METADATA_WRITERS = frozenset({torch.Tag.inplace_view, torch.Tag.nondeterministic_seeded})
+_SELF = object()
+"""The output of an in-place op: its first argument, returned as it is."""
+
+
+class _TensorSpec(tuple):
+    """``(size, stride, dtype)`` of a fresh meta tensor."""
+
+
+class _Plain(tuple):
+    """``(value,)``: a number or ``None`` returned as it is."""
+
+
+OutputSpec = Any
+"""How to rebuild an output: a :class:`_TensorSpec`, a :class:`_Plain`, or a tuple or list of specs."""
+
+
+class _Unrepeatable(Exception):
+    """An argument or output the memo cannot describe exactly: the op runs its kernel."""
+
+
+def _tensor_key(tensor: torch.Tensor) -> Hashable:
+    if type(tensor) not in _PLAIN_TENSORS or not tensor.is_meta or tensor.layout is not torch.strided:
+        raise _Unrepeatable
+    dtype = tensor.dtype
+    if dtype.is_complex:  # conjugate and negative views are flags outside the metadata keyed here
+        raise _Unrepeatable
+    return (tensor.shape, tensor.stride(), dtype, tensor.storage_offset())
+
+
+def _value_key(value: Any) -> Hashable:
+    kind = type(value)
+    if kind in _PLAIN_TENSORS or isinstance(value, torch.Tensor):
+        return _tensor_key(value)
+    if kind in _PLAIN_VALUES:
+        return (kind, value)
+    if kind is list or kind is tuple or kind is torch.Size:
+        return (kind, tuple(_value_key(v) for v in value))
+    raise _Unrepeatable
+
+
+def _output_spec(out: Any) -> OutputSpec:
+    kind = type(out)
+    if kind is torch.Tensor:
+        if not out.is_meta or out.layout is not torch.strided or out.storage_offset() != 0:
+            raise _Unrepeatable
+        return _TensorSpec((out.shape, out.stride(), out.dtype))
+    if kind is tuple or kind is list:
+        return kind(_output_spec(v) for v in out)
+    if kind in (int, float, bool, type(None)):
+        return _Plain((out,))
+    raise _Unrepeatable
+
+
+def _rebuild(spec: OutputSpec) -> Any:
+    kind = type(spec)
+    if kind is _TensorSpec:
+        return torch.empty_strided(spec[0], spec[1], dtype=spec[2], device="meta")
+    if kind is _Plain:
+        return spec[0]
+    return kind(_rebuild(s) for s in spec)
+
+
+def _is_functional(func: OpOverload) -> bool:
+    """No argument mutated, no output aliasing an argument, no output shape that depends on data."""
+    schema = func._schema
+    return (
+        not schema.is_mutable
+        and all(ret.alias_info is None for ret in schema.returns)
+        and not _DATA_DEPENDENT.intersection(func.tags)
+    )
+
+
+def _is_in_place(func: OpOverload) -> bool:
+    """An in-place op that writes its first argument's values and returns it, leaving its metadata as it is
+    (``relu_``, ``add_``, ``hardswish_``; not ``resize_``, ``squeeze_`` or ``set_``, which change it)."""
+    schema = func._schema
+    if torch.Tag.inplace not in func.tags or _METADATA_WRITERS.intersection(func.tags):
+        return False
+    written = [arg for arg in schema.arguments if arg.alias_info is not None and arg.alias_info.is_write]
+    returns = schema.returns
+    return (
+        len(written) == 1 and bool(schema.arguments) and written[0] is schema.arguments[0]
+        and len(returns) == 1 and returns[0].alias_info is not None
+        and returns[0].alias_info.before_set == written[0].alias_info.before_set
+    )
+
+
+class RepeatedOps:
+    """The memo of one pass: output metadata and count per (op, input metadata)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[OutputSpec, Any]] = {}
+        self._kinds: dict[OpOverload, bool] = {}
+
+    def _repeatable(self, func: OpOverload) -> bool:
+        known = self._kinds.get(func)
+        if known is None:
+            known = self._kinds[func] = _is_functional(func) or _is_in_place(func)
+        return known
+
+    def key(self, func: OpOverload, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
+        """The memo key of this run, or ``None`` when it must run its kernel (see the module docstring)."""
+        if not self._repeatable(func):
+            return None
+        try:
+            key = (func, torch.get_default_dtype(), tuple(_value_key(a) for a in args),
+                   tuple((name, _value_key(v)) for name, v in kwargs.items()))
+            hash(key)
+        except (_Unrepeatable, TypeError):
+            return None
+        return key
+
+    def replay(self, key: Hashable, args: tuple[Any, ...]) -> tuple[Any, Any] | None:
+        """The output and the count of an earlier run with this key, or ``None`` for a first run."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        spec, count = entry
+        return (args[0] if spec is _SELF else _rebuild(spec)), count
+
+    def remember(self, key: Hashable, args: tuple[Any, ...], out: Any, count: Any) -> None:
+        try:
+            spec = _SELF if args and out is args[0] else _output_spec(out)
+        except _Unrepeatable:
+            return
+        self._entries[key] = (spec, count)
