@@ -32,8 +32,15 @@ from torch._ops import OpOverload
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 _PLAIN_VALUES = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
                            torch.memory_format})
-_DATA_DEPENDENT = frozenset({torch.Tag.dynamic_output_shape, torch.Tag.data_dependent_output})
-_METADATA_WRITERS = frozenset({torch.Tag.inplace_view, torch.Tag.nondeterministic_seeded})
+def _tags(*names: str) -> frozenset[Any]:
+    """The op tags of these names that this torch has (older releases lack some, e.g. ``inplace``)."""
+    return frozenset(getattr(torch.Tag, name) for name in names if hasattr(torch.Tag, name))
+
+
+_DATA_DEPENDENT = _tags("dynamic_output_shape", "data_dependent_output")
+_METADATA_WRITERS = _tags("inplace_view", "nondeterministic_seeded")
+_IN_PLACE = _tags("inplace")
+"""Empty on a torch without the tag: in-place ops then always run their kernel."""
 _SELF = object()
 """The output of an in-place op: its first argument, returned as it is."""
 
@@ -110,7 +117,7 @@ def _is_in_place(func: OpOverload) -> bool:
     """An in-place op that writes its first argument's values and returns it, leaving its metadata as it is
     (``relu_``, ``add_``, ``hardswish_``; not ``resize_``, ``squeeze_`` or ``set_``, which change it)."""
     schema = func._schema
-    if torch.Tag.inplace not in func.tags or _METADATA_WRITERS.intersection(func.tags):
+    if not _IN_PLACE.intersection(func.tags) or _METADATA_WRITERS.intersection(func.tags):
         return False
     written = [arg for arg in schema.arguments if arg.alias_info is not None and arg.alias_info.is_write]
     returns = schema.returns
