@@ -209,6 +209,8 @@ def test_csv_has_a_flops_column_and_a_total_line(attention):
     # total: 2 × 14,720 + 3 × 160 bias adds + 1,600 exp + 1,560 add + 2 × 1,600 div = 36,280
     assert (total["depth"], total["name"], total["flops"]) == ("0", "Total", "36280")
     assert at8["name"] == "Total at H=8" and at8["type"] == "closed form" and at9["macs"] == "71000"
+    # other ops are what the FLOPs hold beyond 2 × MACs: 114,000 - 2 × 56,789 = 422; 142,500 - 2 × 71,000 = 500
+    assert (at8["other_ops"], at9["other_ops"]) == ("422", "500")
 
 
 def test_a_long_latex_table_breaks_across_pages(resnet50):

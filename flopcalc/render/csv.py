@@ -36,6 +36,7 @@ def to_csv(
         writer.writerow({
             "depth": TOTAL_DEPTH, "name": f"Total at {point['at']}", "type": point["source"],
             "params": point["params"], "macs": point["macs"], "flops": point["flops"],
+            "other_ops": int(point["flops"]) - 2 * int(point["macs"]),  # FLOPs = 2 × MACs + other ops
         })
     return buffer.getvalue()
 
