@@ -307,3 +307,21 @@ def test_patched_function_forms() -> None:
     # ptflops: patched torch.addmm 96 + 4 (the added matrix) and nn.GELU's patched F.gelu 12, plus nn.GELU's
     # module hook 12 divided by the batch 3 = 4
     assert report.as_convention("ptflops").value == 96 + 4 + 12 + 12 // 3
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_every_convention_view_keeps_each_number_whole(small_report: flopcalc.Report, width: int) -> None:
+    from flopcalc.render.console import plain_text
+    from flopcalc.render.conventions import convention_to_rich, conventions_to_rich, side_by_side_rows
+
+    results = conventions.apply_all(small_report)
+    text = plain_text(conventions_to_rich(small_report, results), width)
+    assert max(len(line) for line in text.splitlines()) <= width
+    for row in side_by_side_rows(results):
+        assert row[2] in text  # the printed value
+        for amount in (part.rsplit(" ", 1)[-1] for part in row[5].splitlines() if part != "same count"):
+            assert amount in text, (amount, width)
+    one = plain_text(convention_to_rich(small_report, small_report.as_convention("thop")), width)
+    assert max(len(line) for line in one.splitlines()) <= width
+    for difference in small_report.as_convention("thop").differences:
+        assert f"{difference.amount:+,}" in one

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from flopcalc.conventions import CONVENTIONS, ConventionResult
 from flopcalc.render import cells
+from flopcalc.render.fit import FitColumn, FitRow, FitTable
 from flopcalc.render.markdown import escape
 from flopcalc.report import Report
 
@@ -47,23 +46,15 @@ def _headline(result: ConventionResult) -> list[tuple[str, str]]:
 def convention_to_rich(report: Report, result: ConventionResult) -> RenderableType:
     """The number one tool would print, the differences from flopcalc's by rule, its blind spots and rules."""
     title = Text(f"{cells.title(report)}: counted as {result.tool} counts", style="bold")
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column(justify="right")
-    for label, value in _headline(result):
-        head.add_row(label, value)
-    parts: list[RenderableType] = [title, head]
+    parts: list[RenderableType] = [title]
+    parts += [Text.assemble((label, "bold"), "  ", value) for label, value in _headline(result)]
     for figure in figures(result):
         if not figure.differences:
             parts.append(Text(f"{figure.unit}: same count as flopcalc."))
             continue
-        table = Table(box=box.SIMPLE_HEAD, title=Text(f"{figure.unit}: differences from flopcalc, by rule"),
-                      title_justify="left")
-        table.add_column("Rule")
-        table.add_column(figure.unit, justify="right", no_wrap=True)
-        for difference in figure.differences:
-            table.add_row(Text(difference.rule), f"{difference.amount:+,}")
-        parts.append(table)
+        rows = [FitRow((Text(d.rule), Text(f"{d.amount:+,}"))) for d in figure.differences]
+        parts.append(FitTable([FitColumn("Rule"), FitColumn(figure.unit, right=True)], rows,
+                              title=Text(f"{figure.unit}: differences from flopcalc, by rule")))
     if result.blind_spots:
         parts.append(Text("Blind spots for this model", style="bold"))
         parts.extend(Text(f"  - {spot}") for spot in result.blind_spots)
@@ -85,12 +76,14 @@ def _left_out(results: Sequence[ConventionResult]) -> str:
 
 def conventions_to_rich(report: Report, results: Sequence[ConventionResult]) -> RenderableType:
     """``--convention all``: one row per printed figure of each convention."""
-    table = Table(title=Text(f"{cells.title(report)}: every convention"), box=box.SIMPLE_HEAD, title_justify="left")
-    for header in SIDE_BY_SIDE:
-        numeric = header in ("Prints", "× flopcalc")
-        table.add_column(header, justify="right" if numeric else "left", no_wrap=numeric)
-    for row in side_by_side_rows(results):
-        table.add_row(*(Text(cell) for cell in row))
+    columns = [
+        FitColumn(header, right=header in ("Prints", "× flopcalc"), fold=header == "Convention",
+                  drop={"Tool": 0, "Unit": None}.get(header))
+        for header in SIDE_BY_SIDE
+    ]
+    rows = [FitRow(tuple(Text(cell) for cell in row)) for row in side_by_side_rows(results)]
+    table = FitTable(columns, rows, title=Text(f"{cells.title(report)}: every convention"),
+                     how_to_see_all=", or --format markdown or json")
     note = _left_out(results)
     return Group(table, Text(note)) if note else table
 
