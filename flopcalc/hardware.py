@@ -75,7 +75,7 @@ _SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 
 
 def _quantity(text: str, what: str) -> float:
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([KMGTP]?)\s*", text, flags=re.IGNORECASE)
+    match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([KMGTP]?)\s*", text, flags=re.IGNORECASE)
     if not match:
         raise InputError(f"--hardware {what}={text!r} is not a number; write e.g. {what}=989e12 or {what}=989T")
     value = float(match.group(1)) * _SI[match.group(2).upper()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -112,3 +113,13 @@ def test_every_format_renders_every_view():
         text = render(report, None, True)
         assert "39,424" in text or "39424" in text  # the first Linear's bytes moved
         assert "65,536" in text or "65536" in text  # its grad-weight MACs
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("peak=-1,bandwidth=1e12", "--hardware peak must be positive, not '-1'"),
+    ("peak=0,bandwidth=1e12", "--hardware peak must be positive, not '0'"),
+    ("peak=abc,bandwidth=1e12", "--hardware peak='abc' is not a number"),
+])
+def test_custom_hardware_values_are_checked(spec, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        hardware(spec)
