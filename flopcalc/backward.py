@@ -117,10 +117,12 @@ class BackwardTracer(Tracer):
         """A functional call that becomes a row (``F.linear`` in a forward) claims its autograd nodes as a
         module call does."""
         index = len(self.calls)
+        tensors = _tensors((args, kwargs))
+        # The inputs' nodes before the call: an in-place call (F.relu(x, inplace=True)) replaces them.
+        stops = {t.grad_fn for t in tensors if t.grad_fn is not None}
         output = super().function_call(label, binder, func, args, kwargs)
         if len(self.calls) > index:  # a row of its own (it runs no module, so it is the last call)
-            tensors = _tensors((args, kwargs))
-            self.stops[index] = {t.grad_fn for t in tensors if t.grad_fn is not None}
+            self.stops[index] = stops
             self.backward.append(CallBackward(_function_flags(tensors, self.calls[index].bound)))
             self._claim_nodes(index, output, self.stops[index], self.node_call, self.stops)
         return output

@@ -3,6 +3,7 @@ training flags are left as they were."""
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import flopcalc
 from flopcalc import Status
@@ -45,3 +46,20 @@ def test_flags_are_left_as_they_were() -> None:
     flopcalc.analyze(training, (2, 3, 8, 8), training=False, device="cpu")
     assert not any(m.training for m in evaluating.modules())
     assert all(m.training for m in training.modules())
+
+
+def test_in_place_functional_relu_keeps_its_own_backward() -> None:
+    """F.relu(x, inplace=True) replaces its input's autograd node: its row still claims the ReLU backward."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(self.conv(x), inplace=True)
+
+    report = flopcalc.analyze(Block(), (1, 3, 8, 8), backward=True)
+    relu = next(row for row in report.rows if row.name == "← F.relu")
+    # the conv output is 4×6×6 = 144 elements: ReLU's backward compares each once
+    assert relu.backward.status is Status.MATCH and dict(relu.backward.measured.ops) == {"compare": 144}
