@@ -1,7 +1,6 @@
 """The backward pass over the torchvision zoo: every backward formula agrees with what autograd executes."""
 
 import pytest
-import torchvision
 
 import flopcalc
 from flopcalc import Status

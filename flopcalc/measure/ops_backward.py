@@ -186,7 +186,7 @@ def count_layer_norm_backward(args: Sequence[Any], kwargs: Mapping[str, Any], ou
 def count_group_norm_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
     """``(grad_out, input, mean, rstd, weight, N, C, HxW, group, output_mask)``: γ is per channel, shared by
     ``N·HxW`` positions; statistics per (sample, group)."""
-    batch, channels, hxw, group = args[5], args[6], args[7], args[8]
+    batch, hxw, group = args[5], args[7], args[8]
     elements = numel(shape_of(args[1]))
     mask = args[9]
     scale = isinstance(args[4], torch.Tensor)
