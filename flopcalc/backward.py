@@ -29,17 +29,7 @@ from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import FormulaRegistry
 from flopcalc.report import LayerBackward, LayerRow, Status
-from flopcalc.trace import Tracer
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
+from flopcalc.trace import Tracer, tensors_in
 
 
 def _is_bias(name: str) -> bool:
@@ -95,13 +85,13 @@ class BackwardTracer(Tracer):
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.phase == "backward":  # activation checkpointing re-runs this module's forward
             index = self._recomputed_call(module)
-            tensors = _tensors((args, kwargs))
+            tensors = tensors_in((args, kwargs))
             self.recompute_stack.append((index, {t.grad_fn for t in tensors if t.grad_fn is not None}))
             if self.reentrant and torch.is_grad_enabled():  # the reentrant forward ran without grad
                 self.backward[index].flags = self._flags(module, tensors)
             return
         super().pre_hook(module, args, kwargs)
-        tensors = _tensors((args, kwargs))
+        tensors = tensors_in((args, kwargs))
         self.stops[len(self.calls) - 1] = {t.grad_fn for t in tensors if t.grad_fn is not None}
         self.backward.append(CallBackward(self._flags(module, tensors)))
 
@@ -117,7 +107,7 @@ class BackwardTracer(Tracer):
         """A functional call that becomes a row (``F.linear`` in a forward) claims its autograd nodes as a
         module call does."""
         index = len(self.calls)
-        tensors = _tensors((args, kwargs))
+        tensors = tensors_in((args, kwargs))
         # The inputs' nodes before the call: an in-place call (F.relu(x, inplace=True)) replaces them.
         stops = {t.grad_fn for t in tensors if t.grad_fn is not None}
         output = super().function_call(label, binder, func, args, kwargs)
@@ -171,7 +161,7 @@ class BackwardTracer(Tracer):
         call's inputs (``stops_of[call]``), so nodes this call created between two inner calls are found too.
         """
         claimed = []
-        pending = [t.grad_fn for t in _tensors(output) if t.grad_fn is not None]
+        pending = [t.grad_fn for t in tensors_in(output) if t.grad_fn is not None]
         resumed: set[int] = set()
         while pending:
             node = pending.pop()
@@ -233,7 +223,7 @@ class BackwardTracer(Tracer):
     def run_backward(self, output: Any) -> None:
         """Differentiate the sum of every floating-point output that needs a gradient, with respect to every
         leaf of the graph (the trainable parameters, and any input that requires a gradient)."""
-        outputs = [t for t in _tensors(output) if t.requires_grad]
+        outputs = [t for t in tensors_in(output) if t.requires_grad]
         if not outputs or not self.leaves:
             raise InputError("no output depends on a trainable parameter: there is no backward pass to count")
         grad_outputs = [torch.ones_like(t) for t in outputs]

@@ -60,14 +60,14 @@ class Call:
         return self.bound is not None or self.binding_error is not None
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
+def tensors_in(value: Any) -> list[torch.Tensor]:
     """Every tensor in a (nested) argument, in order."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, list | tuple):
-        return [t for v in value for t in _tensors(v)]
+        return [t for v in value for t in tensors_in(v)]
     if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _tensors(v)]
+        return [t for v in value.values() for t in tensors_in(v)]
     return []
 
 
@@ -158,7 +158,7 @@ class Tracer:
         if bound is None and error is None:
             return func(*args, **kwargs)
         caller = self.calls[self.stack[-1]]
-        owned = [t for t in _tensors((args, kwargs)) if id(t) in self.param_owners]
+        owned = [t for t in tensors_in((args, kwargs)) if id(t) in self.param_owners]
         owner = self.param_owners[id(owned[0])] if owned else caller.name
         name = f"{owner} ← {label}".lstrip()
         self.function_names[name] += 1
