@@ -229,7 +229,8 @@ class Tracer:
         """Module hooks and the functional-call mode for one pass, removed afterwards (also on error)."""
         modules = list(named_modules(model))
         self.param_owners = {
-            id(param): name for name, module in modules for param in module._parameters.values() if param is not None
+            id(param): _parameter_owner(name, attribute, module, self.registry)
+            for name, module in modules for attribute, param in module._parameters.items() if param is not None
         }
         handles = []
         try:
@@ -241,6 +242,15 @@ class Tracer:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def _parameter_owner(module_name: str, attribute: str, module: nn.Module, registry: FormulaRegistry) -> str:
+    """What a functional row using this parameter is named after: a layer's module (``attn.qkv`` for
+    ``F.linear(x, self.qkv.weight, …)``), or the parameter itself where a module holds it directly
+    (``attn.relative_bias``): its module's name would not tell which of its parameters the call used."""
+    if registry.binder_for(module) is not None:
+        return module_name
+    return f"{module_name}.{attribute}" if module_name else attribute
 
 
 class _FunctionCalls(TorchFunctionMode):

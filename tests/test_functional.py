@@ -90,7 +90,7 @@ def test_own_work_is_unchecked_and_listed() -> None:
     conv = report.rows[1]
     # 1·4·6·6 outputs · 4·3·3 window = 5,184 MACs, checked by the conv2d formula
     assert (conv.name, conv.type, conv.macs, conv.status, conv.params) == (
-        "← F.conv2d", "F.conv2d", 5184, Status.MATCH, 144
+        "weight ← F.conv2d", "F.conv2d", 5184, Status.MATCH, 144
     )
     model = report.rows[0]
     assert model.status is Status.MEASURED_ONLY  # the residual add is its own work
@@ -102,7 +102,8 @@ def test_own_work_is_unchecked_and_listed() -> None:
     own = model.own  # the add as the model's (self) row, beside the functional conv's row: 5,184 + 0 MACs
     assert (own.name, own.macs, dict(own.ops), own.status) == ("(self)", 0, {"add": 144}, Status.MEASURED_ONLY)
     assert (own.checked.other_ops, own.checked.ops_share) == (0, 0.0)
-    assert [row.name for row in visible_rows(report)] == ["← F.conv2d", "(self)"]
+    # The functional row is named after the raw parameter it used.
+    assert [row.name for row in visible_rows(report)] == ["weight ← F.conv2d", "(self)"]
     text = to_markdown(report)
     assert "5,184 of 5,184 MACs (100%), 0 of 144 other ops (0.0%)" in text
     assert "(self) (Residual.forward) 144 other ops: own work outside its children" in text
@@ -158,10 +159,10 @@ def test_attention_norm_pool_embedding_interpolate() -> None:
     report = flopcalc.analyze(Mixed(), inputs)
     rows = rows_by_name(report)
     assert all(row.status is Status.MATCH for row in report.rows), [r.mismatches for r in report.rows]
-    assert (rows["← F.embedding"].params, rows["← F.embedding"].macs) == (160, 0)  # 10·16
+    assert (rows["table ← F.embedding"].params, rows["table ← F.embedding"].macs) == (160, 0)  # 10·16
     # layer norm over 8 rows of 16, scale only: add 8·(15 + 15) + 8 (ε) + 8·16 (centring) = 376;
     # mul 8·16 (squares) + 8·16 (rstd) + 8·16 (γ) = 384; div 8 + 8 + 8 = 24; sqrt 8
-    assert dict(rows["← F.layer_norm"].ops) == {"add": 376, "mul": 384, "div": 24, "sqrt": 8}
+    assert dict(rows["gamma ← F.layer_norm"].ops) == {"add": 376, "mul": 384, "div": 24, "sqrt": 8}
     sdpa = rows["← F.scaled_dot_product_attention"]
     # N=2, H=1, L=S=4, E=16: QKᵀ and AV 2·4·4·(16 + 16) = 1,024 MACs; √scale on Q and K 2·4·16·2 = 256 mul;
     # mask 2·16 = 32 add + softmax 2·4 rows · 3 = 24 add; 32 exp; 32 div
@@ -189,7 +190,7 @@ def test_json_carries_function_and_checked_fields() -> None:
     assert data["totals"]["checked_other_ops_share"] == 0.0
     layer, own = data["layers"]
     assert (layer["kind"], layer["name"], layer["type"], layer["function"], layer["parent"]) == (
-        "function", "← F.conv2d", "F.conv2d", "F.conv2d", ""
+        "function", "weight ← F.conv2d", "F.conv2d", "F.conv2d", ""
     )
     assert (layer["checked_macs"], layer["checked_macs_share"]) == (5184, 1.0)
     # the residual add, 4·6·6 = 144 adds, is the model's (self) entry: nothing of it checked

@@ -22,6 +22,11 @@ same on every device and backend. NB: grouped-query attention (``H_kv < H_q`` ke
 as ``H_q`` full heads, and ``H_kv`` does not enter the counts: the math kernel expands K and V to ``H_q``
 heads (a copy) before the products and scales the expanded K. Not counted: dropout (inference), the check of
 fully masked rows in torch's ``_safe_softmax``, the conversion of boolean masks to additive ones (a select).
+
+Backward (docs/conventions.md, "Backward"): dV = Pᵀ·dY, dP = dY·Vᵀ, softmax's backward, dQ = dS·K and
+dK = dSᵀ·Q, each product the forward's MACs, plus one mul per element of dQ and dK for their √scale and, with
+``H_kv < H_q`` key/value heads, ``(H_q − H_kv)`` adds per key/value element to sum the expanded heads'
+gradients. MultiheadAttention adds its projections' backward (Linear's).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
 from flopcalc.registry import REGISTRY, Bound, argument
@@ -40,13 +45,15 @@ from flopcalc.registry import REGISTRY, Bound, argument
 if TYPE_CHECKING:
     from torch import nn
 
-N, H_q, L, S, E_k, E_v = dims("N H_q L S E_k E_v")
+N, H_q, L, S, E_k, E_v, H_kv = dims("N H_q L S E_k E_v H_kv")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
 M, B, b_kv, Z, W, A, M_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2"))
 
 _SCORES = N * H_q * L * S
 _SOFTMAX_OPS = {kind: sp.sympify(expr).xreplace({activation.E: _SCORES, activation.D: S})
                 for kind, expr in SOFTMAX.ops.items()}
+_SOFTMAX_BACKWARD = {kind: sp.sympify(expr).xreplace({activation.E: _SCORES, activation.D: S})
+                     for kind, expr in SOFTMAX.grad_input.ops.items()}  # type: ignore[union-attr]
 
 
 def _add_ops(*parts: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
@@ -55,6 +62,27 @@ def _add_ops(*parts: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
         for kind, expr in part.items():
             total[kind] = total.get(kind, sp.Integer(0)) + expr
     return total
+
+
+
+
+def _either_needed(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """1 if either 0/1 flag is set."""
+    return 1 - (1 - a) * (1 - b)
+
+
+def _core_backward(q: sp.Expr, kv: sp.Expr, scale_k: bool) -> Gradient:
+    """The attention core's backward for 0/1 flags ``q`` (the queries need a gradient) and ``kv`` (the keys and
+    values do): dV = Pᵀ·dY; dP = dY·Vᵀ, then softmax's backward dS (whenever Q or K needs a gradient);
+    dQ = dS·K and dK = dSᵀ·Q, each times the √scale it was multiplied by (K's only if ``scale_k``). With
+    grouped-query attention the gradients of the ``H_q`` expanded heads are summed into ``H_kv``:
+    ``(H_q − H_kv)`` adds per key/value element."""
+    scores = _either_needed(q, kv)
+    softmax = {kind: scores * sp.sympify(expr).xreplace({g_x: 1}) for kind, expr in _SOFTMAX_BACKWARD.items()}
+    ops = _add_ops(softmax, {OpKind.MUL.value: q * N * H_q * L * E_k + (kv * N * H_q * S * E_k if scale_k else 0)},
+                   {OpKind.ADD.value: kv * N * (H_q - H_kv) * S * (E_k + E_v)})
+    macs = kv * _SCORES * E_v + scores * _SCORES * E_v + q * _SCORES * E_k + kv * _SCORES * E_k
+    return Gradient(macs=macs, ops=ops)
 
 
 ATTENTION = LayerFormula(
@@ -68,6 +96,7 @@ ATTENTION = LayerFormula(
         _SOFTMAX_OPS,
     ),
     output_shape=(N, H_q, L, E_v),
+    grad_input=_core_backward(g_x, g_W, scale_k=False),  # within nn.MultiheadAttention: H_kv = H_q
 )
 
 SDPA = dataclasses.replace(
@@ -75,6 +104,8 @@ SDPA = dataclasses.replace(
     name="sdpa",
     description="F.scaled_dot_product_attention, as torch's math kernel computes it: √scale applied to Q and to K",
     ops=_add_ops(ATTENTION.ops, {OpKind.MUL.value: N * H_q * S * E_k}),  # K·√scale, on the expanded K
+    # A functional call's flags: g_x the query, g_W the key and value (its other tensor arguments).
+    grad_input=_core_backward(g_x, g_W, scale_k=True),
 )
 SDPA_CAUSAL = SDPA.specialize(
     "sdpa_causal", "Causal scaled dot-product attention (is_causal=True): the full L×S square plus the mask", {M: 1}
@@ -104,7 +135,7 @@ def _multihead() -> LayerFormula:
     projections = [_projection(N * L, E), _projection(N * S, D_k), _projection(N * S, D_v), _projection(N * L, E)]
     # need_weights (W = 1): Q alone is scaled, and the mask enters as baddbmm's input (a bias add per score);
     # otherwise MultiheadAttention calls scaled_dot_product_attention (SDPA: K scaled too, the mask an add).
-    core = {N: N, H_q: H, E_k: head_dim, E_v: head_dim, S: S_a}
+    core = {N: N, H_q: H, E_k: head_dim, E_v: head_dim, S: S_a, H_kv: H}
     with_weights = ATTENTION.specialize("attention", "", {**core, M: 0})
     without_weights = SDPA.specialize("sdpa", "", core)
     scores = N * H * L * S_a
@@ -114,6 +145,7 @@ def _multihead() -> LayerFormula:
         OpKind.DIV.value: W * A * N * L * S_a,  # adds and 1 div per averaged weight
     }
     attention = _either(W, with_weights.ops, without_weights.ops)
+    grad_input, grad_weight = _multihead_backward(projections, with_weights, without_weights)
     return LayerFormula(
         name="multihead_attention",
         description="nn.MultiheadAttention: Q, K, V projections, H-head attention, output projection",
@@ -122,7 +154,36 @@ def _multihead() -> LayerFormula:
         ops=_add_ops(*(p.ops for p in projections), attention, extra),
         output_shape=(L, N, E),
         intermediates={S_a: S + b_kv + Z},
+        grad_input=grad_input,
+        grad_weight=grad_weight,
     )
+
+
+def _multihead_backward(projections: list[LayerFormula], with_weights: LayerFormula,
+                        without_weights: LayerFormula) -> tuple[Gradient, Gradient]:
+    """MultiheadAttention's backward: each projection's, and the core's for the path the forward took.
+
+    The module's flags: ``g_x`` an input needs a gradient, ``g_W``/``g_b`` its weights/biases are trainable.
+    Q, K and V need a gradient when any of them does (``upstream``), and so does the output projection's input.
+    ``bias_k``/``bias_v`` are repeated over the batch, so their gradients sum ``N`` copies.
+    """
+    upstream = 1 - (1 - g_x) * (1 - g_W) * (1 - g_b)
+    reaches = {g_x: upstream, g_W: upstream}
+    cores = [f.grad_input.substituted(reaches) for f in (with_weights, without_weights)]  # type: ignore[union-attr]
+    # Returned weights averaged over the heads: the mean's backward divides their gradient by H for each head.
+    averaged = {OpKind.DIV.value: W * A * upstream * N * H * L * S_a}
+    core = Gradient(macs=W * cores[0].macs + (1 - W) * cores[1].macs,
+                    ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged))
+    *inputs, output = projections
+    parts_in = [p.grad_input for p in inputs] + [output.grad_input.substituted({g_x: upstream}), core]  # type: ignore
+    # g_b is also bias_k's and bias_v's flag: a projection's bias gradient needs the bias (B).
+    parts_w = [p.grad_weight.substituted({g_b: B * g_b}) for p in projections]  # type: ignore[union-attr]
+    parts_w.append(Gradient(ops={OpKind.ADD.value: g_b * b_kv * 2 * (N - 1) * E}))
+    return _sum_gradients(parts_in), _sum_gradients(parts_w)  # type: ignore[arg-type]
+
+
+def _sum_gradients(parts: list[Gradient]) -> Gradient:
+    return Gradient(macs=sum((sp.sympify(p.macs) for p in parts), sp.Integer(0)), ops=_add_ops(*(p.ops for p in parts)))
 
 
 MULTIHEAD_ATTENTION = _multihead()
@@ -169,7 +230,7 @@ def bind_f_sdpa(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | Non
         return None
     values = {
         "N": query.shape[0], "H_q": query.shape[1], "L": query.shape[2], "E_k": query.shape[3],
-        "S": key.shape[-2], "E_v": value.shape[-1],
+        "S": key.shape[-2], "E_v": value.shape[-1], "H_kv": key.shape[-3] if key.dim() > 2 else query.shape[1],
     }
     if causal:
         return Bound(SDPA_CAUSAL, values)

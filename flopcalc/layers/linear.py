@@ -15,7 +15,9 @@ Bilinear computes ``y_k = x1ᵀA_k x2 + b_k`` as ``(x1ᵀA_k)·x2``: ``C_in1·C_
 ``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is a ``bias_add`` (torch adds it with a
 broadcast ``aten.add``, which the operator counter reads as a bias add); for an unbatched input it is a plain
 vector + vector ``add``, which no count can tell from any other (flag ``U``). A matrix product is
-``N·M·K·P`` MACs, the added tensor one ``bias_add`` per output element.
+``N·M·K·P`` MACs, the added tensor one ``bias_add`` per output element. Its backward: ``dA = dY·Bᵀ`` and
+``dB = Aᵀ·dY``, each the forward's MACs, plus ``(N − N_a)·M·K`` adds to sum the gradient of an operand
+broadcast over the batch (``N_a`` its own batch elements; ``N`` where torch folds the product into one ``mm``).
 
 >>> LINEAR.substituted("params", {"C_in": 9216, "C_out": 4096, "B": 1})
 '9216·4096 + 4096 = 37,752,832'
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
-M, K, P = dims("M K P")
+M, K, P, N_a, N_b = dims("M K P N_a N_b")
 B = flag("B")
 U = flag("U")
 
@@ -102,12 +104,20 @@ BILINEAR = LayerFormula(
 
 MATMUL = LayerFormula(
     name="matmul",
-    description="Matrix product (…, M, K)·(…, K, P) of two tensors (torch.matmul, @, bmm, addmm, baddbmm, einsum)",
+    description="Matrix product (…, M, K)·(…, K, P) of two tensors (torch.matmul, @, bmm, einsum)",
     params=sp.Integer(0),
     macs=N * M * K * P,
     ops={OpKind.BIAS_ADD: B * N * M * P},
     output_shape=(N, M, P),
+    # dA = dY·Bᵀ and dB = Aᵀ·dY are each the forward's product, for the operands that need a gradient. An
+    # operand broadcast over the batch (N_a or N_b of its own batch elements) gets the sum of its copies'
+    # gradients, (N − N_a)·M·K adds; torch folds a broadcast of a matrix into one product, where N_a = N.
+    grad_input=Gradient(macs=g_x * N * M * K * P, ops={OpKind.ADD: g_x * (N - N_a) * M * K}),
+    grad_weight=Gradient(macs=g_W * N * M * K * P, ops={OpKind.ADD: g_W * (N - N_b) * K * P}),
 )
+MATMUL_ADDED = dataclasses.replace(MATMUL, grad_input=None, grad_weight=None)
+"""``addmm``/``baddbmm``: the product plus an added tensor; measured in the backward (its added tensor comes first
+among the arguments, so the backward flags of a functional row would name the wrong operands)."""
 
 REGISTRY.add_formula(LINEAR, BILINEAR, MATMUL)
 
@@ -115,7 +125,7 @@ REGISTRY.add_formula(LINEAR, BILINEAR, MATMUL)
 @cache
 def _with_leading(formula_name: str, leading: int) -> LayerFormula:
     """The Linear, Bilinear or matrix-product formula for ``leading`` dimensions before the last one(s)."""
-    formula = {"linear": LINEAR, "bilinear": BILINEAR, "matmul": MATMUL}[formula_name]
+    formula = {"linear": LINEAR, "bilinear": BILINEAR, "matmul": MATMUL, "matmul_added": MATMUL_ADDED}[formula_name]
     return split_size(formula, N, split_parts(N, leading))
 
 
@@ -144,10 +154,36 @@ def bind_f_linear(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | N
     return Bound(_with_leading("linear", len(leading)), {**values, **split_values("N", leading)})
 
 
-def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, added: bool) -> Bound:
-    """The matrix-product formula for ``batch`` dimensions of ``(rows, inner)·(inner, columns)`` products."""
+def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, added: bool,
+                 summed: tuple[Any, Any] | None = None) -> Bound:
+    """The matrix-product formula for ``batch`` dimensions of ``(rows, inner)·(inner, columns)`` products;
+    ``summed`` the batch elements of each operand when its gradient is summed over broadcast copies."""
     values = {"M": rows, "K": inner, "P": columns, "B": int(added)}
-    return Bound(_with_leading("matmul", len(batch)), {**values, **split_values("N", batch)})
+    if summed is not None and not added:
+        values.update({"N_a": summed[0], "N_b": summed[1]})
+    return Bound(_with_leading("matmul_added" if added else "matmul", len(batch)),
+                 {**values, **split_values("N", batch)})
+
+
+def _batch_elements(shape: Sequence[Any]) -> tuple[Any, ...]:
+    """An operand's batch dimensions as torch.matmul sees them: leading 1s are squeezed away."""
+    batch = tuple(shape[:-2])
+    while batch and batch[0] == 1:
+        batch = batch[1:]
+    return batch
+
+
+def _summed(a: Any, b: Any, batch: Sequence[Any]) -> tuple[Any, Any]:
+    """``N_a``, ``N_b``: torch.matmul folds a product with a matrix (an operand without batch dimensions) into
+    one ``mm``, so no gradient is summed (``N``); two batched operands run as ``bmm`` on copies broadcast to the
+    common batch, whose gradients are then summed back to each operand's own batch elements."""
+    import math
+
+    total = math.prod(batch)
+    batch_a, batch_b = _batch_elements(a.shape), _batch_elements(b.shape)
+    if not batch_a or not batch_b:
+        return total, total
+    return math.prod(batch_a), math.prod(batch_b)
 
 
 def _product(a: Any, b: Any, added: bool) -> Bound | None:
@@ -156,7 +192,7 @@ def _product(a: Any, b: Any, added: bool) -> Bound | None:
     import torch
 
     batch = tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], added)
+    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], added, _summed(a, b, batch))
 
 
 def bind_f_matmul(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
@@ -189,9 +225,12 @@ def _einsum_formula(first: str, second: str, output: str) -> LayerFormula | None
     }
     if not groups[K] or set(first + second) - shared - out:
         return None
+    unbroadcast = {N_a: N, N_b: N}  # every index has one size: no operand is broadcast
     return dataclasses.replace(
         MATMUL, output_shape=tuple(size[x] for x in output),
         intermediates={symbol: sp.Mul(*(size[x] for x in letters)) for symbol, letters in groups.items()},
+        grad_input=MATMUL.grad_input.substituted(unbroadcast),  # type: ignore[union-attr]
+        grad_weight=MATMUL.grad_weight.substituted(unbroadcast),  # type: ignore[union-attr]
     )
 
 

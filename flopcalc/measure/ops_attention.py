@@ -145,6 +145,71 @@ def count_flash_attention_forward(args: Sequence[Any], kwargs: Mapping[str, Any]
     return _sdpa(args[0], args[1], args[2], None, bool(args[8]), args[7], heads_dim=-2)
 
 
+def attention_backward_count(batch: Sequence[Number], heads: Number, kv_heads: Number, length: Number,
+                             keys: Number, e_k: Number, e_v: Number, grads: Sequence[bool],
+                             dropout: bool = False) -> Count:
+    """The math kernel's backward on ``(*batch, heads, ·, ·)`` queries and ``kv_heads`` key/value heads, for the
+    gradients ``grads`` = (query, key, value) asked for: dV = Pᵀ·dY; dP = dY·Vᵀ (through dropout's mask and
+    rescale), softmax's backward dS, dQ = dS·K and dK = dSᵀ·Q, each times its √scale; the expanded heads'
+    key and value gradients summed back into ``kv_heads``."""
+    want_q, want_k, want_v = (bool(g) for g in grads)
+    n = numel(batch) * heads
+    scores = stand_in(*batch, heads, length, keys)
+    total = _bmm(n, keys, length, e_v) if want_v else ZERO
+    if want_q or want_k:
+        total += _bmm(n, length, e_v, keys)
+        if dropout:
+            total += cost_of(aten.div_.Scalar, scores, 1.0, out=scores) + _mul(*batch, heads, length, keys)
+        total += cost_of(aten._softmax_backward_data.default, scores, scores, -1, torch.float32, out=scores)
+    if want_q:
+        total += _bmm(n, length, keys, e_k) + _mul(*batch, heads, length, e_k)
+    if want_k:
+        total += _bmm(n, keys, length, e_k) + _mul(*batch, heads, keys, e_k)
+    group = heads // kv_heads
+    for wanted, features in ((want_k, e_k), (want_v, e_v)):
+        if wanted and group > 1:
+            expanded = stand_in(*batch, kv_heads, group, keys, features)
+            total += cost_of(aten.sum.dim_IntList, expanded, [len(batch) + 1], True,
+                             out=stand_in(*batch, kv_heads, 1, keys, features))
+    return total
+
+
+def _sdpa_backward(query: Any, key: Any, value: Any, grads: Sequence[bool], dropout_p: float) -> Count:
+    """A fused kernel's backward on ``(N, H, L, E)`` inputs: the math kernel's for the gradients that autograd
+    needs (``grads``, and an input that requires one), though a fused kernel may compute all three."""
+    grads = [bool(g) and getattr(t, "requires_grad", True) for g, t in zip(grads, (query, key, value))]
+    q, k, v = shape_of(query), shape_of(key), shape_of(value)
+    return attention_backward_count(q[:-3], q[-3], k[-3], q[-2], k[-2], q[-1], v[-1], grads, dropout_p > 0)
+
+
+@op_rule(aten._scaled_dot_product_flash_attention_for_cpu_backward)
+def count_flash_attention_for_cpu_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_out, query, key, value, out, logsumexp, dropout_p, is_causal, *, attn_mask, scale)``: all three
+    gradients, as the math kernel's backward (a mask adds no work to the backward)."""
+    return _sdpa_backward(args[1], args[2], args[3], (True, True, True), _get(args, kwargs, 6, "dropout_p", 0.0))
+
+
+@op_rule(aten._scaled_dot_product_flash_attention_backward)
+def count_flash_attention_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_out, query, key, value, out, logsumexp, cum_seq_q, cum_seq_k, max_q, max_k, dropout_p, …)``."""
+    return _sdpa_backward(args[1], args[2], args[3], (True, True, True), _get(args, kwargs, 10, "dropout_p", 0.0))
+
+
+@op_rule(aten._scaled_dot_product_efficient_attention_backward)
+def count_efficient_attention_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_out, query, key, value, attn_bias, out, logsumexp, philox_seed, philox_offset, dropout_p,
+    grad_input_mask, …)``: the gradients the mask asks for (the bias's is dS itself, no extra work)."""
+    mask = _get(args, kwargs, 10, "grad_input_mask", (True, True, True, False))
+    return _sdpa_backward(args[1], args[2], args[3], tuple(mask[:3]), _get(args, kwargs, 9, "dropout_p", 0.0))
+
+
+@op_rule(aten._scaled_dot_product_cudnn_attention_backward)
+def count_cudnn_attention_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_out, query, key, value, out, logsumexp, philox_seed, philox_offset, attn_bias, cum_seq_q,
+    cum_seq_k, max_q, max_k, dropout_p, …)``."""
+    return _sdpa_backward(args[1], args[2], args[3], (True, True, True), _get(args, kwargs, 13, "dropout_p", 0.0))
+
+
 def _linear(x: Sequence[Number], out_features: Number, contiguous: bool) -> Count:
     """``F.linear`` with a bias on an input of shape ``x``: ``addmm`` on the flattened rows, or, for an input
     it cannot flatten without a copy (a transposed view), ``mm`` then a broadcast ``add`` of the bias."""
