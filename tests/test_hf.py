@@ -23,6 +23,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from flopcalc import hf, llm  # noqa: E402
+from support import run_cli  # noqa: E402
 
 LLAMA = dict(hidden_size=512, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
              intermediate_size=1376, vocab_size=32000)
@@ -120,14 +121,6 @@ def test_load_never_modifies_the_config():
     before = config.to_dict()
     hf.load(config, dtype="float16", attention="eager")
     assert config.to_dict() == before
-
-
-def run_cli(*argv: str):
-    from typer.testing import CliRunner
-
-    from flopcalc.cli import app
-
-    return CliRunner().invoke(app, list(argv))
 
 
 def test_cli_json_has_kv_cache_and_summary(tmp_path):
