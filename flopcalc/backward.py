@@ -88,12 +88,12 @@ class BackwardTracer(Tracer):
             tensors = tensors_in((args, kwargs))
             self.recompute_stack.append((index, {t.grad_fn for t in tensors if t.grad_fn is not None}))
             if self.reentrant and torch.is_grad_enabled():  # the reentrant forward ran without grad
-                self.backward[index].flags = self._flags(module, tensors)
+                self.backward[index].flags = self._flags(module, tensors, self.calls[index].bound)
             return
         super().pre_hook(module, args, kwargs)
         tensors = tensors_in((args, kwargs))
         self.stops[len(self.calls) - 1] = {t.grad_fn for t in tensors if t.grad_fn is not None}
-        self.backward.append(CallBackward(self._flags(module, tensors)))
+        self.backward.append(CallBackward(self._flags(module, tensors, self.calls[-1].bound)))
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if self.phase == "backward":
@@ -140,16 +140,22 @@ class BackwardTracer(Tracer):
             for handle in handles:
                 handle.remove()
 
-    def _flags(self, module: nn.Module, tensors: list[torch.Tensor]) -> dict[str, int]:
-        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable."""
+    def _flags(self, module: nn.Module, tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
+        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable.
+        A formula with ``g_h`` (a recurrent cell) tells its first input (``g_x``) from the state (``g_h``)."""
         binder = self.registry.binder_for(module)
         params = module.named_parameters(recurse=binder is not None)
         trainable = [(name, p.requires_grad) for name, p in params]
-        return {
-            "g_x": int(any(t.requires_grad for t in tensors if t.is_floating_point() or t.is_complex())),
+        floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+        flags = {
+            "g_x": int(any(t.requires_grad for t in floating)),
             "g_W": int(any(grad for name, grad in trainable if not _is_bias(name))),
             "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
         }
+        if bound is not None and bound.formula.has_backward and bound.formula.uses_state_flag:
+            flags["g_x"] = int(bool(floating) and floating[0].requires_grad)
+            flags["g_h"] = int(any(t.requires_grad for t in floating[1:]))
+        return flags
 
     def _claim_nodes(
         self, index: int, output: Any, stops: set[Any], owners: dict[Any, int], stops_of: Mapping[int, set[Any]]

@@ -97,6 +97,8 @@ class Evaluation(CountTotals):
 
 g_x, g_W, g_b = flag("g_x"), flag("g_W"), flag("g_b")
 """Backward flags: the layer's input needs a gradient; its weights are trainable; its bias is trainable."""
+g_h = flag("g_h")
+"""Backward flag of a recurrent cell: the state passed to it needs a gradient (``g_x`` is then its first input's)."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,13 @@ class LayerFormula:
     def has_backward(self) -> bool:
         """Whether this family's backward pass has a formula (``grad_weight`` may be absent: no parameters)."""
         return self.grad_input is not None
+
+    @cached_property
+    def uses_state_flag(self) -> bool:
+        """Whether the backward formula reads ``g_h`` (a recurrent cell's state needs a gradient)."""
+        parts = [p for p in (self.grad_input, self.grad_weight) if p is not None]
+        exprs = [sp.sympify(e) for p in parts for e in (p.macs, *p.ops.values())]
+        return any(g_h in e.free_symbols for e in exprs)
 
     @cached_property
     def _gradients(self) -> dict[str, LayerFormula]:

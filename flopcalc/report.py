@@ -110,7 +110,7 @@ class LayerBackward(CountTotals):
     (a container sums its children's); ``None`` where only the total was measured. ``measured`` is what the
     call's autograd nodes and its children's executed; ``recompute`` the forward ops that activation
     checkpointing re-ran for them. ``flags`` are the formula's ``g_x`` (the input needs a gradient), ``g_W``
-    and ``g_b`` (trainable weights, bias)."""
+    and ``g_b`` (trainable weights, bias), and a recurrent cell's ``g_h`` (the state passed in needs one)."""
 
     grad_input: Count | None
     grad_weight: Count | None

@@ -17,6 +17,10 @@ tanh = exp, ReLU = compare). Not counted: dropout between layers (training only;
 stacking and concatenation of outputs (data movement). A packed sequence is bound as a single sequence of all
 its tokens (``N = 1``, ``L`` = packed length): exact, because every count is linear in ``N·L``. Batch-first,
 unbatched and packed calls bind the same formula with torch's order of output dimensions.
+
+Backward (docs/conventions.md, "Backward"), cells only: the pointwise part's backward per state element, then
+both gate projections as Linear's (dx, dh, dW_ih, dW_hh, the bias sums), ``g_x`` the input's flag and ``g_h``
+the passed state's. The stacks are measured: their backward differs by device (see the conventions).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import LayerFormula, OpKind, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_h, g_W, g_x
 from flopcalc.layers.activation import RELU, SIGMOID, TANH, E
 from flopcalc.registry import REGISTRY, Bound
 
@@ -52,14 +56,39 @@ def _ops(*terms: tuple[LayerFormula | Mapping[str, int], sp.Expr]) -> dict[str, 
     return total
 
 
+_UPSTREAM = 1 - (1 - g_x) * (1 - g_h) * (1 - g_W) * (1 - g_b)
+"""1 when anything the cell reads needs a gradient: then the gate gradients are computed."""
+
+
+def _gradients(*terms: tuple[LayerFormula | Mapping[str, int], sp.Expr]) -> dict[str, sp.Expr]:
+    """Like :func:`_ops`, with an activation's cost its backward's (``g_x`` there: whether it runs)."""
+    backward = [(cost.gradient("grad_input") if isinstance(cost, LayerFormula) else cost, count)
+                for cost, count in terms]
+    return {kind: sp.sympify(expr).xreplace({g_x: 1}) for kind, expr in _ops(*backward).items()}
+
+
+def _cell_backward(gates: int, pointwise: Mapping[str, sp.Expr]) -> tuple[Gradient, Gradient]:
+    """A cell's backward (docs/conventions.md, "Backward"), from the state's gradient: the pointwise part
+    (``pointwise``, when anything upstream needs a gradient), then the two gate projections as Linear's:
+    dx = dG·W_ih (``g_x``) and dh = dG·W_hh (``g_h``, the state passed in), dW_ih = dGᵀ·x and dW_hh = dGᵀ·h
+    (``g_W``; the zero initial state's too, as torch multiplies it), and each bias sums dG over the batch."""
+    grad_input = Gradient(
+        macs=g_x * N * gates * H * H_in + g_h * N * gates * H * H,
+        ops={kind: _UPSTREAM * expr for kind, expr in pointwise.items()},
+    )
+    grad_weight = Gradient(macs=g_W * N * gates * H * (H_in + H), ops={OpKind.ADD.value: g_b * 2 * (N - 1) * gates * H})
+    return grad_input, grad_weight
+
+
 def _gated_cell(name: str, description: str, gates: int, width: sp.Symbol, params: sp.Expr, macs: sp.Expr,
-                pointwise: dict[str, sp.Expr]) -> LayerFormula:
+                pointwise: dict[str, sp.Expr], backward: tuple[Gradient, Gradient] | None = None) -> LayerFormula:
     """A cell whose two projections each give ``gates·H`` pre-activations plus a bias; output ``(N, width)``."""
     ops = {OpKind.BIAS_ADD.value: 2 * B * N * gates * H}
     for kind, expr in pointwise.items():
         ops[kind] = ops.get(kind, sp.Integer(0)) + expr
+    grad_input, grad_weight = backward or (None, None)
     return LayerFormula(name=name, description=description, params=params, macs=macs, ops=ops,
-                        output_shape=(N, width))
+                        output_shape=(N, width), grad_input=grad_input, grad_weight=grad_weight)
 
 
 def _elman_cell(nonlinearity: str) -> LayerFormula:
@@ -72,6 +101,7 @@ def _elman_cell(nonlinearity: str) -> LayerFormula:
         params=H * (H_in + H) + 2 * B * H,
         macs=N * H * (H_in + H),
         pointwise=_ops((_ADD, N * H), (activation, N * H)),
+        backward=_cell_backward(1, _gradients((activation, N * H))),  # the nonlinearity's backward
     )
 
 
@@ -93,7 +123,14 @@ LSTM_STEP = _gated_cell(
         (_ADD, N * H),  # c' = f ⊙ c + i ⊙ g
     ),
 )
-LSTM_CELL = LSTM_STEP.specialize("lstm_cell", "LSTM step without projection (nn.LSTMCell)", {H_out: H, R: 0})
+LSTM_CELL = dataclasses.replace(
+    LSTM_STEP.specialize("lstm_cell", "LSTM step without projection (nn.LSTMCell)", {H_out: H, R: 0}),
+    **dict(zip(("grad_input", "grad_weight"), _cell_backward(4, _ops(
+        (_gradients((SIGMOID, 3 * N * H), (TANH, 2 * N * H)), 1),  # the gates' and tanh(c')'s backward
+        # dh'·tanh(c') and dh'·o; dc'·c, dc'·g, dc'·i for df, di, dg; dc'·f for the state's dc when g_h
+        (_MUL, 5 * N * H + g_h * N * H),
+    )))),
+)
 
 GRU_CELL = _gated_cell(
     "gru_cell",
@@ -109,6 +146,12 @@ GRU_CELL = _gated_cell(
         (TANH, N * H),  # n
         (_ADD, 2 * N * H), (_MUL, N * H),  # torch's form of the update: (h − n) ⊙ z + n
     ),
+    backward=_cell_backward(3, _ops(
+        (_gradients((SIGMOID, 2 * N * H), (TANH, N * H)), 1),  # r, z and n's backward
+        (_MUL, 3 * N * H), (_ADD, N * H),  # dh'·z, dh'·(h − n), and dn = dh' − dh'·z; dr = dn_a·(W_hn·h + b_hn)
+        # dn_a·r, the gradient of W_hn·h + b_hn: when its weight, bias or h needs one
+        (_MUL, (1 - (1 - g_W) * (1 - g_b) * (1 - g_h)) * N * H),
+    )),
 )
 
 
