@@ -89,6 +89,42 @@ def count_mkldnn_rnn_layer(args: Sequence[Any], kwargs: Mapping[str, Any], out: 
     return cell_count(mode, _tokens(x), shape_of(w_ih)[1], hidden, shape_of(w_hh)[1], has_biases, proj=False)
 
 
+@op_rule(aten.mkldnn_rnn_layer_backward)
+def count_mkldnn_rnn_layer_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(input, weight1, weight2, weight3, weight4, hx_, cx_tmp, output, hy_, cy_, grad_output, grad_hy,
+    grad_cy, reverse, mode, hidden_size, num_layers, has_biases, train, bidirectional, batch_sizes, …)``: one
+    LSTM layer and direction, counted as the unfused cells' backward step by step (as on the meta device) for
+    the gradients autograd needs, though the kernel computes them all: per state element the gates' activation
+    backward (3 sigmoid, 2 tanh) and 5 mul (dh'·tanh(c'), dh'·o, dc'·c, dc'·g, dc'·i), + 1 (dc'·f) where the
+    previous cell state needs a gradient; 1 add each for dh and dc of every token but each sequence's last
+    (its output's gradient plus the next step's) and for a given ``grad_hy``/``grad_cy``; per step the products
+    dx, dh, dW_ih, dW_hh, and the weight and bias gradients of the steps summed."""
+    x, w_ih, w_hh, b_ih, hx, cx = args[0], args[1], args[2], args[3], args[5], args[6]
+    grad_hy, grad_cy, has_biases, batch_sizes = args[11], args[12], args[17], args[20]
+    tokens, batch = _tokens(x), numel(shape_of(hx)[:-1])
+    steps = len(batch_sizes) if batch_sizes else tokens // batch
+    gates, features = shape_of(w_ih)
+    hidden, state = gates // 4, shape_of(w_hh)[1]
+    total = sum((_unary_backward(aten.sigmoid_backward.default, tokens, hidden) for _ in range(3)), ZERO)
+    total += sum((_unary_backward(aten.tanh_backward.default, tokens, hidden) for _ in range(2)), ZERO)
+    total += sum((_binary(aten.mul.Tensor, tokens, hidden) for _ in range(5)), ZERO)
+    later = tokens - batch  # tokens after each sequence's first: their previous state needs a gradient
+    total += _binary(aten.mul.Tensor, later + (batch if cx.requires_grad else 0), hidden)
+    sums = 2 * (tokens - batch) + batch * ((grad_hy is not None) + (grad_cy is not None))
+    macs = tokens * gates * features * int(x.requires_grad) + (later + batch * int(hx.requires_grad)) * gates * state
+    total += Count(macs, {OpKind.ADD.value: sums * hidden})
+    if w_ih.requires_grad:
+        total += Count(tokens * gates * (features + state), {OpKind.ADD.value: (steps - 1) * gates * (features + state)})
+    if has_biases and b_ih.requires_grad:
+        total += Count(0, {OpKind.ADD.value: 2 * (tokens - 1) * gates})
+    return total
+
+
+def _unary_backward(op: Any, n: Number, h: Number) -> Count:
+    x = stand_in(n, h)
+    return cost_of(op, x, x, out=x)
+
+
 def _stack_count(x: Any, weights: Sequence[Any], stride: int, mode: int, proj_size: int) -> Count:
     """A cuDNN/MIOpen stack: per layer and direction, ``stride`` weights ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``."""
     proj = proj_size > 0
