@@ -30,15 +30,18 @@ HELP_COLUMNS = 80
 """Terminal width the help pages are written at; click's layout is the same at any width from here up."""
 
 
-def checksum(paths: Iterable[str], root: Path = PACKAGE) -> int:
-    """CRC-32 of the files' contents in order (paths relative to the package); a missing file changes it."""
-    value = 0
+def checksums(paths: Iterable[str]) -> dict[str, int]:
+    """CRC-32 of each file's contents (paths relative to the package); -1 for a file that cannot be read.
+
+    One per file, so that two branches that each rewrote the cache after changing different files merge
+    without a conflict, and a file changed by both no longer matches either."""
+    found = {}
     for relative in paths:
         try:
-            value = zlib.crc32((root / relative).read_bytes(), zlib.crc32(relative.encode(), value))
+            found[relative] = zlib.crc32((PACKAGE / relative).read_bytes())
         except OSError:
-            value = zlib.crc32(b"\0missing", value)
-    return value
+            found[relative] = -1
+    return found
 
 
 def command_lines() -> list[list[str]]:
@@ -87,8 +90,8 @@ def build() -> dict[str, object]:
         for name, module in list(sys.modules.items())
         if (name == "flopcalc" or name.startswith("flopcalc.")) and getattr(module, "__file__", None)
     )
-    sources = sorted({*sources, "cli_cache.py", "cli_start.py"})
-    return {"help_columns": HELP_COLUMNS, "sources": sources, "checksum": checksum(sources), "outputs": outputs}
+    return {"help_columns": HELP_COLUMNS, "sources": checksums(sorted({*sources, "cli_cache.py", "cli_start.py"})),
+            "outputs": outputs}
 
 
 def encode(cache: dict[str, object]) -> str:
@@ -110,8 +113,8 @@ def main() -> None:
         fresh, old = json.loads(text), json.loads(stored) if stored else {}
         changed = [k for k in fresh["outputs"] if fresh["outputs"][k] != old.get("outputs", {}).get(k)]
         what = f"changed output of: {', '.join(changed)}" if changed else "the sources it came from changed"
-        print(f"{CACHE} is out of date ({what}); rewrite it with: python -m flopcalc.cli_cache (or make golden)",
-              file=sys.stderr)
+        print(f"{CACHE} is out of date ({what}); rewrite it with: python -m flopcalc.cli_cache (or make golden; "
+              "after a merge conflict in it, take either side and rewrite it)", file=sys.stderr)
         raise SystemExit(1)
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from flopcalc.cli_cache import CACHE, checksum
+from flopcalc.cli_cache import CACHE, checksums
 
 
 def _formula_key(rest: Sequence[str]) -> str | None:
@@ -66,7 +66,7 @@ def cached_output(argv: Sequence[str]) -> str | None:
         cache = json.loads(CACHE.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if checksum(cache["sources"]) != cache["checksum"]:
+    if checksums(cache["sources"]) != cache["sources"]:
         return None
     if "--help" in key.split() or key == "":
         import shutil
