@@ -45,13 +45,16 @@ CORE_OPS = {
     "add": (2 * 3 - 1) * 6,  # softmax backward: 2·3 − 1 per row of 3, 2 heads · 3 rows = 30
 }
 BIAS_SUMS = {"add": (3 - 1) * 24 + (3 - 1) * 8}  # in_proj_bias and out_proj.bias sum 3 rows: 48 + 16 = 64
+# Q, K, V are selected from one packed projection: their 3 gradients, 3·(3·1·8) each, are summed: 2·72 = 144.
+PACKED_SUMS = 2 * 3 * (3 * 1 * 8)
+MHA_OPS = {"mul": CORE_OPS["mul"], "add": CORE_OPS["add"] + PACKED_SUMS}
 
 
 def test_multihead_attention_backward_by_hand():
     report = flopcalc.analyze(SelfAttention(), (3, 1, 8), backward=True)
     attn = report.row("attn")
     # The input needs no gradient: no dX for the input projection.
-    assert parts(attn) == (OUT_PROJ + CORE, CORE_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
+    assert parts(attn) == (OUT_PROJ + CORE, MHA_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
     assert attn.backward.status is Status.MATCH
     # 480 grad-input + 768 grad-weight MACs: 1,248
     assert report.totals.backward_macs == 1_248
@@ -62,12 +65,12 @@ def test_multihead_attention_backward_with_input_gradient_and_frozen():
     model = SelfAttention()
     attn = flopcalc.analyze(model, x, device="cpu", backward=True).row("attn")
     # The input's gradient through the packed in-projection: 3·24·8 = 576 MACs more.
-    assert parts(attn) == (OUT_PROJ + CORE + IN_PROJ, CORE_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
+    assert parts(attn) == (OUT_PROJ + CORE + IN_PROJ, MHA_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
     assert attn.backward.status is Status.MATCH
     model.requires_grad_(False)
     attn = flopcalc.analyze(model, x, device="cpu", backward=True).row("attn")
     # Frozen: no parameter gradients, but the input's still runs through every part.
-    assert parts(attn) == (OUT_PROJ + CORE + IN_PROJ, CORE_OPS, 0, {})
+    assert parts(attn) == (OUT_PROJ + CORE + IN_PROJ, MHA_OPS, 0, {})
     assert attn.backward.status is Status.MATCH
 
 
@@ -85,15 +88,15 @@ class WithWeights(nn.Module):
 def test_multihead_attention_returning_averaged_weights():
     attn = flopcalc.analyze(WithWeights(), (3, 1, 8), backward=True).row("attn")
     # Q alone is scaled (dK has no √scale mul: 84 − 24 = 60); the mean over the 2 heads of the returned
-    # weights divides their gradient for each head: 18 div.
-    grad_input_ops = {"mul": 60, "add": 30, "div": 18}
+    # weights divides their gradient for each head: 18 div; the weights also multiply V, so their two
+    # gradients are summed: 18 adds more.
+    grad_input_ops = {"mul": 60, "add": 30 + PACKED_SUMS + 18, "div": 18}
     assert parts(attn) == (OUT_PROJ + CORE, grad_input_ops, IN_PROJ + OUT_PROJ, BIAS_SUMS)
     assert attn.backward.status is Status.MATCH
 
 
 def test_multihead_attention_total_agrees_with_plain_autograd():
-    """The report's measured backward equals autograd run under the op counter outside flopcalc; the engine's
-    sum of the packed Q, K, V gradients (2 · 3·1·8·3 = 144 adds) is the model's own, outside the row."""
+    """The report's measured backward equals autograd run under the op counter outside flopcalc."""
     model = SelfAttention()
     x = torch.randn(3, 1, 8)
     out = model(x)
@@ -153,7 +156,7 @@ def test_fused_cpu_attention_backward_is_the_math_kernels(device):
     model = SelfAttention()
     inputs = torch.randn(3, 1, 8) if device == "cpu" else (3, 1, 8)
     attn = flopcalc.analyze(model, inputs, device=device, backward=True).row("attn")
-    assert parts(attn) == (OUT_PROJ + CORE, CORE_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
+    assert parts(attn) == (OUT_PROJ + CORE, MHA_OPS, IN_PROJ + OUT_PROJ, BIAS_SUMS)
     assert not attn.backward.uncounted
 
 

@@ -19,6 +19,10 @@ def test_every_backward_formula_matches_measurement(name: str) -> None:
     assert not backward.uncounted, f"{name}: uncounted backward ops {backward.uncounted}"
     bad = [(row.name, row.backward.mismatches) for row in report.rows if row.backward.status is Status.MISMATCH]
     assert not bad, f"{name}: backward formulas that disagree with the measurement: {bad[:5]}"
+    # Every row with a backward formula (attention, matrix products, ... included) is checked and agrees.
+    unchecked = [row.name for row in report.rows
+                 if row.bound is not None and row.bound.formula.has_backward and row.backward.status is not Status.MATCH]
+    assert not unchecked, f"{name}: rows with a backward formula left unchecked: {unchecked[:5]}"
     assert backward.measured.macs == report.totals.backward_macs
     # A model whose input needs no gradient skips the first layer's grad-input: less than 3x the forward.
     assert report.totals.macs < report.totals.training_macs < 3 * report.totals.macs

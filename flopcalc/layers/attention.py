@@ -12,7 +12,8 @@ Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``L`` query 
 (``attn_mask``, ``is_causal`` or a key padding mask). MultiheadAttention: ``E`` embed_dim, ``H`` num_heads,
 ``D_k``/``D_v`` the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1
 with add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
-average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add).
+average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add), ``P_3``
+1 if query, key and value are one tensor and ``P_2`` if key and value are (one packed input projection).
 
 Conventions (docs/conventions.md): Q·Kᵀ and (attention weights)·V are MACs; the scaling is one mul per scaled
 element, the mask one add per score, softmax per row of length S: S exp, S − 1 add, S div (the activation
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 N, H_q, L, S, E_k, E_v, H_kv = dims("N H_q L S E_k E_v H_kv")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
-M, B, b_kv, Z, W, A, M_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2"))
+M, B, b_kv, Z, W, A, M_2, P_3, P_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2", "P_3", "P_2"))
 
 _SCORES = N * H_q * L * S
 _SOFTMAX_OPS = {kind: sp.sympify(expr).xreplace({activation.E: _SCORES, activation.D: S})
@@ -172,8 +173,11 @@ def _multihead_backward(projections: list[LayerFormula], with_weights: LayerForm
     cores = [f.grad_input.substituted(reaches) for f in (with_weights, without_weights)]  # type: ignore[union-attr]
     # Returned weights averaged over the heads: the mean's backward divides their gradient by H for each head.
     averaged = {OpKind.DIV.value: W * A * upstream * N * H * L * S_a}
+    # Gradients the engine sums within the module: returned weights also multiply V (one add per score); Q,
+    # K, V selected from one packed projection (P_3: 3 gradients of 3·N·L·E each, 2 sums) or K, V (P_2).
+    summed = {OpKind.ADD.value: upstream * (W * N * H * L * S_a + P_3 * 2 * 3 * N * L * E + P_2 * 2 * N * S * E)}
     core = Gradient(macs=W * cores[0].macs + (1 - W) * cores[1].macs,
-                    ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged))
+                    ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged, summed))
     *inputs, output = projections
     parts_in = [p.grad_input for p in inputs] + [output.grad_input.substituted({g_x: upstream}), core]  # type: ignore
     # g_b is also bias_k's and bias_v's flag: a projection's bias gradient needs the bias (B).
@@ -201,6 +205,8 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
     need_weights = bool(argument(args, kwargs, 4, "need_weights", True))
     attn_mask = argument(args, kwargs, 5, "attn_mask")
     average = bool(argument(args, kwargs, 6, "average_attn_weights", True))
+    value = argument(args, kwargs, 2, "value")
+    packed = module._qkv_same_embed_dim
     if query.dim() == 2:
         batch, target, source = 1, query.shape[0], key.shape[0]
         layout: tuple[sp.Expr, ...] = (L, E)
@@ -216,6 +222,9 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
         "Z": int(module.add_zero_attn), "W": int(need_weights), "A": int(average),
         "M": int(attn_mask is not None or key_padding_mask is not None),
         "M_2": int(attn_mask is not None and key_padding_mask is not None),
+        # One input projection for inputs that are one tensor (self-attention; key is value).
+        "P_3": int(packed and query is key and key is value),
+        "P_2": int(packed and query is not key and key is value),
     }
     return Bound(_BY_LAYOUT[layout], values)
 

@@ -7,7 +7,8 @@ cell formulas themselves (the LSTM cell with no projection, ``R = 0``).
 
 Symbols: ``N`` batch, ``L`` sequence length, ``H_in`` input features, ``H`` hidden size, ``H_out`` size of the
 recurrent state and of the output (``proj_size`` for an LSTM with projection, otherwise ``H``), ``R`` 1 if the
-LSTM has a projection, ``B`` 1 if the layer has biases, ``D`` directions (2 if bidirectional), ``N_layers``.
+LSTM has a projection, ``B`` 1 if the layer has biases, ``D`` directions (2 if bidirectional), ``N_layers``;
+``U`` 1 for an LSTMCell called on an unbatched input.
 
 Conventions (docs/conventions.md), as PyTorch's cells compute (aten/src/ATen/native/RNN.cpp): both gate
 projections ``x·W_ihᵀ + b_ih`` and ``h·W_hhᵀ + b_hh`` are MACs plus a bias add each, and are summed with one
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 N, L, H_in, H, H_out, D, N_layers = dims("N L H_in H H_out D N_layers")
-B, R = flag("B"), flag("R")
+B, R, U = flag("B"), flag("R"), flag("U")
 
 _ADD, _MUL = {OpKind.ADD.value: 1}, {OpKind.MUL.value: 1}
 
@@ -129,6 +130,8 @@ LSTM_CELL = dataclasses.replace(
         (_gradients((SIGMOID, 3 * N * H), (TANH, 2 * N * H)), 1),  # the gates' and tanh(c')'s backward
         # dh'·tanh(c') and dh'·o; dc'·c, dc'·g, dc'·i for df, di, dg; dc'·f for the state's dc when g_h
         (_MUL, 5 * N * H + g_h * N * H),
+        # an unbatched call (U) returns c' squeezed: c' has two uses in the cell, whose gradients it sums
+        (_ADD, U * N * H),
     )))),
 )
 
@@ -151,6 +154,8 @@ GRU_CELL = _gated_cell(
         (_MUL, 3 * N * H), (_ADD, N * H),  # dh'·z, dh'·(h − n), and dn = dh' − dh'·z; dr = dn_a·(W_hn·h + b_hn)
         # dn_a·r, the gradient of W_hn·h + b_hn: when its weight, bias or h needs one
         (_MUL, (1 - (1 - g_W) * (1 - g_b) * (1 - g_h)) * N * H),
+        # the sums of two gradients: n's (used in h − n and + n) and h's (in W_hh·h and h − n) when it needs one
+        (_ADD, N * H + g_h * N * H),
     )),
 )
 
@@ -227,6 +232,8 @@ def bind_cell(module: nn.RNNCellBase, args: tuple[Any, ...], kwargs: Mapping[str
         formula = RNN_TANH_CELL if module.nonlinearity == "tanh" else RNN_RELU_CELL
     values = {"N": x.shape[0] if x.dim() == 2 else 1, "H_in": module.input_size, "H": module.hidden_size,
               "B": int(module.bias)}
+    if formula is LSTM_CELL:
+        values["U"] = int(x.dim() == 1)
     layout = (N, H) if x.dim() == 2 else (H,)
     return Bound(_with_output_shape(formula, layout), values)
 
