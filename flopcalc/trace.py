@@ -12,6 +12,7 @@ nn.Linear calling ``F.linear``, is already checked whole). What the tracer colle
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ class Tracer:
         self.outside = Tally()
         self.peak_bytes: int | None = None  # the pass's activation memory (flopcalc.memory), when tracked
         self.saved_bytes: int | None = None
+        self._byte_sizes: dict[tuple[tuple[Number, ...], int], Number] = {}
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -182,8 +184,7 @@ class Tracer:
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
-        output_bytes = _bytes(output)
-        call.output_bytes = self.symbolic.to_expr(output_bytes) if self.symbolic is not None else output_bytes
+        call.output_bytes = _bytes(output) if self.symbolic is None else self._symbolic_bytes(output)
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
         self._claim(call, weights(module, recurse=call.bound is not None))
@@ -218,6 +219,22 @@ class Tracer:
             if tally is None:
                 tally = tallies[name] = OpTally()
             tally.add(count, args, out)
+
+    def _symbolic_bytes(self, output: Any) -> Number:
+        """:func:`_bytes` of a symbolic pass's output, multiplied out from its sizes' expressions (each rewritten
+        once): torch's SymInt arithmetic would derive and simplify a new expression for every product."""
+        to_expr = self.symbolic.to_expr  # type: ignore[union-attr]
+        total: Number = 0
+        for tensor in tensors_in(output):
+            if tensor.is_nested:
+                total += to_expr(tensor.numel() * tensor.element_size())
+                continue
+            key = (tuple(to_expr(d) for d in tensor.shape), tensor.element_size())
+            size = self._byte_sizes.get(key)
+            if size is None:
+                size = self._byte_sizes[key] = math.prod(key[0]) * key[1]
+            total += size
+        return total
 
     def _symbolic_shapes(self, shapes: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Number, ...], ...]:
         if self.symbolic is None:
