@@ -20,6 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._C import (
+    _get_function_stack_at,
+    _len_torch_function_stack,
+    _pop_torch_function_stack,
+    _push_on_torch_function_stack,
+)
 from torch.overrides import TorchFunctionMode
 
 from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name, tree_paths
@@ -112,6 +118,7 @@ class Tracer:
         self.peak_bytes: int | None = None  # the pass's activation memory (flopcalc.memory), when tracked
         self.saved_bytes: int | None = None
         self._byte_sizes: dict[tuple[tuple[Number, ...], int], Number] = {}
+        self._function_mode: TorchFunctionMode | None = None
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -251,13 +258,45 @@ class Tracer:
         handles = []
         try:
             for _, module in modules:
-                handles.append(module.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
-                handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
-            with _FunctionCalls(self):
-                yield
+                handles.append(module.register_forward_pre_hook(self._registered_pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(self._registered_post_hook, with_kwargs=True))
+            with _FunctionCalls(self) as mode:
+                self._function_mode = mode
+                try:
+                    yield
+                finally:
+                    self._function_mode = None
         finally:
             for handle in handles:
                 handle.remove()
+
+    # The hooks registered on the modules run the tracer's own work with the functional-call mode lifted off
+    # the stack: reading shapes, sizes, dtypes and weights would otherwise pass every tensor attribute through
+    # the mode (thousands of calls in a ResNet, none of them a functional call of the model).
+
+    def _registered_pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mode = self._lift_function_mode()
+        try:
+            self.pre_hook(module, args, kwargs)
+        finally:
+            if mode is not None:
+                _push_on_torch_function_stack(mode)
+
+    def _registered_post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        mode = self._lift_function_mode()
+        try:
+            self.post_hook(module, args, kwargs, output)
+        finally:
+            if mode is not None:
+                _push_on_torch_function_stack(mode)
+
+    def _lift_function_mode(self) -> TorchFunctionMode | None:
+        """Pop this pass's functional-call mode when it is the innermost torch-function mode (else leave the
+        stack alone: a mode the model entered is above it) and return it, to be pushed back."""
+        depth = _len_torch_function_stack()
+        if self._function_mode is None or not depth or _get_function_stack_at(depth - 1) is not self._function_mode:
+            return None
+        return _pop_torch_function_stack()
 
 
 class _FunctionCalls(TorchFunctionMode):
