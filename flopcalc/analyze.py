@@ -9,6 +9,7 @@ tensors when the model holds real weights): shapes propagate, nothing is compute
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from flopcalc.memory import OPTIMIZER_STATES
 from flopcalc.roofline import BytesMoved, with_roofline
 from flopcalc.timing import check_device, time_layers, with_timing
 from flopcalc.registry import REGISTRY, Binder, FormulaRegistry
-from flopcalc.report import Report
+from flopcalc.report import Report, convention
 from flopcalc.symbolic import ConditionError, SymbolicShapes, SymbolicTraceError
 from flopcalc.trace import Tracer
 
@@ -111,6 +112,8 @@ def analyze(
     else:
         report = _analyze_concrete(model, model_inputs, registry, device, training, name, backward=backward,
                                    optimizer=optimizer, memory=memory, hardware=device_spec)
+    if training or backward:
+        report = dataclasses.replace(report, convention=convention(bool(training), backward))
     if time is not None:
         report = with_timing(report, time_layers(model, model_inputs, time, repeats, training=bool(training)))
     if strict and report.uncounted:

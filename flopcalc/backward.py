@@ -10,12 +10,16 @@ the call whose node is running. Gradients are taken with ``torch.autograd.grad``
 What autograd skips is skipped here too: no grad-input where the input needs no gradient (the first layer),
 no grad-weight for frozen parameters. A forward that activation checkpointing re-runs during the backward
 pass re-enters the module hooks; its ops are charged to that call's ``recompute``.
+
+Between nodes the engine sums the gradients of a tensor used more than once. A call whose own nodes use it
+several times is charged those sums (RMSNorm's ``x`` feeds both its square and its product with rstd); the
+sums that join the gradients of different calls (a residual connection) go to the model's row.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +28,7 @@ import torch
 from torch import nn
 
 from flopcalc.errors import InputError
-from flopcalc.formula import GRADIENT_PARTS
+from flopcalc.formula import GRADIENT_PARTS, g_x1, g_x2
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import FormulaRegistry
@@ -81,6 +85,10 @@ class BackwardTracer(Tracer):
         self.recompute_node_call: dict[Any, int] = {}
         self.recompute_stops: dict[int, set[Any]] = {}
         self.handles: list[Any] = []
+        self.uses: dict[tuple[Any, int], list[int]] = {}  # per gradient edge: the call of each node consuming it
+        self.arrivals: Counter[tuple[Any, int]] = Counter()
+        self.sum_charges: dict[tuple[Any, int], list[int]] = {}
+        self.pending_sums: deque[int] = deque()
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.phase == "backward":  # activation checkpointing re-runs this module's forward
@@ -88,12 +96,12 @@ class BackwardTracer(Tracer):
             tensors = tensors_in((args, kwargs))
             self.recompute_stack.append((index, {t.grad_fn for t in tensors if t.grad_fn is not None}))
             if self.reentrant and torch.is_grad_enabled():  # the reentrant forward ran without grad
-                self.backward[index].flags = self._flags(module, tensors)
+                self.backward[index].flags = self._flags(module, tensors, self.calls[index].bound)
             return
         super().pre_hook(module, args, kwargs)
         tensors = tensors_in((args, kwargs))
         self.stops[len(self.calls) - 1] = {t.grad_fn for t in tensors if t.grad_fn is not None}
-        self.backward.append(CallBackward(self._flags(module, tensors)))
+        self.backward.append(CallBackward(self._flags(module, tensors, self.calls[-1].bound)))
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if self.phase == "backward":
@@ -140,16 +148,22 @@ class BackwardTracer(Tracer):
             for handle in handles:
                 handle.remove()
 
-    def _flags(self, module: nn.Module, tensors: list[torch.Tensor]) -> dict[str, int]:
-        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable."""
+    def _flags(self, module: nn.Module, tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
+        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable.
+        A formula with two inputs (Bilinear) also gets ``g_x1`` and ``g_x2``, one per input."""
         binder = self.registry.binder_for(module)
         params = module.named_parameters(recurse=binder is not None)
         trainable = [(name, p.requires_grad) for name, p in params]
-        return {
-            "g_x": int(any(t.requires_grad for t in tensors if t.is_floating_point() or t.is_complex())),
+        floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
+        flags = {
+            "g_x": int(any(t.requires_grad for t in floating)),
             "g_W": int(any(grad for name, grad in trainable if not _is_bias(name))),
             "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
         }
+        if bound is not None and g_x2 in bound.formula.gradient_symbols:
+            for i, symbol in enumerate((g_x1, g_x2)):
+                flags[symbol.name] = int(len(floating) > i and floating[i].requires_grad)
+        return flags
 
     def _claim_nodes(
         self, index: int, output: Any, stops: set[Any], owners: dict[Any, int], stops_of: Mapping[int, set[Any]]
@@ -180,8 +194,29 @@ class BackwardTracer(Tracer):
                 continue
             owners[node] = index
             claimed.append(node)
-            pending.extend(next_node for next_node, _ in node.next_functions)
+            for edge in node.next_functions:
+                if edge[0] is not None and self.phase == "forward":
+                    self.uses.setdefault(edge, []).append(index)
+                pending.append(edge[0])
         return claimed
+
+    def _sums_after(self, node: Any) -> None:
+        """Queue the gradient sums the engine runs after ``node``: it adds each output into the buffer of the
+        edge it feeds, in edge order, and a buffer that already holds a gradient costs one sum. Of an edge's
+        sums, a call whose own nodes use it n times is charged n − 1; the sums that join different calls'
+        gradients go to the model's row (the order in which they happen does not change the totals)."""
+        for edge in node.next_functions:
+            users = self.uses.get(edge)
+            if users is None:
+                continue
+            self.arrivals[edge] += 1
+            if self.arrivals[edge] > 1:
+                if edge not in self.sum_charges:
+                    calls = Counter(users)
+                    self.sum_charges[edge] = [c for c, n in calls.items() for _ in range(n - 1)]
+                    self.sum_charges[edge] += [0] * (len(calls) - 1)
+                charges = self.sum_charges[edge]
+                self.pending_sums.append(charges.pop() if charges else 0)
 
     def _recomputed_call(self, module: nn.Module) -> int:
         """The forward call a checkpoint recompute repeats: the module's calls in order, cycling."""
@@ -199,9 +234,8 @@ class BackwardTracer(Tracer):
             if count is not None:
                 target.recompute = target.recompute + count
         else:
-            # Between nodes the engine sums the gradients of a tensor used more than once; with no node
-            # running, that work is the model's own (its root call).
-            target = self.backward[self.node_stack[-1] if self.node_stack else 0]
+            # Between nodes the engine sums the gradients of a tensor used more than once.
+            target = self.backward[self.node_stack[-1] if self.node_stack else self._sum_target(count)]
             if count is not None:
                 target.count = target.count + count
         if count is None:
@@ -209,16 +243,28 @@ class BackwardTracer(Tracer):
 
     def _hook(self, node: Any, index: int) -> None:
         self.handles.append(node.register_prehook(self._entering(index)))
-        self.handles.append(node.register_hook(self._leaving))
+        self.handles.append(node.register_hook(self._leaving(node)))
 
     def _entering(self, index: int) -> Any:
         def hook(grad_outputs: Any) -> None:
             self.node_stack.append(index)
+            self.pending_sums.clear()
 
         return hook
 
-    def _leaving(self, grad_inputs: Any, grad_outputs: Any) -> None:
-        self.node_stack.pop()
+    def _leaving(self, node: Any) -> Any:
+        def hook(grad_inputs: Any, grad_outputs: Any) -> None:
+            self.node_stack.pop()
+            self._sums_after(node)
+
+        return hook
+
+    def _sum_target(self, count: Count | None) -> int:
+        """The call charged with an op run between nodes: a sum (an op that does arithmetic; fake tensors also
+        ask for devices there) takes the next queued charge, anything else goes to the model's row."""
+        if count is not None and (count.macs or count.ops) and self.pending_sums:
+            return self.pending_sums.popleft()
+        return 0
 
     def run_backward(self, output: Any) -> None:
         """Differentiate the sum of every floating-point output that needs a gradient, with respect to every

@@ -217,7 +217,8 @@ def analyze_command(
     memory: Annotated[bool, typer.Option(
         help="output bytes per layer, the activation peak, bytes kept for --backward")] = False,
     optimizer: Annotated[Optimizer | None, typer.Option(
-        metavar="adam|adamw|sgd", help="training state bytes with this optimizer (implies --memory)")] = None,
+        metavar="adam|adamw|sgd",
+        help="training state bytes with this optimizer (sgd: with momentum; implies --memory)")] = None,
     hardware: Annotated[str | None, typer.Option(
         metavar="NAME", help="bytes moved and roofline time on h100-sxm, h200-sxm, a100-sxm-80gb, ... (all: "
         "flopcalc.hardware), cpu (measured here) or peak=FLOP/s,bandwidth=B/s")] = None,
@@ -235,12 +236,10 @@ def analyze_command(
     if model.startswith("hf:"):
         with _one_line_errors():
             check_output(output)
+            _check_plot(plot, hardware)
             if inputs or at or arguments:
                 raise InputError("hf: models take --seq N and/or --decode --context P instead of --input, --at and "
                                  "--arg")
-            if views.asked:
-                raise InputError(f"{', '.join(views.asked)} apply to --input models; hf: models are not counted "
-                                 "that way yet")
             if decode != (context is not None):
                 raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
             if convention is not None:
@@ -250,12 +249,14 @@ def analyze_command(
                 _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
             summary = cli_run.run_hf(cli_run.LLMRequest(
                 model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
-                dict(parse_hint(text) for text in hint or ()),
+                dict(parse_hint(text) for text in hint or ()), views,
             ))
             if convention is not None:
                 show_convention(summary.main.report, convention, output_format, depth, output)
             else:
                 show_llm(summary, output_format, output, depth, formulas)
+            if plot is not None:
+                show_roofline_plot(summary.main.report, plot)
         _exit_on_check(summary.main.report, check, strict)
         return
     with _one_line_errors():
@@ -273,12 +274,7 @@ def analyze_command(
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
         points = parse_points(at, symbols) if at else []
-        if plot is not None:
-            from flopcalc.render.compare import check_plot_path
-
-            if hardware is None:
-                raise InputError("--plot needs --hardware: the roofline of a device, e.g. --hardware h100-sxm")
-            check_plot_path(plot)
+        _check_plot(plot, hardware)
         request = cli_run.Request(
             model, request_inputs, device.value if device else None, parse_arguments(arguments),
             dict(parse_hint(text) for text in hint or ()), points, views,
@@ -294,6 +290,17 @@ def analyze_command(
         if plot is not None:
             show_roofline_plot(report, plot)
     _exit_on_check(report, check, strict)
+
+
+def _check_plot(plot: Path | None, hardware: str | None) -> None:
+    """``--plot`` draws a roofline: it needs ``--hardware`` and a file type matplotlib writes."""
+    if plot is None:
+        return
+    from flopcalc.render.compare import check_plot_path
+
+    if hardware is None:
+        raise InputError("--plot needs --hardware: the roofline of a device, e.g. --hardware h100-sxm")
+    check_plot_path(plot)
 
 
 def _exit_on_check(report: Report, check: bool, strict: bool) -> None:

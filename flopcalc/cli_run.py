@@ -40,12 +40,10 @@ class Views:
     repeats: int = 10
     dtype: str | None = None
 
-    @property
-    def asked(self) -> list[str]:
-        """The options given, as typed (``--dtype`` is not one: hf: models take it too)."""
-        given = {"--backward": self.backward, "--memory": self.memory, "--optimizer": self.optimizer,
-                 "--hardware": self.hardware, "--time": self.time}
-        return [option for option, value in given.items() if value]
+    def options(self) -> dict[str, Any]:
+        """The matching keyword arguments of :func:`flopcalc.analyze`."""
+        return {"backward": self.backward, "memory": self.memory, "optimizer": self.optimizer,
+                "hardware": self.hardware, "time": self.time, "repeats": self.repeats}
 
 
 @dataclass(frozen=True)
@@ -81,11 +79,24 @@ class LLMRequest:
     dtype: str | None
     attention: str
     hints: Mapping[str, int] = field(default_factory=dict)
+    views: Views = Views()
 
 
 def run_hf(request: LLMRequest) -> llm.LLMSummary:
     """Build the Hugging Face model from its config on meta and count the phases asked for (prefill, a decode
-    step against a KV cache, generation)."""
+    step against a KV cache, generation); the training views go to the phase the table shows.
+
+    Raises:
+        InputError: ``--time`` (the model has no weights to run), or ``--backward``/``--optimizer`` with
+            ``--decode`` (a training step is a prefill).
+    """
+    views = request.views
+    if views.time is not None:
+        raise InputError("--time runs the model for real, and an hf: model is built from its config on meta "
+                         "without weights; use --hardware NAME for its roofline time")
+    if request.context is not None and (views.backward or views.optimizer):
+        raise InputError("--backward and --optimizer count a training step, which is a prefill: give --seq N "
+                         "without --decode")
 
     def size(text: str | None, option: str) -> Any:
         return parse_dim(text, f"{option} {text}") if text is not None else None
@@ -94,7 +105,7 @@ def run_hf(request: LLMRequest) -> llm.LLMSummary:
     return llm.summarize(
         hf_model, seq=size(request.seq, "--seq"), batch=parse_batch(request.batch),
         context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
-        hints=request.hints,
+        hints=request.hints, views=views.options(),
     )
 
 
@@ -163,9 +174,7 @@ def _load(request: Request, device: str) -> Any:
 def _counted(request: Request, model: Any, device: str) -> Report:
     views = request.views
     return analyze(
-        model, request.inputs, device=device, name=request.model, hints=request.hints or None,
-        backward=views.backward, memory=views.memory, optimizer=views.optimizer, hardware=views.hardware,
-        time=views.time, repeats=views.repeats,
+        model, request.inputs, device=device, name=request.model, hints=request.hints or None, **views.options()
     )
 
 

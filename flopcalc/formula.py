@@ -97,6 +97,8 @@ class Evaluation(CountTotals):
 
 g_x, g_W, g_b = flag("g_x"), flag("g_W"), flag("g_b")
 """Backward flags: the layer's input needs a gradient; its weights are trainable; its bias is trainable."""
+g_x1, g_x2 = flag("g_x1"), flag("g_x2")
+"""Backward flags of a layer with two inputs (Bilinear): its first, its second input needs a gradient."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,13 @@ class LayerFormula:
             for part, gradient in parts.items()
             if gradient is not None
         }
+
+    @cached_property
+    def gradient_symbols(self) -> frozenset[sp.Symbol]:
+        """The symbols of the backward formulas (none without one)."""
+        parts = [p for p in (self.grad_input, self.grad_weight) if p is not None]
+        exprs = [sp.sympify(e) for p in parts for e in (p.macs, *p.ops.values())]
+        return frozenset().union(*(e.free_symbols for e in exprs))
 
     def gradient(self, part: str) -> LayerFormula:
         """``grad_input`` or ``grad_weight`` as a formula of its own, over the same symbols and intermediates

@@ -84,6 +84,9 @@ def _quantity(text: str, what: str) -> float:
     return value
 
 
+CPU_MEASURED = "cpu (measured)"
+
+
 def hardware(spec: str) -> Hardware:
     """A table entry by name, ``cpu`` (measured here), or ``peak=…,bandwidth=…`` (FLOP/s and B/s)."""
     if spec in HARDWARE:
@@ -120,6 +123,6 @@ def measure_cpu(size: int = 1024, copy_bytes: int = 64 * 2**20, repeats: int = 5
     flops = 2 * size**3 / _median_seconds(lambda: torch.mm(a, b), repeats)
     bandwidth = 2 * copy_bytes / _median_seconds(lambda: target.copy_(source_tensor), repeats)
     return Hardware(
-        "cpu (measured)", {"*": flops}, bandwidth,
+        CPU_MEASURED, {"*": flops}, bandwidth,
         f"measured here: {size}x{size} float32 matmul and a {copy_bytes // 2**20} MiB copy, median of {repeats}",
     )

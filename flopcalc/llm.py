@@ -255,17 +255,25 @@ def _mixture_of_experts(model: nn.Module, config: Any) -> MixtureOfExperts | Non
     return MixtureOfExperts(experts.pop(), int(top_k), len(found), params)
 
 
-def prefill(hf_model: HFModel, seq: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None) -> Phase:
-    """The forward pass over a prompt of ``seq`` tokens in each of ``batch`` sequences."""
+def prefill(
+    hf_model: HFModel, seq: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None,
+    views: Mapping[str, Any] | None = None,
+) -> Phase:
+    """The forward pass over a prompt of ``seq`` tokens in each of ``batch`` sequences; ``views`` are further
+    keyword arguments of :func:`flopcalc.analyze` (``backward=True``, ``memory=True``, ``hardware=...``)."""
     report = analyze(hf_model.model, hf_model.prefill_inputs(seq, batch), name=hf_model.source, hints=hints,
-                     extra=experts_binders(hf_model.model))
+                     extra=experts_binders(hf_model.model), **(views or {}))
     return Phase("prefill", report, seq, batch, 0, mac_split(report, hf_model.model, hf_model.config))
 
 
-def decode(hf_model: HFModel, context: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None) -> Phase:
-    """One new token per sequence attending to a KV cache of ``context`` earlier tokens (and itself)."""
+def decode(
+    hf_model: HFModel, context: Dim, batch: Dim = 1, hints: Mapping[str, int] | None = None,
+    views: Mapping[str, Any] | None = None,
+) -> Phase:
+    """One new token per sequence attending to a KV cache of ``context`` earlier tokens (and itself); ``views``
+    as for :func:`prefill` (the cache is an input: the activation peak leaves it out)."""
     report = analyze(hf_model.model, hf_model.decode_inputs(context, batch), name=hf_model.source, hints=hints,
-                     extra=experts_binders(hf_model.model))
+                     extra=experts_binders(hf_model.model), **(views or {}))
     return Phase("decode", report, 1, batch, context, mac_split(report, hf_model.model, hf_model.config))
 
 
@@ -304,6 +312,7 @@ def summarize(
     context: Dim | None = None,
     generate: Dim | None = None,
     hints: Mapping[str, int] | None = None,
+    views: Mapping[str, Any] | None = None,
 ) -> LLMSummary:
     """Count the phases asked for and gather the LLM summary.
 
@@ -314,6 +323,9 @@ def summarize(
         context: cached tokens for one decode step (a name such as ``"P"`` for a closed form).
         generate: decode steps after the prompt; needs ``seq``.
         hints: sizes torch assumes for names while tracing, as for :func:`flopcalc.analyze`.
+        views: training views for the phase the table shows (decode when asked for, else prefill): keyword
+            arguments of :func:`flopcalc.analyze` such as ``backward=True``, ``memory=True``, ``optimizer="adamw"``,
+            ``hardware="h100-sxm"``.
 
     Raises:
         InputError: neither ``seq`` nor ``context`` given, ``generate`` without ``seq``, or decode asked of a
@@ -323,8 +335,9 @@ def summarize(
         raise InputError("give a prompt length (--seq 2048) for prefill, or --decode --context P for one decode step")
     if generate is not None and seq is None:
         raise InputError("--generate T counts a prompt of --seq tokens followed by T decode steps; add --seq")
-    prefill_phase = prefill(hf_model, seq, batch, hints) if seq is not None else None
-    decode_phase = decode(hf_model, context, batch, hints) if context is not None else None
+    prefill_views = None if context is not None else views
+    prefill_phase = prefill(hf_model, seq, batch, hints, prefill_views) if seq is not None else None
+    decode_phase = decode(hf_model, context, batch, hints, views) if context is not None else None
     generated = None
     if generate is not None and prefill_phase is not None:
         generated = generation(hf_model, prefill_phase, generate, decode_phase)

@@ -32,6 +32,10 @@ OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 """Optimizer state tensors per parameter: Adam/AdamW keep the first and second moments (``exp_avg``,
 ``exp_avg_sq``), SGD with momentum one momentum buffer (torch's SGD with ``momentum=0`` keeps none)."""
 
+OPTIMIZER_STATE_NAMES = {"adam": "first and second moments", "adamw": "first and second moments",
+                         "sgd": "the momentum buffer; SGD without momentum keeps none"}
+"""What each optimizer's state per parameter is, as every report states it."""
+
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
 

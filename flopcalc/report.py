@@ -28,11 +28,21 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
-CONVENTION = (
+_RULES = (
     "MACs = multiply-accumulates of conv, linear, matmul, attention and recurrent products (bias excluded); "
     "FLOPs = 2 × MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar operation); "
-    "inference forward pass."
 )
+
+
+def convention(training: bool = False, backward: bool = False) -> str:
+    """The counting rules and the pass they were applied to, as every report states them."""
+    counted = "training-mode forward pass (batch statistics, dropout)" if training else "inference forward pass"
+    if backward:
+        counted += " and its backward pass (gradients of every trainable parameter)"
+    return f"{_RULES}{counted}."
+
+
+CONVENTION = convention()
 
 
 def frozen_mapping(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from flopcalc.errors import InputError
+from flopcalc.hardware import CPU_MEASURED, HARDWARE
 from flopcalc.inputs import ModelInputs
 from flopcalc.isolate import real_run
 from flopcalc.report import LayerRow, Report
@@ -163,6 +164,16 @@ def achieved(report: Report, row: LayerRow) -> tuple[float | None, float | None]
     rate = flops / seconds if flops is not None else None
     share = 100 * row.roofline.time_s / seconds if row.roofline is not None else None
     return rate, share
+
+
+def timed_elsewhere(report: Report) -> bool:
+    """Whether the model was timed on another kind of device than the roofline's (``--time cpu --hardware
+    h100-sxm``): its utilisation then compares this machine with a datasheet, not a device with its peak."""
+    if report.timing is None or report.totals.roofline is None:
+        return False
+    name = report.totals.roofline.hardware.name
+    return (report.timing.device == "cpu" and name in HARDWARE) or (
+        report.timing.device != "cpu" and name == CPU_MEASURED)
 
 
 def flop_utilisation(report: Report) -> float | None:

@@ -52,3 +52,23 @@ def assert_agrees(module: nn.Module, make_inputs: Inputs) -> Evaluation:
         assert evaluation.output_shape == tuple(out.shape), device
     assert evaluation.params == param_count(module)
     return evaluation
+
+
+def run_cli(*args: object) -> Any:
+    """The ``flopcalc`` command run in process (typer's CliRunner), stdout and stderr kept apart."""
+    from typer.testing import CliRunner
+
+    from flopcalc.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result: Any, *fragments: str) -> None:
+    """Exit 2, nothing on stdout, and one ``Error: ...`` line on stderr holding every fragment; no traceback."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

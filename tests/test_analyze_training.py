@@ -63,3 +63,16 @@ def test_in_place_functional_relu_keeps_its_own_backward() -> None:
     relu = next(row for row in report.rows if row.name == "← F.relu")
     # the conv output is 4×6×6 = 144 elements: ReLU's backward compares each once
     assert relu.backward.status is Status.MATCH and dict(relu.backward.measured.ops) == {"compare": 144}
+
+
+def test_convention_names_the_pass_counted() -> None:
+    """The convention line every format prints says which pass was counted: inference, a training-mode forward,
+    or a forward with its backward pass."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    rules = ("FLOPs = 2 × MACs + other ops (bias adds, norms, activations, pooling, softmax: one per scalar "
+             "operation); ")
+    assert flopcalc.analyze(model, (2, 4)).convention.endswith(rules + "inference forward pass.")
+    assert flopcalc.analyze(model, (2, 4), training=True).convention.endswith(
+        rules + "training-mode forward pass (batch statistics, dropout).")
+    assert flopcalc.analyze(model, (2, 4), backward=True).convention.endswith(
+        rules + "inference forward pass and its backward pass (gradients of every trainable parameter).")

@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 import sympy as sp
 import torch
-from typer.testing import CliRunner
 
 from flopcalc import InputError, InputSpec
-from flopcalc.cli import app
 from flopcalc.cli_parse import parse_assignment, parse_shape
+from support import assert_one_line_error, run_cli
 
 MODELS = '''
 import torch
@@ -92,28 +91,12 @@ SMALL_PARAMS = 3 * 8 * 3 * 3 + 8 + 288 * 10 + 10
 SMALL_MACS = 8 * 6 * 6 * 3 * 3 * 3 + 288 * 10
 WIDE_PARAMS = 3 * 16 * 3 * 3 + 16 + 576 * 10 + 10
 
-runner = CliRunner()
-
 
 @pytest.fixture(scope="module")
 def models_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "my_models.py"
     path.write_text(textwrap.dedent(MODELS))
     return path
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.mark.parametrize(("text", "batch", "expected"), [
@@ -143,7 +126,7 @@ def test_parse_assignment():
 
 
 def test_demo_alexnet():
-    result = run("alexnet", "--input", "3x224x224")
+    result = run_cli("alexnet", "--input", "3x224x224")
     assert result.exit_code == 0, result.output
     assert "61,100,840" in result.stdout and "714,188,480" in result.stdout
     assert "features.0" in result.stdout and "MACs" in result.stdout and "FLOPs" in result.stdout
@@ -151,7 +134,7 @@ def test_demo_alexnet():
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json", "html"])
 def test_every_format(models_file, fmt):
-    result = run(f"{models_file}:small", "--input", "3x8x8", "--format", fmt, "--formulas")
+    result = run_cli(f"{models_file}:small", "--input", "3x8x8", "--format", fmt, "--formulas")
     assert result.exit_code == 0, result.output
     out = result.stdout
     if fmt == "json":
@@ -169,14 +152,14 @@ def test_every_format(models_file, fmt):
 
 def test_output_file_and_explicit_command(models_file, tmp_path):
     target = tmp_path / "report.md"
-    result = run("analyze", f"{models_file}:Net", "--input", "4", "--format", "markdown", "--output", target)
+    result = run_cli("analyze", f"{models_file}:Net", "--input", "4", "--format", "markdown", "--output", target)
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and "wrote" in result.stderr
     assert "| `fc` | Linear | 1×2 | 10 | 8 |" in target.read_text()  # params 4·2 + 2, MACs 4·2
 
 
 def test_batch_and_depth(models_file):
-    result = run(f"{models_file}:small", "--input", "3x8x8", "--batch", "2", "--format", "json", "--depth", "1")
+    result = run_cli(f"{models_file}:small", "--input", "3x8x8", "--batch", "2", "--format", "json", "--depth", "1")
     data = json.loads(result.stdout)
     assert data["inputs"] == [{"shape": [2, 3, 8, 8], "dtype": "float32"}]
     assert data["totals"]["macs"] == 2 * SMALL_MACS
@@ -184,17 +167,17 @@ def test_batch_and_depth(models_file):
 
 
 def test_several_inputs_and_dtype(models_file):
-    product = json.loads(run(f"{models_file}:Product", "--input", "2x3", "--input", "3x4", "--format", "json").stdout)
+    product = json.loads(run_cli(f"{models_file}:Product", "--input", "2x3", "--input", "3x4", "--format", "json").stdout)
     assert product["inputs"] == [{"shape": [1, 2, 3], "dtype": "float32"}, {"shape": [1, 3, 4], "dtype": "float32"}]
     assert product["totals"]["macs"] == 1 * 2 * 3 * 4
-    tokens = json.loads(run(f"{models_file}:embedding", "--input", "5:int64", "--format", "json").stdout)
+    tokens = json.loads(run_cli(f"{models_file}:embedding", "--input", "5:int64", "--format", "json").stdout)
     assert tokens["totals"]["params"] == 100 * 8
     assert tokens["layers"][0]["output_shapes"] == [[1, 5, 8]]
 
 
 def test_device_cpu_gives_the_same_counts(models_file):
-    meta = json.loads(run(f"{models_file}:small", "--input", "3x8x8", "--format", "json").stdout)
-    cpu = json.loads(run(f"{models_file}:small", "--input", "3x8x8", "--format", "json", "--device", "cpu").stdout)
+    meta = json.loads(run_cli(f"{models_file}:small", "--input", "3x8x8", "--format", "json").stdout)
+    cpu = json.loads(run_cli(f"{models_file}:small", "--input", "3x8x8", "--format", "json", "--device", "cpu").stdout)
     assert cpu["device"] == "cpu" and cpu["totals"] == meta["totals"]
 
 
@@ -209,7 +192,7 @@ def test_device_cpu_gives_the_same_counts(models_file):
     (["no_such_package.models:make", "--input", "3"], ["cannot import 'no_such_package.models'"]),
 ], ids=["unknown-model", "letters", "zero", "negative", "empty", "missing-file", "no-factory", "no-module"])
 def test_errors_are_one_line(args, fragments):
-    assert_one_line_error(run(*args), *fragments)
+    assert_one_line_error(run_cli(*args), *fragments)
 
 
 @pytest.mark.parametrize(("factory", "fragments"), [
@@ -218,34 +201,34 @@ def test_errors_are_one_line(args, fragments):
     ("not_a_model", ["returned a int, not an nn.Module"]),
 ], ids=["no-factory", "factory-raises", "not-a-module"])
 def test_file_factory_errors(models_file, factory, fragments):
-    assert_one_line_error(run(f"{models_file}:{factory}", "--input", "4"), *fragments)
+    assert_one_line_error(run_cli(f"{models_file}:{factory}", "--input", "4"), *fragments)
 
 
 def test_forward_failure_names_layer_and_shape(models_file):
-    result = run(f"{models_file}:small", "--input", "4x8x8")
+    result = run_cli(f"{models_file}:small", "--input", "4x8x8")
     assert_one_line_error(result, "forward pass failed in 0 (Conv2d)", "1x4x8x8")
 
 
 def test_check(models_file):
-    assert run(f"{models_file}:small", "--input", "3x8x8", "--check").exit_code == 0
-    result = run(f"{models_file}:mismatched", "--input", "4", "--check")
+    assert run_cli(f"{models_file}:small", "--input", "3x8x8", "--check").exit_code == 0
+    result = run_cli(f"{models_file}:mismatched", "--input", "4", "--check")
     assert result.exit_code == 1
     assert "disagree in 1" in result.stderr and "Traceback" not in result.output
     assert "macs: formula 7, measured 0" in result.stdout  # the report is printed first
 
 
 def test_strict(models_file):
-    assert run(f"{models_file}:small", "--input", "3x8x8", "--strict").exit_code == 0
-    lenient = run(f"{models_file}:uncounted", "--input", "3x3")
+    assert run_cli(f"{models_file}:small", "--input", "3x8x8", "--strict").exit_code == 0
+    lenient = run_cli(f"{models_file}:uncounted", "--input", "3x3")
     assert lenient.exit_code == 0
-    result = run(f"{models_file}:uncounted", "--input", "3x3", "--strict")
+    result = run_cli(f"{models_file}:uncounted", "--input", "3x3", "--strict")
     assert result.exit_code == 1 and "aten._linalg_det.default ×1" in result.stderr
 
 
 def test_formula_substituted():
     values = ["C_in=3", "C_out=64", "K_h=11", "K_w=11", "s_h=4", "s_w=4", "p_h=2", "p_w=2", "d_h=1", "d_w=1",
               "H=224", "W=224", "N=1", "G=1", "B=1"]
-    result = run("formula", "conv2d", *values)
+    result = run_cli("formula", "conv2d", *values)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "C_in·C_out·K_h·K_w/G + B·C_out" in out
@@ -253,25 +236,25 @@ def test_formula_substituted():
     assert f"= {3 * 64 * 55 * 55 * 11 * 11:,}" in out  # MACs: H_out = W_out = (224 + 2·2 - 11)//4 + 1 = 55
     assert f"= {64 * 55 * 55:,}" in out  # bias adds
     assert "(1, 64, 55, 55)" in out
-    latex = run("formula", "conv2d", *values, "--format", "latex").stdout
+    latex = run_cli("formula", "conv2d", *values, "--format", "latex").stdout
     assert "\\begin{align*}" in latex and "23{,}296" in latex
     assert "\\frac{C_{\\mathrm{in}} C_{\\mathrm{out}} K_{h} K_{w}}{G}" in latex and "H_{\\mathrm{out}}" in latex
-    partial = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32", "--format", "latex")
+    partial = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32", "--format", "latex")
     math = [line for line in partial.stdout.splitlines() if not line.startswith(("%", "\\begin", "\\end"))]
     assert partial.exit_code == 0 and not any("*" in line for line in math)  # sympy's * never reaches math mode
 
 
 def test_formula_symbolic_and_listing():
-    result = run("formula", "conv2d")
+    result = run_cli("formula", "conv2d")
     assert result.exit_code == 0 and "output shape = (N, C_out, H_out, W_out)" in result.stdout
-    listing = run("formula")
+    listing = run_cli("formula")
     assert listing.exit_code == 0 and "depthwise_conv2d" in listing.stdout
 
 
 def test_formula_errors():
-    assert_one_line_error(run("formula", "conv2"), "unknown formula 'conv2'", "did you mean conv2d", "conv3d")
-    assert_one_line_error(run("formula", "conv2d", "K=3"), "no symbol K", "K_h")
-    assert_one_line_error(run("formula", "conv2d", "C_in=three"), "SYMBOL=INTEGER")
+    assert_one_line_error(run_cli("formula", "conv2"), "unknown formula 'conv2'", "did you mean conv2d", "conv3d")
+    assert_one_line_error(run_cli("formula", "conv2d", "K=3"), "no symbol K", "K_h")
+    assert_one_line_error(run_cli("formula", "conv2d", "C_in=three"), "SYMBOL=INTEGER")
 
 
 def _printed_expression(output: str) -> sp.Expr:
@@ -281,7 +264,7 @@ def _printed_expression(output: str) -> sp.Expr:
 
 @pytest.mark.parametrize("params", [False, True], ids=["macs", "params"])
 def test_ratio_depthwise_separable(params):
-    result = run("ratio", "depthwise-separable", *(["--params"] if params else []))
+    result = run_cli("ratio", "depthwise-separable", *(["--params"] if params else []))
     assert result.exit_code == 0, result.output
     M, K = sp.symbols("M K", positive=True)
     assert sp.simplify(_printed_expression(result.stdout) - (1 / M + 1 / K**2)) == 0
@@ -290,7 +273,7 @@ def test_ratio_depthwise_separable(params):
 
 
 def test_ratio_group():
-    result = run("ratio", "group")
+    result = run_cli("ratio", "group")
     assert sp.simplify(_printed_expression(result.stdout) - 1 / sp.Symbol("G", positive=True)) == 0
 
 
@@ -300,7 +283,7 @@ def test_compare_with_accuracy_and_plot(models_file, tmp_path, suffix):
     accuracy = tmp_path / "accuracy.csv"
     accuracy.write_text(f"Model,Accuracy\n{small},61.5\n{wide},64.25\n")
     plot = tmp_path / f"scatter.{suffix}"
-    result = run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot)
+    result = run_cli("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot)
     assert result.exit_code == 0, result.output
     assert f"{SMALL_PARAMS:,}" in result.stdout and f"{WIDE_PARAMS:,}" in result.stdout
     assert "61.5" in result.stdout and "64.25" in result.stdout
@@ -311,12 +294,12 @@ def test_compare_with_accuracy_and_plot(models_file, tmp_path, suffix):
 
 def test_compare_errors(models_file, tmp_path):
     small = f"{models_file}:small"
-    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--accuracy", tmp_path / "none.csv"),
+    assert_one_line_error(run_cli("compare", small, "--input", "3x8x8", "--accuracy", tmp_path / "none.csv"),
                           "no such accuracy file")
     bad = tmp_path / "bad.csv"
     bad.write_text("name,top1\nx,1\n")
-    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--accuracy", bad), "model,accuracy")
-    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", tmp_path / "p.gif"), ".png")
+    assert_one_line_error(run_cli("compare", small, "--input", "3x8x8", "--accuracy", bad), "model,accuracy")
+    assert_one_line_error(run_cli("compare", small, "--input", "3x8x8", "--plot", tmp_path / "p.gif"), ".png")
 
 
 WIDE_MACS = 16 * 6 * 6 * 3 * 3 * 3 + 576 * 10  # 15,552 + 5,760 = 21,312
@@ -325,7 +308,7 @@ WIDE_MACS = 16 * 6 * 6 * 3 * 3 * 3 + 576 * 10  # 15,552 + 5,760 = 21,312
 @pytest.mark.parametrize("fmt", ["table", "markdown", "latex", "csv", "json", "html"])
 def test_compare_in_every_format(models_file, fmt):
     small, wide = f"{models_file}:small", f"{models_file}:wide"
-    result = run("compare", small, wide, "--input", "3x8x8", "--format", fmt)
+    result = run_cli("compare", small, wide, "--input", "3x8x8", "--format", fmt)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert not out.startswith("\n") and not result.stderr.startswith("\n")
@@ -343,7 +326,7 @@ def test_compare_in_every_format(models_file, fmt):
 
 
 def test_compare_help_offers_no_closed_forms():
-    result = run("compare", "--help")
+    result = run_cli("compare", "--help")
     assert result.exit_code == 0 and "3xHxW" not in result.stdout and "(N)" not in result.stdout
 
 
@@ -352,12 +335,12 @@ def test_compare_plot_axes_and_a_missing_accuracy(models_file, tmp_path):
     accuracy = tmp_path / "accuracy.csv"
     accuracy.write_text(f"model,accuracy\n{small},61.5\n")
     plot = tmp_path / "scatter.svg"
-    assert_one_line_error(run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy),
+    assert_one_line_error(run_cli("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy),
                           "no accuracy for", wide)
-    assert_one_line_error(run("compare", small, "--input", "3x8x8", "--plot", plot, "--y", "accuracy"),
+    assert_one_line_error(run_cli("compare", small, "--input", "3x8x8", "--plot", plot, "--y", "accuracy"),
                           "needs --accuracy")
     accuracy.write_text(f"model,accuracy\n{small},61.5\n{wide},64.25\n")
-    result = run("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot,
+    result = run_cli("compare", small, wide, "--input", "3x8x8", "--accuracy", accuracy, "--plot", plot,
                  "--x", "macs", "--y", "accuracy")
     assert result.exit_code == 0, result.output
     svg = plot.read_text()
@@ -367,7 +350,7 @@ def test_compare_plot_axes_and_a_missing_accuracy(models_file, tmp_path):
 def test_plot_without_matplotlib(models_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    result = run("compare", f"{models_file}:small", "--input", "3x8x8", "--plot", tmp_path / "p.png")
+    result = run_cli("compare", f"{models_file}:small", "--input", "3x8x8", "--plot", tmp_path / "p.png")
     assert result.exit_code == 2 and "pip install 'flopcalc[plot]'" in result.stderr
 
 
@@ -385,7 +368,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     ("conv_variants.py:group_cnn", "3x128x128"),
 ], ids=lambda value: value.split(":")[-1] if ".py:" in value else None)
 def test_seed_examples_check_and_strict(reference, shape):
-    result = run(f"{EXAMPLES / reference}", "--input", shape, "--check", "--strict", "--format", "json")
+    result = run_cli(f"{EXAMPLES / reference}", "--input", shape, "--check", "--strict", "--format", "json")
     assert result.exit_code == 0, result.stderr
     totals = json.loads(result.stdout)["totals"]
     if reference.startswith("alexnet_1024"):  # seed 002: hand count and thop's "FLOPS" (really MACs)

@@ -16,9 +16,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from flopcalc.cli import app
+from support import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,8 +58,6 @@ class ReadsValues(nn.Module):
         return self.fc(x) * keep
 '''
 
-runner = CliRunner()
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
@@ -69,12 +66,8 @@ def models(tmp_path_factory) -> Path:
     return path
 
 
-def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def test_version():
-    result = run("--version")
+    result = run_cli("--version")
     assert result.exit_code == 0
     assert result.stdout == f"flopcalc {version('flopcalc')}\n"
 
@@ -82,7 +75,7 @@ def test_version():
 @pytest.mark.parametrize("command", [[], ["analyze"], ["formula"], ["ratio"], ["compare"]],
                          ids=["top", "analyze", "formula", "ratio", "compare"])
 def test_help_short_and_long_without_type_tags(command):
-    long, short = run(*command, "--help"), run(*command, "-h")
+    long, short = run_cli(*command, "--help"), run_cli(*command, "-h")
     assert long.exit_code == 0 and short.exit_code == 0
     assert long.stdout == short.stdout and "Usage: " in long.stdout
     for tag in ("<bool>", "<str>", "<int>", "<list[str]>", "<path>"):
@@ -90,14 +83,14 @@ def test_help_short_and_long_without_type_tags(command):
 
 
 def test_bare_command_prints_help_without_error():
-    result = run()
+    result = run_cli()
     assert result.exit_code == 0
     assert "Usage: " in result.stdout and "--input" not in result.stderr
     assert "Error" not in result.stdout + result.stderr
 
 
 def test_formula_takes_the_layer_defaults_and_says_which():
-    result = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32")
+    result = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "3·64·3·3 + 64 = 1,792" in out  # params: 3·64·3·3 + 64
@@ -108,7 +101,7 @@ def test_formula_takes_the_layer_defaults_and_says_which():
 
 
 def test_formula_sheet_is_written_as_a_person_writes_it():
-    out = run("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32").stdout
+    out = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32").stdout
     assert "= C_in·C_out·K_h·K_w/G + B·C_out" in out and "*" not in out
     assert "where H_out  = ⌊(H + 2·p_h - d_h·(K_h - 1) - 1)/s_h⌋ + 1" in out
     # both sizes substituted in the same order, added terms first: 32 + 1 - 3 = 30
@@ -116,39 +109,39 @@ def test_formula_sheet_is_written_as_a_person_writes_it():
 
 
 def test_pooling_stride_defaults_to_the_kernel():
-    result = run("formula", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2")
+    result = run_cli("formula", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2")
     assert result.exit_code == 0, result.output
     assert "s_h=2, s_w=2" in result.stdout and "(1, 8, 16, 16)" in result.stdout  # floor((32 - 2)/2) + 1 = 16
 
 
 def test_arg_passes_constructor_arguments_to_a_factory(models):
-    result = run(f"{models}:linear", "--arg", "width=5", "--arg", "bias=False", "--input", "5", "--format", "json")
+    result = run_cli(f"{models}:linear", "--arg", "width=5", "--arg", "bias=False", "--input", "5", "--format", "json")
     assert result.exit_code == 0, result.output
     totals = json.loads(result.stdout)["totals"]
     assert (totals["params"], totals["macs"]) == (5 * 3, 5 * 3)  # no bias: 5·3 weights, 5·3 MACs
 
 
 def test_arg_passes_constructor_arguments_to_torchvision():
-    result = run("resnet18", "--arg", "num_classes=11", "--input", "3x224x224", "--format", "json")
+    result = run_cli("resnet18", "--arg", "num_classes=11", "--input", "3x224x224", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["totals"]["params"] == 11_182_155  # seed report: ResNet18 for Food-11
 
 
 def test_factory_failure_names_the_arguments(models):
-    result = run(f"{models}:linear", "--input", "5")
+    result = run_cli(f"{models}:linear", "--input", "5")
     assert result.exit_code == 2 and "pass some with --arg NAME=VALUE" in result.stderr
-    result = run(f"{models}:linear", "--arg", "depth=2", "--input", "5")
+    result = run_cli(f"{models}:linear", "--arg", "depth=2", "--input", "5")
     assert result.exit_code == 2 and "called with depth=2" in result.stderr
 
 
 def test_keyword_input_is_named_in_the_title(models):
-    result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--depth", "0")
+    result = run_cli(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--depth", "0")
     assert result.exit_code == 0, result.output
     assert "input 1×6:int64, attention_mask=1×6 (meta device)" in " ".join(result.stdout.split())
 
 
 def test_keyword_input(models):
-    result = run(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--format", "json")
+    result = run_cli(f"{models}:Masked", "--input", "6:int64", "--input", "attention_mask=6", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["inputs"] == [  # input_ids, then attention_mask, named as given
@@ -164,14 +157,14 @@ def test_keyword_input(models):
     ("{models}:Masked", "6", "hint: token ids need an integer dtype: --input 6:int64"),
 ], ids=["batch-included", "channels", "float-ids"])
 def test_hints_for_common_shape_mistakes(models, model, shape, hint):
-    result = run(model.format(models=models), "--input", shape)
+    result = run_cli(model.format(models=models), "--input", shape)
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and line.startswith("Error: forward pass failed") and line.endswith(hint)
 
 
 def test_meta_pass_needing_values_retries_on_cpu_with_a_note(models):
-    result = run(f"{models}:ReadsValues", "--input", "4", "--format", "json")
+    result = run_cli(f"{models}:ReadsValues", "--input", "4", "--format", "json")
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("note: the forward pass needs real tensor values")
     assert "counted on cpu instead of meta" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -180,7 +173,7 @@ def test_meta_pass_needing_values_retries_on_cpu_with_a_note(models):
 
 
 def test_explicit_meta_does_not_retry(models):
-    result = run(f"{models}:ReadsValues", "--input", "4", "--device", "meta")
+    result = run_cli(f"{models}:ReadsValues", "--input", "4", "--device", "meta")
     assert result.exit_code == 2 and "forward pass failed" in result.stderr and "note:" not in result.stderr
 
 

@@ -6,25 +6,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from flopcalc.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from support import assert_one_line_error, run_cli
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
@@ -35,26 +18,26 @@ def assert_one_line_error(result, *fragments: str) -> None:
     (["--input", "3xHxW", "--hint", "H=big"], ["malformed value 'H=big'", "SYMBOL=INTEGER"]),
 ], ids=["at-concrete", "hint-concrete", "at-too-few", "at-zero", "hint-not-a-number"])
 def test_at_and_hint_errors(args: list[str], fragments: list[str]) -> None:
-    assert_one_line_error(run("resnet18", *args), *fragments)
+    assert_one_line_error(run_cli("resnet18", *args), *fragments)
 
 
 def test_compare_accuracy_that_is_not_a_number(tmp_path) -> None:
     accuracy = tmp_path / "accuracy.csv"
     accuracy.write_text("model,accuracy\nalexnet,high\n")
-    result = run("compare", "alexnet", "squeezenet1_0", "--input", "3x64x64", "--accuracy", accuracy)
+    result = run_cli("compare", "alexnet", "squeezenet1_0", "--input", "3x64x64", "--accuracy", accuracy)
     assert_one_line_error(result, f"{accuracy}:2: accuracy 'high' is not a number")
 
 
 def test_compare_unknown_model() -> None:
-    assert_one_line_error(run("compare", "alexnet", "resnt18", "--input", "3x64x64"), "unknown model 'resnt18'",
+    assert_one_line_error(run_cli("compare", "alexnet", "resnt18", "--input", "3x64x64"), "unknown model 'resnt18'",
                           "resnet18")
 
 
 def test_unknown_timm_model() -> None:
     pytest.importorskip("timm")
-    assert_one_line_error(run("timm:resnet5O", "--input", "3x64x64"), "unknown timm model 'resnet5O'", "resnet50")
+    assert_one_line_error(run_cli("timm:resnet5O", "--input", "3x64x64"), "unknown timm model 'resnet5O'", "resnet50")
 
 
 def test_timm_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "timm", None)
-    assert_one_line_error(run("timm:resnet50", "--input", "3x64x64"), "timm:resnet50 needs timm", "pip install timm")
+    assert_one_line_error(run_cli("timm:resnet50", "--input", "3x64x64"), "timm:resnet50 needs timm", "pip install timm")

@@ -15,9 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from flopcalc.cli import app
+from support import assert_one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,27 +80,12 @@ class FixedLength(nn.Module):
         return self.fc(x)
 '''
 
-runner = CliRunner()
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("failures") / "failing_models.py"
     path.write_text(textwrap.dedent(MODELS))
     return path
-
-
-def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -116,11 +100,11 @@ def assert_one_line_error(result, *fragments: str) -> None:
 ], ids=["double-minus", "superscript", "at-superscript", "hint-double-minus", "hint-negative", "quantized-dtype",
         "input-too-large", "arg-not-literal"])
 def test_malformed_values_are_one_line(args, fragment):
-    assert_one_line_error(run("alexnet", *args), fragment)
+    assert_one_line_error(run_cli("alexnet", *args), fragment)
 
 
 def test_formula_with_double_minus():
-    assert_one_line_error(run("formula", "conv2d", "C_in=--3"), "malformed value 'C_in=--3'")
+    assert_one_line_error(run_cli("formula", "conv2d", "C_in=--3"), "malformed value 'C_in=--3'")
 
 
 @pytest.mark.parametrize(("values", "fragment"), [
@@ -131,34 +115,34 @@ def test_formula_with_double_minus():
     (["H=3", "K_h=11"], "H_out = -7 with these values, but a size must be at least 1"),  # 3 - 11 + 1 = -7
 ], ids=["negative-channels", "zero-stride", "negative-padding", "groups", "kernel-larger-than-input"])
 def test_formula_refuses_values_no_layer_has(values, fragment):
-    assert_one_line_error(run("formula", "conv2d", *values), fragment)
+    assert_one_line_error(run_cli("formula", "conv2d", *values), fragment)
 
 
 def test_exit_in_model_file_import_is_an_error(tmp_path):
     model_file = tmp_path / "exits.py"
     model_file.write_text("import sys\nsys.exit(0)\n")
-    assert_one_line_error(run(f"{model_file}:net", "--input", "4"), "importing", "SystemExit: 0")
+    assert_one_line_error(run_cli(f"{model_file}:net", "--input", "4"), "importing", "SystemExit: 0")
 
 
 def test_exit_in_factory_and_forward_are_errors(models):
-    assert_one_line_error(run(f"{models}:exit_in_factory", "--input", "4"), "building", "SystemExit: 0")
-    assert_one_line_error(run(f"{models}:ExitInForward", "--input", "4"), "forward pass failed", "SystemExit: 0")
+    assert_one_line_error(run_cli(f"{models}:exit_in_factory", "--input", "4"), "building", "SystemExit: 0")
+    assert_one_line_error(run_cli(f"{models}:ExitInForward", "--input", "4"), "forward pass failed", "SystemExit: 0")
 
 
 def test_module_import_raising_any_error(tmp_path, monkeypatch):
     (tmp_path / "raising_pkg_for_test.py").write_text("raise ValueError('broken at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert_one_line_error(run("raising_pkg_for_test:net", "--input", "4"),
+    assert_one_line_error(run_cli("raising_pkg_for_test:net", "--input", "4"),
                           "importing raising_pkg_for_test failed: ValueError: broken at import")
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_torchscript_model(models):
-    assert_one_line_error(run(f"{models}:scripted", "--input", "4"), "TorchScript", "before torch.jit.script")
+    assert_one_line_error(run_cli(f"{models}:scripted", "--input", "4"), "TorchScript", "before torch.jit.script")
 
 
 def test_train_override_without_mode_is_not_called(models):
-    result = run(f"{models}:TrainWithoutMode", "--input", "4", "--format", "json")
+    result = run_cli(f"{models}:TrainWithoutMode", "--input", "4", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["totals"]["macs"] == 4 * 2
 
@@ -167,14 +151,14 @@ def test_accuracy_file_not_utf8_or_short_row(models, tmp_path):
     small = f"{models}:small"
     latin = tmp_path / "latin1.csv"
     latin.write_bytes("model,accuracy\ncaf\xe9,61.5\n".encode("latin-1"))
-    assert_one_line_error(run("compare", small, "--input", "4", "--accuracy", latin), "is not UTF-8")
+    assert_one_line_error(run_cli("compare", small, "--input", "4", "--accuracy", latin), "is not UTF-8")
     short = tmp_path / "short.csv"
     short.write_text(f"model,accuracy\n{small}\n")
-    assert_one_line_error(run("compare", small, "--input", "4", "--accuracy", short), "short.csv:2", "no accuracy")
+    assert_one_line_error(run_cli("compare", small, "--input", "4", "--accuracy", short), "short.csv:2", "no accuracy")
 
 
 def test_at_points_evaluated_concretely_when_the_closed_form_falls_back(models):
-    result = run(f"{models}:FixedLength", "--input", "Lx8", "--hint", "L=5", "--at", "5", "--format", "json")
+    result = run_cli(f"{models}:FixedLength", "--input", "Lx8", "--hint", "L=5", "--at", "5", "--format", "json")
     assert result.exit_code == 0, result.output
     assert "cannot be counted in closed form" in result.stderr
     evaluated = json.loads(result.stdout)["evaluated"]
@@ -204,12 +188,12 @@ def test_malformed_shape_in_a_real_process_has_no_traceback(tmp_path):
 
 
 def test_explicit_meta_that_needs_values_says_what_would_work(models):
-    result = run(f"{models}:ReadsValues", "--input", "16", "--device", "meta")
+    result = run_cli(f"{models}:ReadsValues", "--input", "16", "--device", "meta")
     assert_one_line_error(result, "DynamicOutputShapeException", "run it on the CPU", "--device cpu")
 
 
 def test_factory_failure_suggests_arguments_only_for_a_type_error(models):
-    result = run(f"{models}:factory_with_a_bug", "--input", "4")
+    result = run_cli(f"{models}:factory_with_a_bug", "--input", "4")
     assert_one_line_error(result, "ValueError: boom from factory")
     assert "--arg" not in result.stderr
 
@@ -219,18 +203,18 @@ def test_factory_failure_suggests_arguments_only_for_a_type_error(models):
     (".", "is a folder"),
 ], ids=["no-folder", "a-folder"])
 def test_unwritable_output_is_refused_before_the_analysis(models, tmp_path, output, fragment):
-    result = run(f"{models}:small", "--input", "4", "--output", tmp_path / output)
+    result = run_cli(f"{models}:small", "--input", "4", "--output", tmp_path / output)
     assert_one_line_error(result, "--output", fragment)
 
 
 def test_compare_names_the_model_that_failed():
     # alexnet's third max-pool has nothing left to pool at 32×32; resnet18 is fine there
-    result = run("compare", "resnet18", "alexnet", "--input", "3x32x32")
+    result = run_cli("compare", "resnet18", "alexnet", "--input", "3x32x32")
     assert_one_line_error(result, "alexnet: forward pass failed in features.12 (MaxPool2d)")
 
 
 def test_empty_accuracy_file_says_it_has_no_header(tmp_path):
     empty = tmp_path / "acc.csv"
     empty.write_text("")
-    result = run("compare", "alexnet", "--input", "3x224x224", "--accuracy", empty)
+    result = run_cli("compare", "alexnet", "--input", "3x224x224", "--accuracy", empty)
     assert_one_line_error(result, "needs a header with columns model,accuracy; it has no header line")

@@ -23,6 +23,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from flopcalc import hf, llm  # noqa: E402
+from support import run_cli  # noqa: E402
 
 LLAMA = dict(hidden_size=512, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2,
              intermediate_size=1376, vocab_size=32000)
@@ -122,14 +123,6 @@ def test_load_never_modifies_the_config():
     assert config.to_dict() == before
 
 
-def run_cli(*argv: str):
-    from typer.testing import CliRunner
-
-    from flopcalc.cli import app
-
-    return CliRunner().invoke(app, list(argv))
-
-
 def test_cli_json_has_kv_cache_and_summary(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA, "torch_dtype": "bfloat16"}))
     result = run_cli(f"hf:{tmp_path}", "--decode", "--context", "4096", "--format", "json")
@@ -162,6 +155,35 @@ def test_cli_closed_form_in_seq(tmp_path):
         result.stdout)
 
 
+def test_training_views_apply_to_the_main_phase(llama):
+    """A training step over a 16-token prompt: every product's operands both need a gradient (the embedding
+    table is trainable, so even the first projection's input does), so grad-input and grad-weight each cost
+    the forward's MACs: backward = 2 × forward."""
+    summary = llm.summarize(llama, seq=16, views={"backward": True, "memory": True})
+    totals = summary.main.report.totals
+    forward = SCORES_PER_S2 * 16**2 + LINEAR_PER_TOKEN * 16  # 524,288 + 350,748,672
+    assert totals.macs == forward == 351_272_960
+    assert totals.backward_macs == 2 * forward == 702_545_920
+    assert totals.memory.saved_for_backward_bytes > 0
+    decode = llm.summarize(llama, seq=16, context=64, views={"hardware": "h200-sxm"})
+    assert decode.prefill.report.totals.roofline is None  # the views go to the phase the table shows
+    # One token reads every weight for one MAC each: far below H200's ridge point, so memory-bound.
+    model = decode.decode.report.totals.roofline.model
+    assert model.bound == "memory" and model.memory_s > 10 * model.compute_s
+
+
+def test_cli_backward_and_roofline_of_a_prefill(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
+    result = run_cli(f"hf:{tmp_path}", "--seq", "16", "--backward", "--optimizer", "adamw", "--hardware",
+                     "h100-sxm", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["totals"]["macs"], data["totals"]["backward_macs"]) == (351_272_960, 702_545_920)
+    # float32 AdamW: params, gradients and two moments, 4 B each, for 38,308,352 params = 612,933,632 B
+    assert data["totals"]["memory"]["training"]["total_bytes"] == 16 * 38_308_352
+    assert "backward pass" in data["convention"] and data["llm"]["prefill"]["macs"] == 351_272_960
+
+
 def test_cli_convention_applies_to_the_prefill(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", **LLAMA}))
     result = run_cli(f"hf:{tmp_path}", "--seq", "128", "--convention", "2N", "--format", "json")
@@ -181,9 +203,13 @@ def test_cli_convention_applies_to_the_prefill(tmp_path):
         (["hf:{llama}", "--seq", "8", "--input", "3"], "instead of --input"),
         (["alexnet", "--input", "3x8x8", "--seq", "8"], "apply to hf:PATH models only"),
         (["hf:{llama}", "--decode", "--context", "8", "--convention", "palm"], "applies to a prefill"),
+        (["hf:{llama}", "--seq", "8", "--time", "cpu"], "built from its config on meta without weights"),
+        (["hf:{llama}", "--decode", "--context", "8", "--backward"], "a training step, which is a prefill"),
+        (["hf:{llama}", "--seq", "S", "--memory"], "need concrete sizes"),
+        (["hf:{llama}", "--seq", "8", "--plot", "r.png"], "--plot needs --hardware"),
     ],
     ids=["missing-path", "unknown-architecture", "context-without-decode", "no-phase", "input", "not-hf",
-         "convention-decode"],
+         "convention-decode", "time", "decode-backward", "symbolic-memory", "plot-without-hardware"],
 )
 def test_cli_errors_are_one_line(tmp_path, argv, expected):
     (tmp_path / "unknown.json").write_text(json.dumps({"model_type": "not_a_model"}))

@@ -58,6 +58,12 @@ def test_training_state_by_optimizer():
     assert state.total_bytes == 153_760  # 16 B per parameter
     sgd = flopcalc.analyze(mlp(), (8, 64), optimizer="sgd").totals.memory.training
     assert sgd.optimizer_bytes == 38_440  # one momentum buffer
+    from flopcalc.render.training import memory_items
+
+    report = flopcalc.analyze(mlp(), (8, 64), optimizer="sgd")
+    line = dict(memory_items(report))["Training state"]
+    assert "sgd state 38,440 B (1 float32 per trainable param: the momentum buffer; SGD without momentum keeps " \
+        "none)" in line
 
 
 def test_mixed_precision_and_frozen_parameters():

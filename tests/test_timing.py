@@ -35,6 +35,18 @@ def test_cpu_timing_per_layer_and_model_left_alone():
     assert data["totals"]["timing"]["time_s"] == timing.total_s
 
 
+def test_utilisation_timed_on_another_device_says_so():
+    """Timing on this CPU against a GPU's datasheet is not a utilisation of either; the line says so."""
+    from flopcalc.render.training import timing_items
+
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    on_gpu_roofline = dict(timing_items(flopcalc.analyze(model, (8, 64), time="cpu", repeats=1, hardware="h100-sxm")))
+    assert "of h100-sxm, but timed on cpu: not a utilisation of either device" in on_gpu_roofline["FLOP utilisation"]
+    given = dict(timing_items(flopcalc.analyze(model, (8, 64), time="cpu", repeats=1,
+                                               hardware="peak=1e12,bandwidth=1e11")))
+    assert "timed on" not in given["FLOP utilisation"]  # a device the user described: nothing to warn about
+
+
 class Residual(nn.Module):
     def __init__(self) -> None:
         super().__init__()

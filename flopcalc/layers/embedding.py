@@ -12,6 +12,10 @@ mul per looked-up element for per-sample weights. Bag sizes are data, so the cou
 With ``max_norm`` every lookup is counted as a distinct row that is renormalised (at most ``V`` rows), since
 which rows repeat or exceed the bound is also data.
 
+Backward (docs/conventions.md, "Backward"): each looked-up row's gradient is added into the table's (1 add per
+looked-up element; a bag's per-sample weight multiplies it first, and gets its own gradient as a dot product,
+``E`` MACs per lookup); a mean bag divides its gradient once per output element, a max bag adds it at the argmax.
+
 >>> EMBEDDING.substituted("params", {"V": 30522, "E": 768})
 '768·30522 = 23,440,896'
 """
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_W
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_W, g_x
 from flopcalc.layers.linear import split_parts, split_size, split_values
 from flopcalc.registry import REGISTRY, Bound, argument
 
@@ -81,7 +85,7 @@ EMBEDDING = LayerFormula(
 _terms = sp.Max(N - B, 0) * E  # n_b − 1 reduction terms per bag and column, summed over the B bags
 
 
-def _bag(mode: str, ops: Mapping[OpKind, sp.Expr]) -> LayerFormula:
+def _bag(mode: str, ops: Mapping[OpKind, sp.Expr], grad_input: Gradient, grad_weight: Gradient) -> LayerFormula:
     return LayerFormula(
         name=f"embedding_bag_{mode}",
         description=f"Embedding bag (nn.EmbeddingBag, mode='{mode}'): B bags of looked-up rows, each reduced to one",
@@ -89,12 +93,19 @@ def _bag(mode: str, ops: Mapping[OpKind, sp.Expr]) -> LayerFormula:
         macs=sp.Integer(0),
         ops=ops,
         output_shape=(B, E),
+        grad_input=grad_input,
+        grad_weight=grad_weight,
     )
 
 
-EMBEDDING_BAG_SUM = _bag("sum", {OpKind.ADD: _terms, OpKind.MUL: W * N * E})
-EMBEDDING_BAG_MEAN = _bag("mean", {OpKind.ADD: _terms, OpKind.DIV: B * E})
-EMBEDDING_BAG_MAX = _bag("max", {OpKind.COMPARE: _terms})
+# Backward: sum adds each bag's gradient into its looked-up rows (times the per-sample weight first), and the
+# per-sample weights' gradient (their only float input, g_x) is the bag gradient · the row, E MACs per lookup;
+# mean divides each bag's gradient by its size once, then adds it likewise; max adds it at each argmax row.
+EMBEDDING_BAG_SUM = _bag("sum", {OpKind.ADD: _terms, OpKind.MUL: W * N * E}, Gradient(macs=g_x * N * E),
+                         Gradient(ops={OpKind.ADD: g_W * N * E, OpKind.MUL: g_W * W * N * E}))
+EMBEDDING_BAG_MEAN = _bag("mean", {OpKind.ADD: _terms, OpKind.DIV: B * E}, Gradient(),
+                          Gradient(ops={OpKind.ADD: g_W * N * E, OpKind.DIV: g_W * B * E}))
+EMBEDDING_BAG_MAX = _bag("max", {OpKind.COMPARE: _terms}, Gradient(), Gradient(ops={OpKind.ADD: g_W * B * E}))
 _BAGS = {"sum": EMBEDDING_BAG_SUM, "mean": EMBEDDING_BAG_MEAN, "max": EMBEDDING_BAG_MAX}
 _MAX_NORM = {f.name: with_max_norm(f) for f in (EMBEDDING, *_BAGS.values())}
 

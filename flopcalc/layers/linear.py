@@ -12,9 +12,11 @@ Conventions (docs/conventions.md, "Linear"): Linear is ``N·C_in·C_out`` MACs a
 Backward (docs/conventions.md, "Backward"): grad-input ``dX = dY·W`` and grad-weight ``dW = dYᵀ·X`` each cost
 the forward's ``N·C_in·C_out`` MACs, the bias gradient sums ``dY`` over the rows: ``(N − 1)·C_out`` adds.
 Bilinear computes ``y_k = x1ᵀA_k x2 + b_k`` as ``(x1ᵀA_k)·x2``: ``C_in1·C_in2`` MACs for the row vector
-``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``. Its bias is a ``bias_add`` (torch adds it with a
+``x1ᵀA_k``, then ``C_in2`` for its dot product with ``x2``; its gradients are contracted in the same order
+(flags ``g_x1``, ``g_x2`` for each input). Its bias is a ``bias_add`` (torch adds it with a
 broadcast ``aten.add``, which the operator counter reads as a bias add); for an unbatched input it is a plain
-vector + vector ``add``, which no count can tell from any other (flag ``U``). A matrix product is
+vector + vector ``add``, which no count can tell from any other (flag ``U``); ``S`` is 1 when both inputs are
+one tensor. A matrix product is
 ``N·M·K·P`` MACs, the added tensor one ``bias_add`` per output element.
 
 >>> LINEAR.substituted("params", {"C_in": 9216, "C_out": 4096, "B": 1})
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x, g_x1, g_x2
 from flopcalc.registry import REGISTRY, Bound, argument
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
 M, K, P = dims("M K P")
 B = flag("B")
 U = flag("U")
+S = flag("S")
 
 
 def numbered(prefix: str, count: int) -> tuple[sp.Symbol, ...]:
@@ -97,6 +100,13 @@ BILINEAR = LayerFormula(
     # An unbatched (1-d) output gets its bias as a vector + vector add, indistinguishable from any other add.
     ops={OpKind.BIAS_ADD: B * (1 - U) * N * C_out, OpKind.ADD: B * U * N * C_out},
     output_shape=(N, C_out),
+    # dx1 = (g·A)·x2 and dx2 = (g·(x1ᵀA)), each contracted in the forward's order; dA = Σ_n (g ⊗ x1) ⊗ x2,
+    # the outer product g_k·x1_i a mul (nothing is summed yet), then a MAC per x2_j; db sums g over rows.
+    # Both inputs the same tensor (S = 1): autograd adds its two gradients.
+    grad_input=Gradient(macs=g_x1 * N * C_in1 * C_in2 * (C_out + 1) + g_x2 * N * C_out * C_in2 * (C_in1 + 1),
+                        ops={OpKind.ADD: g_x * S * N * C_in1}),
+    grad_weight=Gradient(macs=g_W * N * C_out * C_in1 * C_in2,
+                         ops={OpKind.MUL: g_W * N * C_out * C_in1, OpKind.ADD: g_b * (N - 1) * C_out}),
     defaults={N: 1, B: 1, U: 0},
 )
 
@@ -129,7 +139,7 @@ def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[st
     leading = tuple(args[0].shape[:-1])
     values = {
         "C_in1": module.in1_features, "C_in2": module.in2_features, "C_out": module.out_features,
-        "B": int(module.bias is not None), "U": int(not leading),
+        "B": int(module.bias is not None), "U": int(not leading), "S": int(args[0] is args[1]),
     }
     return Bound(_with_leading("bilinear", len(leading)), {**values, **split_values("N", leading)})
 

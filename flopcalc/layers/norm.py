@@ -25,14 +25,17 @@ scalars from momentum and Bessel's correction are not counted); BatchNorm adds 1
 and InstanceNorm averages the per-instance statistics over the batch (``N − 1`` adds and 1 div per channel and
 statistic). Not counted: dtype conversions.
 
-Backward (docs/conventions.md, "Backward"), BatchNorm and LayerNorm, for ``T`` elements in groups of ``M``:
-x̂ = (x − mean)·rstd is recomputed (1 add + 1 mul per element, charged to grad-weight when it runs, else to
-grad-input); grad-bias Σg and grad-weight Σg·x̂ sum over the positions sharing a parameter (``n − 1`` adds
-per parameter, + 1 mul per element); grad-input with batch statistics is
-``(γ·rstd/M)·(M·g − Σg − x̂·Σg·x̂)``: 3 mul + 2 add per element, 1 div per group, the two group sums (over
-``g·γ`` for LayerNorm's per-element γ, 1 mul per element more; shared with the parameter gradients for
-BatchNorm) and 1 mul per group for γ·rstd (BatchNorm). BatchNorm at inference: ``g·(γ·rstd)``, 1 mul per
-element, with rstd from the running variance (1 add, 1 sqrt, 1 div per channel) and 1 mul per channel for γ.
+Backward (docs/conventions.md, "Backward"), for ``T`` elements in groups of ``M``: x̂ = (x − mean)·rstd is
+recomputed once (1 add + 1 mul per element, charged to grad-weight when it runs, else to grad-input);
+grad-bias Σg and grad-weight Σg·x̂ sum over the positions sharing a parameter (``n − 1`` adds per parameter,
++ 1 mul per element); grad-input with batch statistics is ``(γ·rstd/M)·(M·g − Σg − x̂·Σg·x̂)``: 3 mul + 2 add
+per element, 1 div per group, the two group sums (over ``g·γ`` when γ varies inside a group, LayerNorm and
+GroupNorm, 1 mul per element more; shared with the parameter gradients when γ is per group, BatchNorm and
+InstanceNorm) and 1 mul per group for γ·rstd (γ per group). With running statistics (BatchNorm, InstanceNorm
+at inference): ``g·(γ·rstd)``, 1 mul per element, with rstd from the running variance (1 add, 1 sqrt, 1 div per
+group) and 1 mul per group for γ. InstanceNorm is BatchNorm over N·C channels with γ and β repeated per
+sample: their gradients add the N copies. RMSNorm's backward is autograd's chain through its decomposition
+(see ``RMS_NORM``).
 
 >>> BATCH_NORM.substituted("buffers", {"C": 64})
 '2·64 + 1 = 129'
@@ -100,6 +103,8 @@ def running_update(channels: sp.Expr) -> Ops:
 
 
 _BN_ELEMENTS = N * C * S
+
+
 def _param_gradients(elements: sp.Expr, positions: sp.Expr, per_param: sp.Expr) -> Gradient:
     """Σg for β and Σg·x̂ for γ over ``positions`` per parameter, plus x̂ itself when γ is trainable."""
     sums = (positions - 1) * per_param
@@ -110,15 +115,30 @@ def _param_gradients(elements: sp.Expr, positions: sp.Expr, per_param: sp.Expr) 
     ))
 
 
-def _batch_norm_input_gradient() -> Gradient:
-    """Training-mode BatchNorm grad-input; the per-channel sums are shared with grad-bias/grad-weight."""
-    sums = C * (N * S - 1)
+def _batch_stats_input_gradient(elements: sp.Expr, groups: sp.Expr, positions: sp.Expr) -> Gradient:
+    """Grad-input with batch statistics and γ per group (BatchNorm, InstanceNorm); the group sums Σg and Σg·x̂
+    are shared with grad-bias/grad-weight when those ran."""
+    sums = groups * (positions - 1)
     ops = _total(
-        _times(1 - g_W, {OpKind.ADD: _BN_ELEMENTS, OpKind.MUL: _BN_ELEMENTS}),  # x̂, unless grad-weight made it
-        {OpKind.ADD: sums * ((1 - g_b) + (1 - g_W)), OpKind.MUL: (1 - g_W) * _BN_ELEMENTS},
-        {OpKind.MUL: A * C + 3 * _BN_ELEMENTS, OpKind.ADD: 2 * _BN_ELEMENTS, OpKind.DIV: C},
+        _times(1 - g_W, {OpKind.ADD: elements, OpKind.MUL: elements}),  # x̂, unless grad-weight made it
+        {OpKind.ADD: sums * ((1 - g_b) + (1 - g_W)), OpKind.MUL: (1 - g_W) * elements},
+        {OpKind.MUL: A * groups + 3 * elements, OpKind.ADD: 2 * elements, OpKind.DIV: groups},
     )
     return Gradient(ops=_times(g_x, ops))
+
+
+def _running_stats_gradients(elements: sp.Expr, groups: sp.Expr, positions: sp.Expr) -> tuple[Gradient, Gradient]:
+    """Grad-input ``g·(γ·rstd)`` with rstd from the running variance (charged to grad-input when it runs) and
+    γ·rstd per group; the parameter gradients, with rstd when only they need it."""
+    grad_input = Gradient(ops=_times(g_x, _total(rstd(groups), {OpKind.MUL: elements + A * groups})))
+    params = _param_gradients(elements, positions, groups)
+    return grad_input, Gradient(ops=_total(params.ops, _times(g_W * (1 - g_x), rstd(groups))))
+
+
+def _repeated(gradient: Gradient, copies: sp.Expr, size: sp.Expr) -> Gradient:
+    """``gradient`` of parameters repeated ``copies`` times (InstanceNorm repeats γ and β per sample), plus the
+    sum of the copies' gradients: ``(copies − 1)·size`` adds for each of γ and β that is trainable."""
+    return Gradient(ops=_total(gradient.ops, {OpKind.ADD: (g_W + g_b) * (copies - 1) * size}))
 
 
 BATCH_NORM = LayerFormula(
@@ -129,10 +149,8 @@ BATCH_NORM = LayerFormula(
     ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
     output_shape=(N, C, S),
     buffers=2 * C + 1,
-    # rstd from the running variance (charged to grad-input when it runs), then g·(γ·rstd) per element.
-    grad_input=Gradient(ops=_times(g_x, _total(rstd(C), {OpKind.MUL: _BN_ELEMENTS + A * C}))),
-    grad_weight=Gradient(ops=_total(
-        _param_gradients(_BN_ELEMENTS, N * S, C).ops, _times(g_W * (1 - g_x), rstd(C)))),
+    grad_input=_running_stats_gradients(_BN_ELEMENTS, C, N * S)[0],
+    grad_weight=_running_stats_gradients(_BN_ELEMENTS, C, N * S)[1],
 )
 BATCH_NORM_BATCH_STATS = LayerFormula(
     name="batch_norm_batch_stats",
@@ -145,7 +163,7 @@ BATCH_NORM_BATCH_STATS = LayerFormula(
     ),
     output_shape=(N, C, S),
     buffers=R * (2 * C + 1),
-    grad_input=_batch_norm_input_gradient(),
+    grad_input=_batch_stats_input_gradient(_BN_ELEMENTS, C, N * S),
     grad_weight=_param_gradients(_BN_ELEMENTS, N * S, C),
 )
 INSTANCE_NORM = LayerFormula(
@@ -159,6 +177,9 @@ INSTANCE_NORM = LayerFormula(
     ),
     output_shape=(N, C, S),
     buffers=R * (2 * C + 1),
+    # BatchNorm's backward over N·C channels of S positions, γ and β repeated per sample.
+    grad_input=_batch_stats_input_gradient(N * C * S, N * C, S),
+    grad_weight=_repeated(_param_gradients(N * C * S, S, N * C), N, C),
 )
 INSTANCE_NORM_RUNNING = LayerFormula(
     name="instance_norm_running_stats",
@@ -168,6 +189,8 @@ INSTANCE_NORM_RUNNING = LayerFormula(
     ops=_total(rstd(N * C), normalise(N * C * S, A, A)),
     output_shape=(N, C, S),
     buffers=2 * C + 1,
+    grad_input=_running_stats_gradients(N * C * S, N * C, S)[0],
+    grad_weight=_repeated(_running_stats_gradients(N * C * S, N * C, S)[1], N, C),
 )
 GROUP_NORM = LayerFormula(
     name="group_norm",
@@ -176,6 +199,13 @@ GROUP_NORM = LayerFormula(
     macs=sp.Integer(0),
     ops=_total(statistics(N * G, C * S / G), rstd(N * G), normalise(N * C * S, A, A)),
     output_shape=(N, C, S),
+    # γ varies within a group: ĝ = g·γ, the group sums Σĝ and Σĝ·x̂, then (rstd/M)·(M·ĝ − Σĝ − x̂·Σĝ·x̂); the
+    # parameter gradients sum over the N·S positions of each channel.
+    grad_input=Gradient(ops=_times(g_x, _total(
+        _times(1 - g_W, {OpKind.ADD: N * C * S, OpKind.MUL: N * C * S}),
+        {OpKind.MUL: (A + 4) * N * C * S, OpKind.ADD: 2 * N * (C * S - G) + 2 * N * C * S, OpKind.DIV: N * G},
+    ))),
+    grad_weight=_param_gradients(N * C * S, N * S, C),
 )
 LAYER_NORM = LayerFormula(
     name="layer_norm",
@@ -198,6 +228,12 @@ RMS_NORM = LayerFormula(
     macs=sp.Integer(0),
     ops=_total(statistics(N, D, centred=False), rstd(N), normalise(N * D, A, 0, centred=False)),
     output_shape=(N, D),
+    # Autograd differentiates the decomposition x·rsqrt(mean(x²) + ε)·γ op by op (no fused backward on CPU or
+    # meta): g·γ; g·rstd and the row sum Σg·x; rsqrt's −½·rstd³·g, 4 mul per row; the mean's g/D per element;
+    # the square's 2·x·g, 2 mul; x's two gradients summed. Grad-weight Σ g·x̂ over the rows.
+    grad_input=Gradient(ops=_times(g_x, {
+        OpKind.MUL: (A + 4) * N * D + 4 * N, OpKind.ADD: N * (D - 1) + N * D, OpKind.DIV: N * D})),
+    grad_weight=Gradient(ops={OpKind.MUL: g_W * N * D, OpKind.ADD: g_W * (N - 1) * D}),
 )
 
 REGISTRY.add_formula(
@@ -301,7 +337,8 @@ def bind_f_group_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound
     if (weight is None) != (bias is None) or x.dim() < 2:
         return None
     shape = tuple(x.shape)
-    values = {"N": shape[0], "C": shape[1], "G": groups, "A": int(weight is not None)}
+    # B (the last tensor argument is a bias) tells the backward pass which argument is β's.
+    values = {"N": shape[0], "C": shape[1], "G": groups, "A": int(weight is not None), "B": int(bias is not None)}
     return Bound(_shaped("group_norm", True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
 
 
@@ -316,7 +353,7 @@ def bind_f_batch_norm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound
         return None
     name = "batch_norm_batch_stats" if training or mean is None else "batch_norm"
     shape = tuple(x.shape)
-    values = {"N": shape[0], "C": shape[1], "A": int(weight is not None), "R": 0}
+    values = {"N": shape[0], "C": shape[1], "A": int(weight is not None), "B": int(bias is not None), "R": 0}
     return Bound(_shaped(name, True, len(shape) - 2), {**values, **_spatial_values(shape[2:])})
 
 

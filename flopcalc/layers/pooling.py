@@ -20,7 +20,9 @@ trilinear, ``P = 4`` for bicubic): ``P^n`` muls and ``P^n − 1`` adds. The weig
 coordinate and shared by every channel, and ``align_corners`` (which moves the sample points, not their
 number) are not counted; kernels that interpolate dimension by dimension execute more (torch's bilinear:
 6 muls, 3 adds). Nearest and nearest-exact copy one input element per output: no arithmetic. ``area``
-mode is adaptive average pooling to the target size.
+mode is adaptive average pooling to the target size. Backward: each output gradient times each of the ``P^n``
+weights, added into that neighbour's gradient (``P^n`` mul + ``P^n`` add per output); nearest adds it into its
+source (1 add per output).
 
 Identity, Dropout (every variant; inference, where it is the identity), Flatten and Unflatten (views) do
 no arithmetic: their formulas have no MACs and no operations.
@@ -135,6 +137,8 @@ def _interpolation_formula(ndim: int) -> LayerFormula:
         params=sp.Integer(0),
         macs=sp.Integer(0),
         ops={OpKind.MUL: P**ndim * results, OpKind.ADD: (P**ndim - 1) * results},
+        # Backward: each output gradient times each neighbour's weight, added into that neighbour's gradient.
+        grad_input=Gradient(ops={OpKind.MUL: g_x * P**ndim * results, OpKind.ADD: g_x * P**ndim * results}),
         output_shape=(N, C, *sym["out"]),
         intermediates={o: sp.floor(x * f) for o, x, f in zip(sym["out"], sym["size"], _scale_symbols(ndim))},
     )
@@ -154,6 +158,8 @@ UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D = (
     dataclasses.replace(
         formula, name=f"upsample_nearest{n}d", ops={},
         description=f"{n}-d nearest / nearest-exact upsampling: copies one input element per output, no arithmetic",
+        # Backward: each output gradient is added into its source's.
+        grad_input=Gradient(ops={OpKind.ADD: g_x * sp.Mul(N, C, *spatial_symbols(n)["out"])}),
     )
     for n, formula in ((1, INTERPOLATE1D), (2, INTERPOLATE2D), (3, INTERPOLATE3D))
 )

@@ -15,8 +15,11 @@ operation per scalar operation, and the products that carry MACs forward carry t
   2d − 1 add.
 - Pooling: max pooling routes each output gradient to its argmax, 1 add per output element; average pooling
   divides each output gradient by its window (1 div) and adds it into every tap (1 add per tap).
-- Norms: see :func:`norm_backward`. Embedding: each looked-up row's gradient is added into the table, 1 add
-  per looked-up element.
+- Norms: see :func:`norm_backward`; RMS norm's fused backward as autograd runs its decomposition.
+- Embedding: each looked-up row's gradient is added into the table, 1 add per looked-up element; bags: see
+  :func:`count_embedding_bag_backward`.
+- Upsampling: nearest routes each output gradient to its source (1 add per output); n-linear and bicubic
+  weight it for each of their ``P^n`` neighbours and add it there (``P^n`` mul + ``P^n`` add per output).
 - ``select_backward``/``slice_backward`` and the like write a gradient into zeros: data movement, free.
 """
 
@@ -112,12 +115,13 @@ def count_convolution_backward(args: Sequence[Any], kwargs: Mapping[str, Any], o
 
 def norm_backward(
     elements: Number, groups: Number, param_groups: Number, *, mask: Sequence[bool], scale: bool,
-    batch_stats: bool, per_element_scale: bool,
+    batch_stats: bool, per_element_scale: bool, x_hat_known: bool = False,
 ) -> Count:
     """A norm's backward over ``elements`` values in ``groups`` statistics groups, with affine parameters
     shared by ``param_groups`` positions (the parameter gradients sum over them).
 
-    - x̂ = (x − mean)·rstd, recomputed when grad-input or grad-weight needs it: 1 add + 1 mul per element;
+    - x̂ = (x − mean)·rstd, recomputed when grad-input or grad-weight needs it (unless ``x_hat_known``: a
+      grad-weight counted apart made it): 1 add + 1 mul per element;
       with running statistics (BatchNorm in eval) rstd = 1/√(var + ε) per group first: 1 add, 1 sqrt, 1 div.
     - grad-bias Σ g and grad-weight Σ g·x̂ over the ``param_groups`` positions: ``(n − 1)`` adds per
       parameter, plus 1 mul per element for g·x̂.
@@ -137,7 +141,7 @@ def norm_backward(
     params = elements // param_groups
     if not batch_stats and (want_input or want_weight):
         add(add=groups, sqrt=groups, div=groups)
-    if want_weight or (want_input and batch_stats):
+    if (want_weight or (want_input and batch_stats)) and not x_hat_known:
         add(add=elements, mul=elements)  # x̂
     if want_bias:
         add(add=(param_groups - 1) * params)
@@ -190,10 +194,10 @@ def count_group_norm_backward(args: Sequence[Any], kwargs: Mapping[str, Any], ou
     elements = numel(shape_of(args[1]))
     mask = args[9]
     scale = isinstance(args[4], torch.Tensor)
-    # γ varies within a statistics group, so the grad-input sums run over g·γ (per element).
+    # γ varies within a statistics group, so the grad-input sums run over g·γ (per element); x̂ is made once.
     count = norm_backward(
         elements, batch * group, batch * hxw, mask=(mask[0], False, False), scale=scale, batch_stats=True,
-        per_element_scale=True,
+        per_element_scale=True, x_hat_known=bool(mask[1]),
     )
     return count + norm_backward(
         elements, batch * group, batch * hxw, mask=(False, mask[1], mask[2]), scale=scale, batch_stats=True,
@@ -246,3 +250,78 @@ def count_embedding_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out
     """``(grad_output, indices, num_weights, padding_idx, scale_grad_by_freq)``: each looked-up row is added into
     the table's gradient, 1 add per element (rows at ``padding_idx`` included: the count is of shapes)."""
     return Count(0, {ADD: numel(shape_of(args[0]))})
+
+
+@op_rule(aten._fused_rms_norm_backward)
+def count_fused_rms_norm_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_out, input, normalized_shape, rstd, weight, output_mask)``, counted as the ops autograd runs for
+    the decomposition ``x·rsqrt(mean(x²) + ε)·γ`` on other devices, per row of D: grad-input ``g·γ`` (D mul),
+    ``g·rstd`` and ``Σ g·x`` (2D mul, D − 1 add), rsqrt's ``−½·rstd³`` (4 mul), the mean's ``/D`` (D div), the
+    square's ``2·x·g`` (2D mul) and the sum of x's two gradients (D add); grad-weight ``Σ g·x̂`` over the rows
+    (D mul per row, (rows − 1)·D add)."""
+    elements = numel(shape_of(args[1]))
+    size = numel(args[2])
+    rows = elements // size
+    scale = isinstance(args[4], torch.Tensor)
+    want_input, want_weight = (bool(m) for m in args[5])
+    ops: dict[str, Number] = {MUL: 0, ADD: 0}
+    if want_input:
+        ops = {MUL: (4 + int(scale)) * elements + 4 * rows, ADD: rows * (size - 1) + elements, DIV: elements}
+    if want_weight:
+        ops[MUL] += elements
+        ops[ADD] += (rows - 1) * size
+    return Count(0, ops)
+
+
+_BAG_MEAN, _BAG_MAX = 1, 2  # `mode` of the embedding-bag ops: 0 sum, 1 mean, 2 max
+
+
+@op_rule(aten._embedding_bag_backward)
+def count_embedding_bag_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad, indices, offsets, offset2bag, bag_size, maximum_indices, num_weights, scale_grad_by_freq, mode,
+    sparse, per_sample_weights, padding_idx)``: for ``B`` bags of width ``E`` over ``n`` lookups, sum adds the
+    bag's gradient into each looked-up row (n·E add; × its per-sample weight first, n·E mul); mean divides each
+    bag's gradient by its size once (B·E div), then adds it likewise; max adds it at each output's argmax row
+    (B·E add)."""
+    grad_shape = shape_of(args[0])
+    bag_elements, looked_up = numel(grad_shape), numel(shape_of(args[1])) * grad_shape[-1]
+    mode = args[8]
+    if mode == _BAG_MAX:
+        return Count(0, {ADD: bag_elements})
+    ops: dict[str, Number] = {ADD: looked_up}
+    if mode == _BAG_MEAN:
+        ops[DIV] = bag_elements
+    if isinstance(args[10], torch.Tensor):
+        ops[MUL] = looked_up
+    return Count(0, ops)
+
+
+@op_rule(aten._embedding_bag_per_sample_weights_backward)
+def count_per_sample_weights_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad, weight, indices, offsets, offset2bag, mode, padding_idx)``: each weight's gradient is the dot
+    product of its bag's gradient with its looked-up row, E MACs per lookup."""
+    return Count(numel(shape_of(args[2])) * shape_of(args[0])[-1])
+
+
+def _upsample_backward(taps: int) -> Any:
+    def count(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+        """``(grad_output, output_size, input_size, …)``: each output gradient times each of its ``taps``
+        weights, added into that neighbour's gradient."""
+        outputs = numel(shape_of(args[0]))
+        return Count(0, {MUL: outputs * taps, ADD: outputs * taps})
+
+    return count
+
+
+@op_rule(aten.upsample_nearest1d_backward, aten.upsample_nearest2d_backward, aten.upsample_nearest3d_backward,
+         aten._upsample_nearest_exact1d_backward, aten._upsample_nearest_exact2d_backward,
+         aten._upsample_nearest_exact3d_backward)
+def count_nearest_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad_output, output_size, input_size, …)``: each output gradient is added into its source's."""
+    return Count(0, {ADD: numel(shape_of(args[0]))})
+
+
+op_rule(aten.upsample_linear1d_backward)(_upsample_backward(2))
+op_rule(aten.upsample_bilinear2d_backward)(_upsample_backward(2 * 2))
+op_rule(aten.upsample_trilinear3d_backward)(_upsample_backward(2 * 2 * 2))
+op_rule(aten.upsample_bicubic2d_backward)(_upsample_backward(4 * 4))

@@ -7,7 +7,8 @@ from __future__ import annotations
 from flopcalc.render.units import Rate, Ratio, Seconds, fmt_bytes, fmt_count, fmt_rate, fmt_scaled, fmt_seconds
 from flopcalc.report import LayerBackward, LayerRow, Report
 from flopcalc.roofline import Roofline
-from flopcalc.timing import achieved, flop_utilisation
+from flopcalc.memory import OPTIMIZER_STATE_NAMES
+from flopcalc.timing import achieved, flop_utilisation, timed_elsewhere
 
 UNCOUNTED_MARK = "*"
 
@@ -81,8 +82,12 @@ def timing_items(report: Report) -> list[tuple[str, str]]:
     utilisation = flop_utilisation(report)
     if utilisation is not None:
         rate = report.totals.flops / timing.total_s if isinstance(report.totals.flops, int) else 0
-        items.append(("FLOP utilisation", f"{utilisation:.2f}% = {fmt_rate(rate, 'FLOP/s')} of the "
-                                          f"{report.totals.roofline.peak / 1e12:,.4g} TFLOP/s peak"))
+        roofline = report.totals.roofline
+        text = f"{utilisation:.2f}% = {fmt_rate(rate, 'FLOP/s')} of the {roofline.peak / 1e12:,.4g} TFLOP/s peak"
+        if timed_elsewhere(report):
+            text += (f" of {roofline.hardware.name}, but timed on {timing.device}: not a utilisation of either "
+                     f"device; time on the device you name, or name --hardware {timing.device}")
+        items.append(("FLOP utilisation", text))
     return items
 
 
@@ -119,7 +124,8 @@ def memory_items(report: Report) -> list[tuple[str, str]]:
         master = f" + float32 master weights {state.master_bytes:,} B" if state.master_bytes else ""
         items.append(("Training state", fmt_bytes(state.total_bytes) + f" = params {state.param_bytes:,} B + "
                       f"gradients {state.grad_bytes:,} B{master} + {state.optimizer} state "
-                      f"{state.optimizer_bytes:,} B ({state.states_per_param} float32 per trainable param)"))
+                      f"{state.optimizer_bytes:,} B ({state.states_per_param} float32 per trainable param: "
+                      f"{OPTIMIZER_STATE_NAMES[state.optimizer]})"))
     return items
 
 
