@@ -7,8 +7,10 @@ times, while the CPU a process needs barely moves.
     python bench/startup.py --runs 3
 
 Targets (issue 13): ``--help``, ``--version``, ``formula`` and ``ratio`` within 3 × ``python -c pass`` (they never
-import torch); ``flopcalc resnet50 --input 3x224x224`` within 1.3 × ``python -c "import torch"``. The command
-runs through the checkout's ``cli.py`` shim, so it measures this checkout's code in this interpreter.
+import torch; without values they print the output cached by ``flopcalc.cli_cache``, a formula with values is
+computed by sympy); ``flopcalc resnet50 --input 3x224x224`` within 1.3 × ``python -c "import torch"``. The
+command runs through the checkout's ``cli.py`` shim (the same entry point as the installed ``flopcalc``), so it
+measures this checkout's code in this interpreter.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ COMMANDS = [  # (shown as, arguments, floor, target ratio)
     ("flopcalc --version", ["--version"], "python -c pass", 3.0),
     ("flopcalc --help", ["--help"], "python -c pass", 3.0),
     ("flopcalc ratio depthwise-separable", ["ratio", "depthwise-separable"], "python -c pass", 3.0),
+    ("flopcalc formula conv2d", ["formula", "conv2d"], "python -c pass", 3.0),
     ("flopcalc formula conv2d C_in=3 C_out=64 K_h=3 K_w=3 H=32 W=32",
      ["formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32"], "python -c pass", 3.0),
     ("flopcalc resnet50 --input 3x224x224", ["resnet50", "--input", "3x224x224"], 'python -c "import torch"', 1.3),

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from flopcalc.errors import FlopcalcError, ForwardError, InputError, UncountedOpsError, UnknownModelError
 
+__version__ = "0.1.0"
+"""The package's version, read by ``pyproject.toml`` (so it is written once) and printed by ``--version``."""
+
 if TYPE_CHECKING:
     from flopcalc.analyze import analyze
     from flopcalc.formula import LayerFormula, OpKind, ratio

@@ -26,6 +26,7 @@ from flopcalc.cli_parse import (
 from flopcalc.cli_show import (
     Format, check_output, show_comparison, show_convention, show_llm, show_report, show_roofline_plot,
 )
+from flopcalc import __version__
 from flopcalc.errors import FlopcalcError, InputError
 
 if TYPE_CHECKING:
@@ -70,24 +71,6 @@ class RatioKind(StrEnum):
     GROUP = "group"
 
 
-RATIOS = {
-    RatioKind.DEPTHWISE_SEPARABLE: (
-        "depthwise_separable_ratio",
-        "depthwise-separable (K×K depthwise + 1×1 pointwise) / standard K×K convolution, M output channels",
-    ),
-    RatioKind.GROUP: ("group_ratio", "group convolution with G groups / standard convolution"),
-}
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("flopcalc")
-    except PackageNotFoundError:  # a checkout run without installing (python cli.py)
-        return "unknown (not installed)"
-
-
 class _UntypedArgument(TyperArgument):
     """An argument shown in the help by its metavar and help alone, without typer's type tag (``MODEL <str>``)."""
 
@@ -129,7 +112,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"flopcalc {_version()}")
+        typer.echo(f"flopcalc {__version__}")
         raise typer.Exit(0)
 
 
@@ -342,12 +325,11 @@ def formula_command(
     the layer's defaults (stride 1, padding 0, ...), listed under the sheet."""
     import flopcalc.layers  # noqa: F401  (registers the formulas)
     from flopcalc.registry import REGISTRY
-    from flopcalc.render.formulas import formula_sheet
+    from flopcalc.render.formulas import formula_list, formula_sheet
 
     with _one_line_errors():
         if family is None:
-            for name, formula in sorted(REGISTRY.formulas.items()):
-                typer.echo(f"{name:<24} {formula.description}")
+            typer.echo(formula_list(REGISTRY.formulas), nl=False)
             return
         if family not in REGISTRY.formulas:
             close = difflib.get_close_matches(family, list(REGISTRY.formulas), n=5, cutoff=0.5)
@@ -366,17 +348,9 @@ def ratio_command(
     params: Annotated[bool, typer.Option("--params", help="the ratio of parameters instead of MACs")] = False,
 ) -> None:
     """The cost ratio of a convolution variant to a standard convolution, simplified by sympy."""
-    import sympy as sp
+    from flopcalc.render.formulas import ratio_sheet
 
-    from flopcalc.formula import to_math, to_text
-    from flopcalc.layers import conv
-
-    function_name, description = RATIOS[kind]
-    expr = getattr(conv, function_name)("params" if params else "macs")
-    typer.echo(f"{description}; {'params' if params else 'MACs'}, biases left out")
-    typer.echo(f"math:  {to_math(expr)}")
-    typer.echo(f"text:  {to_text(expr)}")
-    typer.echo(f"latex: {sp.latex(expr, order='grlex')}")
+    typer.echo(ratio_sheet(kind.value, params), nl=False)
 
 
 @app.command("compare", short_help="several models side by side, with an optional plot")

@@ -7,6 +7,9 @@ diff before committing. Each test names its golden file explicitly.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -37,6 +40,16 @@ def check_golden(name: str, text: str, update: bool) -> None:
     assert text == path.read_text(encoding="utf-8"), (
         f"output differs from {path}; if the change is intended: pytest tests/test_golden.py --update-golden"
     )
+
+
+def test_cli_cache(update_golden):
+    """``flopcalc/cli_cache.json``, the fixed commands' output (``--help``, ``formula NAME``, ``ratio``; see
+    flopcalc.cli_cache), is what the live command prints now; ``--update-golden`` rewrites it."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "flopcalc.cli_cache", *([] if update_golden else ["--check"])],
+                          cwd=root, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
 
 
 def test_console(alexnet, update_golden):

@@ -3,6 +3,7 @@
 Behind ``flopcalc formula conv2d C_in=3 C_out=64 ...``: params, MACs, each other-op kind, buffers, the
 output shape and the intermediate sizes, as plain text or as a LaTeX ``align*`` block. Symbols left out take
 the layer's defaults (stride 1, padding 0, ...), which the sheet lists; values no layer could have are refused.
+Also the list of formulas (``flopcalc formula``) and the cost ratios of convolution variants (``flopcalc ratio``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 import sympy as sp
 
 from flopcalc.errors import InputError
-from flopcalc.formula import LayerFormula, Number, render_substituted, to_latex, to_math
+from flopcalc.formula import LayerFormula, Number, render_substituted, to_latex, to_math, to_text
 
 
 def _known_values(formula: LayerFormula, values: Mapping[str, int]) -> dict[sp.Symbol, Number]:
@@ -28,6 +29,33 @@ def _fields(formula: LayerFormula) -> list[tuple[str, sp.Expr]]:
     if sp.sympify(formula.buffers) != 0:
         fields.append(("buffers", formula.field_expr("buffers")))
     return fields
+
+
+RATIOS = {
+    "depthwise-separable": (
+        "depthwise_separable_ratio",
+        "depthwise-separable (K×K depthwise + 1×1 pointwise) / standard K×K convolution, M output channels",
+    ),
+    "group": ("group_ratio", "group convolution with G groups / standard convolution"),
+}
+"""``flopcalc ratio`` kinds: the function of :mod:`flopcalc.layers.conv` that gives the ratio, and what it compares."""
+
+
+def formula_list(formulas: Mapping[str, LayerFormula]) -> str:
+    """One line per formula, by name: its name and description."""
+    return "".join(f"{name:<24} {formula.description}\n" for name, formula in sorted(formulas.items()))
+
+
+def ratio_sheet(kind: str, params: bool = False) -> str:
+    """A convolution variant's MACs (or parameters) over a standard convolution's, simplified by sympy, as math,
+    plain text and LaTeX."""
+    from flopcalc.layers import conv
+
+    function_name, description = RATIOS[kind]
+    what = "params" if params else "macs"
+    expr = getattr(conv, function_name)(what)
+    return (f"{description}; {'params' if params else 'MACs'}, biases left out\n"
+            f"math:  {to_math(expr)}\ntext:  {to_text(expr)}\nlatex: {sp.latex(expr, order='grlex')}\n")
 
 
 def _check(formula: LayerFormula, values: Mapping[str, int]) -> None:
