@@ -377,3 +377,18 @@ def _freeze(model: nn.Module, which: str) -> None:
 def _analyze_if_trainable(model: nn.Module, inputs, device: str, **kwargs) -> None:
     if any(p.requires_grad for p in model.parameters()):
         analyze(model, inputs, device=device, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", pytest.param("deeplabv3_mobilenet_v3_large",
+                                  marks=pytest.mark.slow), pytest.param("fcn_resnet50", marks=pytest.mark.slow)])
+def test_segmentation_models_upsample_in_the_backward(name):
+    """torchvision's segmentation heads resize with F.interpolate(mode="bilinear"): checked like every row."""
+    torchvision = pytest.importorskip("torchvision")
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    report = flopcalc.analyze(model, (1, 3, 64, 64), backward=True)
+    assert [row.name for row in report.rows if row.backward.status is Status.MISMATCH] == []
+    resized = [row for row in report.rows if row.function == "F.interpolate"]
+    assert resized and all(row.backward.status is Status.MATCH for row in resized)
+    assert all(row.backward.grad_input.ops["mul"] > 0 for row in resized)
+    assert not report.totals.backward.uncounted

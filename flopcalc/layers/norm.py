@@ -127,19 +127,25 @@ def _batch_stats_input_gradient(elements: sp.Expr, groups: sp.Expr, positions: s
     return Gradient(ops=_times(g_x, ops))
 
 
-def _running_stats_gradients(elements: sp.Expr, groups: sp.Expr, positions: sp.Expr) -> tuple[Gradient, Gradient]:
-    """Grad-input ``g·(γ·rstd)`` with rstd from the running variance (charged to grad-input when it runs) and
-    γ·rstd per group; the parameter gradients, with rstd when only they need it."""
-    grad_input = Gradient(ops=_times(g_x, _total(rstd(groups), {OpKind.MUL: elements + A * groups})))
-    params = _param_gradients(elements, positions, groups)
-    return grad_input, Gradient(ops=_total(params.ops, _times(g_W * (1 - g_x), rstd(groups))))
-
-
 def _repeated(gradient: Gradient, copies: sp.Expr, size: sp.Expr) -> Gradient:
     """``gradient`` of parameters repeated ``copies`` times (InstanceNorm repeats γ and β per sample), plus the
     sum of the copies' gradients: ``(copies − 1)·size`` adds for each of γ and β that is trainable."""
     return Gradient(ops=_total(gradient.ops, {OpKind.ADD: (g_W + g_b) * (copies - 1) * size}))
 
+
+def _running_stats_gradients(
+    elements: sp.Expr, groups: sp.Expr, positions: sp.Expr, copies: sp.Expr = 1
+) -> tuple[Gradient, Gradient]:
+    """Grad-input ``g·(γ·rstd)`` with rstd from the running variance (charged to grad-input when it runs) and
+    γ·rstd per group; the parameter gradients (of γ and β repeated ``copies`` times), with rstd when only they
+    need it."""
+    grad_input = Gradient(ops=_times(g_x, _total(rstd(groups), {OpKind.MUL: elements + A * groups})))
+    params = _repeated(_param_gradients(elements, positions, groups), copies, groups / copies)
+    return grad_input, Gradient(ops=_total(params.ops, _times(g_W * (1 - g_x), rstd(groups))))
+
+
+_BN_RUNNING = _running_stats_gradients(_BN_ELEMENTS, C, N * S)
+_IN_RUNNING = _running_stats_gradients(N * C * S, N * C, S, copies=N)
 
 BATCH_NORM = LayerFormula(
     name="batch_norm",
@@ -149,8 +155,8 @@ BATCH_NORM = LayerFormula(
     ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
     output_shape=(N, C, S),
     buffers=2 * C + 1,
-    grad_input=_running_stats_gradients(_BN_ELEMENTS, C, N * S)[0],
-    grad_weight=_running_stats_gradients(_BN_ELEMENTS, C, N * S)[1],
+    grad_input=_BN_RUNNING[0],
+    grad_weight=_BN_RUNNING[1],
 )
 BATCH_NORM_BATCH_STATS = LayerFormula(
     name="batch_norm_batch_stats",
@@ -189,8 +195,8 @@ INSTANCE_NORM_RUNNING = LayerFormula(
     ops=_total(rstd(N * C), normalise(N * C * S, A, A)),
     output_shape=(N, C, S),
     buffers=2 * C + 1,
-    grad_input=_running_stats_gradients(N * C * S, N * C, S)[0],
-    grad_weight=_repeated(_running_stats_gradients(N * C * S, N * C, S)[1], N, C),
+    grad_input=_IN_RUNNING[0],
+    grad_weight=_IN_RUNNING[1],
 )
 GROUP_NORM = LayerFormula(
     name="group_norm",
