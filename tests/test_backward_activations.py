@@ -51,6 +51,8 @@ CASES = {
     # softmax's backward per row of D = 6: 2D mul, 2D − 1 add; then the negation, 1 add per element:
     # mul 2·12 = 24, add 2·11 + 12 = 34
     "softmin": (nn.Softmin(dim=1), {"mul": 24, "add": 34}),
+    # LeakyReLU's with the mean slope (eval): 1 compare + 1 mul
+    "rrelu": (nn.RReLU(), {"compare": E, "mul": E}),
 }
 
 

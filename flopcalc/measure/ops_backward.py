@@ -58,7 +58,9 @@ def _elementwise_backward(**costs: int) -> Any:
 
 op_rule(aten.threshold_backward)(_elementwise_backward(compare=1))
 op_rule(aten.hardtanh_backward)(_elementwise_backward(compare=2))
-op_rule(aten.leaky_relu_backward)(_elementwise_backward(compare=1, mul=1))
+# RReLU's kernel is leaky_relu's with the slope (lower + upper)/2 at eval, or the slopes drawn in training
+# (counted alike, as the forward: the randomness is not counted)
+op_rule(aten.leaky_relu_backward, aten.rrelu_with_noise_backward)(_elementwise_backward(compare=1, mul=1))
 op_rule(aten.sigmoid_backward, aten.tanh_backward)(_elementwise_backward(add=1, mul=2))
 op_rule(aten.silu_backward)(_elementwise_backward(exp=1, add=3, div=1, mul=3))
 op_rule(aten.hardsigmoid_backward)(_elementwise_backward(compare=2, div=1))
