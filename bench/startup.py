@@ -27,6 +27,7 @@ FLOPCALC = [sys.executable, str(ROOT / "cli.py")]
 FLOORS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     'python -c "import torch"': [sys.executable, "-c", "import torch"],
+    'python -c "import torch, torchvision"': [sys.executable, "-c", "import torch, torchvision"],  # context only
 }
 
 COMMANDS = [  # (shown as, arguments, floor, target ratio)

@@ -123,12 +123,16 @@ def target_zoo(rounds: int) -> list[Row]:
 
 
 def _closed_form_row(label: str, symbolic: Callable[[], Any], concrete: Callable[[], Any], rounds: int) -> Row:
-    concrete()  # warm-up
+    """Both sides warmed up once (the first symbolic pass of a process also pays for torch's symbolic-shape
+    machinery warming up, which the row shows apart), then the best of several rounds of each."""
+    concrete()
+    first_symbolic = cpu_time(symbolic)
     best_concrete = interleaved({"concrete": concrete}, rounds)["concrete"]
-    best_symbolic = interleaved({"symbolic": symbolic}, max(1, rounds // 3))["symbolic"]
+    best_symbolic = interleaved({"symbolic": symbolic}, max(2, rounds // 3))["symbolic"]
     ratio = best_symbolic / best_concrete
     return Row(f"3. closed form ≤ 10 × concrete analyze(), {label}",
-               f"{ratio:.1f}× ({best_symbolic * 1e3:,.0f} ms / {best_concrete * 1e3:.0f} ms)", ratio <= 10)
+               f"{ratio:.1f}× ({best_symbolic * 1e3:,.0f} ms / {best_concrete * 1e3:.0f} ms; the process's first "
+               f"closed form {first_symbolic * 1e3:,.0f} ms)", ratio <= 10)
 
 
 def target_closed_form(rounds: int) -> list[Row]:

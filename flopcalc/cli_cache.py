@@ -70,6 +70,7 @@ def _output(argv: Sequence[str]) -> str:
     from flopcalc.cli import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
+    status: object = 0
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             main(list(argv))

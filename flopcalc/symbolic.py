@@ -58,18 +58,35 @@ def user_symbol(name: str) -> sp.Symbol:
     return sp.Symbol(name, integer=True, positive=True)
 
 
+def _floor_division(a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    return sp.floor(a / b)
+
+
+_PLAIN_REWRITES: dict[type, Callable[..., sp.Expr]] = {
+    torch_sympy.FloorDiv: _floor_division,
+    torch_sympy.CleanDiv: _floor_division,  # a FloorDiv known to divide exactly: written like any other
+    torch_sympy.PythonMod: lambda a, b: sp.Mod(a, b),
+    torch_sympy.IntTrueDiv: lambda a, b: a / b,
+}
+_TORCH_FUNCTIONS = tuple(_PLAIN_REWRITES)
+
+
 def _to_plain_sympy(expr: sp.Expr) -> sp.Expr:
     """torch's integer-division functions rewritten as sympy ``floor``/``Mod``, which print and lambdify."""
-    replacements: list[tuple[Any, Callable[..., sp.Expr]]] = [
-        (torch_sympy.FloorDiv, lambda a, b: sp.floor(a / b)),
-        (torch_sympy.CleanDiv, lambda a, b: a / b),
-        (torch_sympy.PythonMod, lambda a, b: sp.Mod(a, b)),
-        (torch_sympy.IntTrueDiv, lambda a, b: a / b),
-    ]
-    for function, rewrite in replacements:
-        if expr.has(function):
-            expr = expr.replace(function, rewrite)
-    return expr
+    return _rewritten(expr) if expr.has(*_TORCH_FUNCTIONS) else expr
+
+
+def _rewritten(expr: sp.Basic) -> sp.Basic:
+    """``expr`` rebuilt bottom-up with each torch function replaced (one pass, as ``Basic.replace`` would do it
+    once per function)."""
+    args = expr.args
+    if not args:
+        return expr
+    new_args = tuple(_rewritten(arg) for arg in args)
+    rewrite = _PLAIN_REWRITES.get(type(expr))
+    if rewrite is not None:
+        return rewrite(*new_args)
+    return expr.func(*new_args) if new_args != args else expr
 
 
 class SymbolicShapes:

@@ -12,6 +12,7 @@ nn.Linear calling ``F.linear``, is already checked whole). What the tracer colle
 from __future__ import annotations
 
 import contextlib
+import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch._C import (
+    _get_function_stack_at,
+    _len_torch_function_stack,
+    _pop_torch_function_stack,
+    _push_on_torch_function_stack,
+)
 from torch.overrides import TorchFunctionMode
 
 from flopcalc.facts import ModuleFacts, OpTally, module_facts, op_name, tree_paths
@@ -110,6 +117,8 @@ class Tracer:
         self.outside = Tally()
         self.peak_bytes: int | None = None  # the pass's activation memory (flopcalc.memory), when tracked
         self.saved_bytes: int | None = None
+        self._byte_sizes: dict[tuple[tuple[Number, ...], int], Number] = {}
+        self._function_mode: TorchFunctionMode | None = None
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.times_called[id(module)] += 1
@@ -182,8 +191,7 @@ class Tracer:
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
         call.output_shapes = self._symbolic_shapes(_shapes(output))
-        output_bytes = _bytes(output)
-        call.output_bytes = self.symbolic.to_expr(output_bytes) if self.symbolic is not None else output_bytes
+        call.output_bytes = _bytes(output) if self.symbolic is None else self._symbolic_bytes(output)
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
         self._claim(call, weights(module, recurse=call.bound is not None))
@@ -219,6 +227,22 @@ class Tracer:
                 tally = tallies[name] = OpTally()
             tally.add(count, args, out)
 
+    def _symbolic_bytes(self, output: Any) -> Number:
+        """:func:`_bytes` of a symbolic pass's output, multiplied out from its sizes' expressions (each rewritten
+        once): torch's SymInt arithmetic would derive and simplify a new expression for every product."""
+        to_expr = self.symbolic.to_expr  # type: ignore[union-attr]
+        total: Number = 0
+        for tensor in tensors_in(output):
+            if tensor.is_nested:
+                total += to_expr(tensor.numel() * tensor.element_size())
+                continue
+            key = (tuple(to_expr(d) for d in tensor.shape), tensor.element_size())
+            size = self._byte_sizes.get(key)
+            if size is None:
+                size = self._byte_sizes[key] = math.prod(key[0]) * key[1]
+            total += size
+        return total
+
     def _symbolic_shapes(self, shapes: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Number, ...], ...]:
         if self.symbolic is None:
             return shapes
@@ -234,13 +258,45 @@ class Tracer:
         handles = []
         try:
             for _, module in modules:
-                handles.append(module.register_forward_pre_hook(self.pre_hook, with_kwargs=True))
-                handles.append(module.register_forward_hook(self.post_hook, with_kwargs=True))
-            with _FunctionCalls(self):
-                yield
+                handles.append(module.register_forward_pre_hook(self._registered_pre_hook, with_kwargs=True))
+                handles.append(module.register_forward_hook(self._registered_post_hook, with_kwargs=True))
+            with _FunctionCalls(self) as mode:
+                self._function_mode = mode
+                try:
+                    yield
+                finally:
+                    self._function_mode = None
         finally:
             for handle in handles:
                 handle.remove()
+
+    # The hooks registered on the modules run the tracer's own work with the functional-call mode lifted off
+    # the stack: reading shapes, sizes, dtypes and weights would otherwise pass every tensor attribute through
+    # the mode (thousands of calls in a ResNet, none of them a functional call of the model).
+
+    def _registered_pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mode = self._lift_function_mode()
+        try:
+            self.pre_hook(module, args, kwargs)
+        finally:
+            if mode is not None:
+                _push_on_torch_function_stack(mode)
+
+    def _registered_post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+        mode = self._lift_function_mode()
+        try:
+            self.post_hook(module, args, kwargs, output)
+        finally:
+            if mode is not None:
+                _push_on_torch_function_stack(mode)
+
+    def _lift_function_mode(self) -> TorchFunctionMode | None:
+        """Pop this pass's functional-call mode when it is the innermost torch-function mode (else leave the
+        stack alone: a mode the model entered is above it) and return it, to be pushed back."""
+        depth = _len_torch_function_stack()
+        if self._function_mode is None or not depth or _get_function_stack_at(depth - 1) is not self._function_mode:
+            return None
+        return _pop_torch_function_stack()
 
 
 class _FunctionCalls(TorchFunctionMode):

@@ -1,14 +1,17 @@
-"""The op counter's memo of repeated meta ops: every run still reaches the counter and is counted, a replayed
-output has exactly the metadata the kernel gives, and only ops whose output the memo can describe exactly
-(fresh tensors or the in-place argument, on plain meta tensors) are replayed."""
+"""The op counter's memo of repeated shape-only ops: every run still reaches the counter and is counted, a
+replayed output has exactly the metadata the kernel gives, and only ops whose output the memo can describe
+exactly (fresh tensors or the in-place argument, on plain meta tensors or fake tensors without a constant
+value, symbolic sizes included) are replayed."""
 
 from __future__ import annotations
 
+import sympy as sp
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from flopcalc.measure import OpCounter
 from flopcalc.measure.repeats import RepeatedOps
+from flopcalc.symbolic import SymbolicShapes, user_symbol
 
 aten = torch.ops.aten
 
@@ -64,7 +67,48 @@ def test_only_exactly_describable_runs_are_keyed():
     assert repeats.key(aten.add.Tensor, (torch.empty(2, 3),) * 2, {}) is None  # real tensors run their kernel
     with FakeTensorMode() as fake:
         f = fake.from_tensor(torch.empty(2, 3))
-        assert repeats.key(aten.add.Tensor, (f, f), {}) is None
+        assert repeats.key(aten.add.Tensor, (f, f), {}) is not None
+        constant = torch.tensor(2.0)  # a one-element tensor made inside the mode carries its value
+        assert constant.constant is not None
+        assert repeats.key(aten.add.Tensor, (constant, constant), {}) is None
+
+
+def symbolic_input(*channels_and_names):
+    """A fake input ``1 x C x H x W`` with H and W symbolic, and its fake mode."""
+    shapes = SymbolicShapes()
+    sizes = [shapes.symint(d) if isinstance(d, str) else d for d in channels_and_names]
+    with shapes.fake_mode:
+        return shapes, torch.empty(sizes)
+
+
+def test_a_repeated_symbolic_convolution_is_counted_every_time_with_the_kernels_metadata():
+    shapes, x = symbolic_input(1, 3, "H", "W")
+    with shapes.fake_mode:
+        weight = torch.empty(4, 3, 3, 3)
+        expected = torch.nn.functional.conv2d(x, weight, stride=2)  # the kernel itself, outside the counter
+        seen, outs = counted(lambda: [torch.nn.functional.conv2d(x, weight, stride=2) for _ in range(3)])
+    assert [name for name, _ in seen] == ["aten.convolution.default"] * 3
+    # 1·4 output channels, each position a 3·3·3 = 27-MAC window: 108·(floor((H-3)/2)+1)·(floor((W-3)/2)+1)
+    h, w = shapes.hints["H"], shapes.hints["W"]
+    point = {user_symbol("H"): h, user_symbol("W"): w}
+    for _, macs in seen:
+        assert int(sp.sympify(shapes.to_expr(macs)).xreplace(point)) == 108 * ((h - 3) // 2 + 1) * ((w - 3) // 2 + 1)
+    for out in outs:
+        assert type(out) is type(expected) and out.device == expected.device and out.dtype == expected.dtype
+        assert [shapes.to_expr(d) for d in out.shape] == [shapes.to_expr(d) for d in expected.shape]
+        assert [shapes.to_expr(d) for d in out.stride()] == [shapes.to_expr(d) for d in expected.stride()]
+    assert len({id(o) for o in outs}) == 3
+
+
+def test_symbolic_sizes_are_keyed_by_their_expression():
+    repeats = RepeatedOps()
+    shapes, x = symbolic_input(1, 3, "H", "W")
+    with shapes.fake_mode:
+        same, other = torch.empty(x.shape), torch.empty(1, 3, x.shape[3], x.shape[2])
+    key = repeats.key(aten.relu.default, (x,), {})
+    assert key is not None
+    assert repeats.key(aten.relu.default, (same,), {}) == key  # the same expressions: the same sizes
+    assert repeats.key(aten.relu.default, (other,), {}) != key  # W x H is not H x W
 
 
 def test_the_key_tells_apart_what_the_output_depends_on():

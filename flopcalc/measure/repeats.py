@@ -1,20 +1,25 @@
-"""Repeated ops of one meta pass: the second run of an op on the same input metadata is counted without
+"""Repeated ops of one shape-only pass: the second run of an op on the same input metadata is counted without
 recomputing its output shape.
 
-On the meta device an op computes nothing; its kernel only derives the output's size, strides and dtype from
-the inputs', in Python for many ops (convolution, batch norm, broadcasting), and that is most of the cost of a
-meta forward pass. A network repeats the same op on the same shapes dozens of times (every block of a ResNet
-stage, every layer of a ViT). :class:`RepeatedOps` remembers, per op and *input metadata* (every tensor's
-size, strides, dtype and storage offset, every other argument's type and value, the default dtype), the
-output metadata the kernel produced and the count the op's rule gave; a later run of the same op on the same
-metadata gets a fresh output tensor of that metadata and that count.
+On the meta device (and on fake tensors) an op computes nothing; its kernel only derives the output's size,
+strides and dtype from the inputs', in Python for many ops (convolution, batch norm, broadcasting), and that
+is most of the cost of a meta forward pass. With symbolic sizes every such derivation is sympy arithmetic and
+guard checks: a batch norm's decomposition costs tens of milliseconds there. A network repeats the same op on
+the same shapes dozens of times (every block of a ResNet stage, every layer of a ViT). :class:`RepeatedOps`
+remembers, per op and *input metadata* (every tensor's size, strides, dtype and storage offset, every other
+argument's type and value, the default dtype), the output metadata the kernel produced and the count the op's
+rule gave; a later run of the same op on the same metadata gets a fresh output tensor of that metadata and
+that count.
 
 What is still measured: every op the forward pass executes reaches the op counter as before, in order, and is
 charged to the module call that runs it; only the repeated derivation of an identical output shape is
 skipped. It is the memo torch's own ``FakeTensorMode`` keeps for fake tensors, applied where it is exact:
 
-- only plain (not subclassed), strided, non-complex tensors on the meta device, whose kernels read nothing
-  but metadata; fake tensors, real tensors and symbolic sizes always run their kernel;
+- only plain (not subclassed) tensors on the meta device and fake tensors without a constant value (torch
+  propagates the values of small constant tensors through fake ops), strided and non-complex, whose kernels
+  read nothing but metadata; real tensors always run their kernel. A symbolic size is keyed by its expression:
+  equal expressions are equal sizes, and the guards the first run added to the ``ShapeEnv`` hold for the
+  repeats too (the same expressions give the same guards);
 - only ops that neither mutate an argument nor return an alias of one (their output is always a fresh tensor),
   and whose output shape does not depend on data;
 - only outputs made of fresh tensors (storage offset 0) and plain values (numbers, ``None``).
@@ -28,8 +33,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch._ops import OpOverload
+from torch._subclasses.fake_tensor import FakeTensor, in_kernel_invocation_manager
 
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
+_SYMBOLIC = (torch.SymInt, torch.SymFloat, torch.SymBool)
 _PLAIN_VALUES = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.layout,
                            torch.memory_format})
 def _tags(*names: str) -> frozenset[Any]:
@@ -49,20 +56,37 @@ class _TensorSpec(tuple):
     """``(size, stride, dtype)`` of a fresh meta tensor."""
 
 
+class _FakeSpec(tuple):
+    """``(size, stride, dtype, device, fake_mode)`` of a fresh fake tensor (sizes may be ``SymInt``)."""
+
+
 class _Plain(tuple):
     """``(value,)``: a number or ``None`` returned as it is."""
 
 
 OutputSpec = Any
-"""How to rebuild an output: a :class:`_TensorSpec`, a :class:`_Plain`, or a tuple or list of specs."""
+"""How to rebuild an output: a :class:`_TensorSpec`, a :class:`_FakeSpec`, a :class:`_Plain`, or a tuple or
+list of specs."""
 
 
 class _Unrepeatable(Exception):
     """An argument or output the memo cannot describe exactly: the op runs its kernel."""
 
 
+def _expressions(sizes: Any) -> tuple[Any, ...]:
+    """Sizes with each symbolic one as its expression: hashable, and read without adding a guard."""
+    return tuple(d.node.expr if type(d) is torch.SymInt else d for d in sizes)
+
+
 def _tensor_key(tensor: torch.Tensor) -> Hashable:
-    if type(tensor) not in _PLAIN_TENSORS or not tensor.is_meta or tensor.layout is not torch.strided:
+    kind = type(tensor)
+    if kind is FakeTensor:
+        if tensor.constant is not None or tensor.layout is not torch.strided or tensor.dtype.is_complex:
+            raise _Unrepeatable
+        offset = tensor.storage_offset()
+        return (tensor.fake_mode, tensor.fake_device, _expressions(tensor.shape), _expressions(tensor.stride()),
+                tensor.dtype, offset.node.expr if type(offset) is torch.SymInt else offset)
+    if kind not in _PLAIN_TENSORS or not tensor.is_meta or tensor.layout is not torch.strided:
         raise _Unrepeatable
     dtype = tensor.dtype
     if dtype.is_complex:  # conjugate and negative views are flags outside the metadata keyed here
@@ -76,6 +100,8 @@ def _value_key(value: Any) -> Hashable:
         return _tensor_key(value)
     if kind in _PLAIN_VALUES:
         return (kind, value)
+    if kind in _SYMBOLIC:
+        return (kind, value.node.expr)
     if kind is list or kind is tuple or kind is torch.Size:
         return (kind, tuple(_value_key(v) for v in value))
     raise _Unrepeatable
@@ -87,6 +113,11 @@ def _output_spec(out: Any) -> OutputSpec:
         if not out.is_meta or out.layout is not torch.strided or out.storage_offset() != 0:
             raise _Unrepeatable
         return _TensorSpec((out.shape, out.stride(), out.dtype))
+    if kind is FakeTensor:
+        offset = out.storage_offset()  # a fresh tensor's is the int 0 (never compare a SymInt: that is a guard)
+        if out.constant is not None or out.layout is not torch.strided or type(offset) is not int or offset != 0:
+            raise _Unrepeatable
+        return _FakeSpec((out.shape, out.stride(), out.dtype, out.fake_device, out.fake_mode))
     if kind is tuple or kind is list:
         return kind(_output_spec(v) for v in out)
     if kind in (int, float, bool, type(None)):
@@ -98,6 +129,11 @@ def _rebuild(spec: OutputSpec) -> Any:
     kind = type(spec)
     if kind is _TensorSpec:
         return torch.empty_strided(spec[0], spec[1], dtype=spec[2], device="meta")
+    if kind is _FakeSpec:
+        size, stride, dtype, device, fake_mode = spec
+        with in_kernel_invocation_manager(fake_mode):  # a meta tensor made directly, not through the mode
+            elem = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+        return FakeTensor(fake_mode, elem, device)
     if kind is _Plain:
         return spec[0]
     return kind(_rebuild(s) for s in spec)
