@@ -19,14 +19,18 @@ Hardswish that + 1 mul; Mish ``x·tanh(log(1 + e^x))`` 3 exp + 1 add + 1 mul; EL
 1 add, + 1 mul + 1 div when β ≠ 1; Softmax per row d exp, d − 1 add, d div; LogSoftmax d + 1 exp (the log),
 2d − 1 add (sum, then d subtractions). Training-mode randomness (RReLU's slopes) is not counted.
 
-Backward (docs/conventions.md, "Backward"), the gradient with respect to the input only (PReLU's slope
-gradient is not given a formula), per element: ReLU/Threshold 1 compare; Hardtanh/ReLU6 2 compares;
+Backward (docs/conventions.md, "Backward"), the gradient with respect to the input (and PReLU's slopes), per
+element: ReLU/Threshold 1 compare; Hardtanh/ReLU6 2 compares;
 LeakyReLU 1 compare + 1 mul; Sigmoid ``g·y·(1 − y)`` and Tanh ``g·(1 − y²)`` 1 add + 2 mul; SiLU
 ``g·s·(1 + x·(1 − s))`` with the sigmoid ``s`` recomputed: 1 exp, 1 div, 3 add, 3 mul; GELU (erf)
 ``g·(Φ(x) + x·φ(x))``: Φ 2 mul + 1 exp + 1 add, φ 3 mul + 1 exp, then 2 mul + 1 add; GELU (tanh) 1 exp,
 13 mul, 5 add; Hardsigmoid 2 compares + 1 div; Hardswish 2 compares, 2 mul, 1 add, 1 div; ELU 1 compare,
 1 exp, 2 mul (SELU + 1 mul for its scale, CELU + 1 mul when α ≠ 1); Softmax per row of length D
-``y·(g − Σ g·y)``: 2D mul, 2D − 1 add; LogSoftmax ``g − e^y·Σ g``: D exp, D mul, 2D − 1 add.
+``y·(g − Σ g·y)``: 2D mul, 2D − 1 add; LogSoftmax ``g − e^y·Σ g``: D exp, D mul, 2D − 1 add; Hardshrink and
+Softshrink 2 compares; LogSigmoid 1 exp, 1 add, 1 div; Softplus 1 exp, 1 add, 1 div, 1 mul (+ 1 for β ≠ 1);
+Mish 3 exp, 3 add, 4 mul, 1 div; GLU per output 1 exp, 2 add, 1 div, 3 mul. Tanhshrink, Softsign and Softmin
+have no backward kernel: their formula is autograd's op-by-op chain. PReLU's kernel computes the input's and
+the slopes' gradients together whenever either is needed.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, Number, OpKind, flag, g_x
+from flopcalc.formula import Gradient, LayerFormula, Number, OpKind, flag, g_W, g_x
 from flopcalc.registry import REGISTRY, Bound, FunctionBinder, argument
 
 if TYPE_CHECKING:
@@ -166,6 +170,21 @@ SELU = with_backward(SELU, compare=1, exp=1, mul=3)
 CELU = with_backward(CELU, compare=1, exp=1, mul=2 + delta_alpha)
 SOFTMAX = with_backward(SOFTMAX, mul=2, add=(2 * D - 1) / D)
 LOG_SOFTMAX = with_backward(LOG_SOFTMAX, exp=1, mul=1, add=(2 * D - 1) / D)
+HARDSHRINK = with_backward(HARDSHRINK, compare=2)
+SOFTSHRINK = with_backward(SOFTSHRINK, compare=2)
+LOG_SIGMOID = with_backward(LOG_SIGMOID, exp=1, add=1, div=1)
+SOFTPLUS = with_backward(SOFTPLUS, exp=1, add=1, div=1, mul=1 + delta_beta)
+MISH = with_backward(MISH, exp=3, add=3, mul=4, div=1)
+GLU = with_backward(GLU, exp=1, add=2, div=1, mul=3)
+TANHSHRINK = with_backward(TANHSHRINK, add=3, mul=2)
+SOFTSIGN = with_backward(SOFTSIGN, compare=1, div=3, add=2, mul=2)
+SOFTMIN = with_backward(SOFTMIN, mul=2, add=(2 * D - 1) / D + 1)
+_EITHER = sp.Max(g_x, g_W)  # PReLU's kernel computes both gradients when either is needed
+PRELU = dataclasses.replace(
+    PRELU,
+    grad_input=Gradient(ops={OpKind.COMPARE.value: _EITHER * E, OpKind.MUL.value: _EITHER * E}),
+    grad_weight=Gradient(ops={OpKind.MUL.value: _EITHER * E, OpKind.ADD.value: g_W * (E - A)}),
+)
 
 REGISTRY.add_formula(
     ELEMENTWISE, RELU, HARDTANH, RELU6, LEAKY_RELU, PRELU, THRESHOLD, HARDSHRINK, SOFTSHRINK, SIGMOID, LOG_SIGMOID,

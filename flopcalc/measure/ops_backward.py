@@ -10,7 +10,11 @@ operation per scalar operation, and the products that carry MACs forward carry t
   Sigmoid ``g·y·(1 − y)`` and Tanh ``g·(1 − y²)`` 1 add + 2 mul; SiLU ``g·s·(1 + x·(1 − s))`` with
   ``s = sigmoid(x)`` recomputed: 1 exp, 3 add, 1 div, 3 mul; GELU (erf) ``g·(Φ(x) + x·φ(x))`` 2 exp, 7 mul,
   2 add, (tanh) 1 exp, 13 mul, 5 add; Hardsigmoid 2 compares + 1 div; Hardswish 2 compares, 2 mul, 1 add,
-  1 div; ELU ``g·scale·α·e^{x·s_in}`` 1 compare, 1 exp, 2 mul, + 1 mul per non-unit ``scale``/``input_scale``.
+  1 div; ELU ``g·scale·α·e^{x·s_in}`` 1 compare, 1 exp, 2 mul, + 1 mul per non-unit ``scale``/``input_scale``;
+  Hardshrink/Softshrink 2 compares (the mask); LogSigmoid ``g/(1 + e^x)`` 1 exp, 1 add, 1 div; Softplus
+  ``g·σ(βx)`` 1 exp, 1 add, 1 div, 1 mul (+ 1 mul for β ≠ 1); Mish ``g·(t + x·(1 − t²)·σ(x))`` with
+  ``t = tanh(log(1 + e^x))`` recomputed: 3 exp, 3 add, 4 mul, 1 div; GLU per output, see
+  :func:`count_glu_backward`.
 - Softmax, per row of length d: ``y·(g − Σ g·y)``: 2d mul, 2d − 1 add; LogSoftmax ``g − e^y·Σ g``: d exp, d mul,
   2d − 1 add.
 - Pooling: max pooling routes each output gradient to its argmax, 1 add per output element; average pooling
@@ -54,11 +58,36 @@ def _elementwise_backward(**costs: int) -> Any:
 
 op_rule(aten.threshold_backward)(_elementwise_backward(compare=1))
 op_rule(aten.hardtanh_backward)(_elementwise_backward(compare=2))
-op_rule(aten.leaky_relu_backward)(_elementwise_backward(compare=1, mul=1))
+# RReLU's kernel is leaky_relu's with the slope (lower + upper)/2 at eval, or the slopes drawn in training
+# (counted alike, as the forward: the randomness is not counted)
+op_rule(aten.leaky_relu_backward, aten.rrelu_with_noise_backward)(_elementwise_backward(compare=1, mul=1))
 op_rule(aten.sigmoid_backward, aten.tanh_backward)(_elementwise_backward(add=1, mul=2))
 op_rule(aten.silu_backward)(_elementwise_backward(exp=1, add=3, div=1, mul=3))
 op_rule(aten.hardsigmoid_backward)(_elementwise_backward(compare=2, div=1))
 op_rule(aten.hardswish_backward)(_elementwise_backward(compare=2, mul=2, add=1, div=1))
+op_rule(aten.hardshrink_backward, aten.softshrink_backward)(_elementwise_backward(compare=2))
+op_rule(aten.log_sigmoid_backward)(_elementwise_backward(exp=1, add=1, div=1))
+op_rule(aten.mish_backward)(_elementwise_backward(exp=3, add=3, mul=4, div=1))
+# PReLU's kernel computes both gradients whenever either is needed: g·(x > 0 ? 1 : a) (1 compare, 1 mul) and
+# the slope's per-element g·x (1 mul; the mask is shared); summing those into the slopes is a separate op.
+@op_rule(aten._prelu_kernel_backward)
+def count_prelu_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad, self, weight)`` → (grad-input, the slope's per-element gradient): 1 compare, 2 mul per element."""
+    return per_element(args[0], compare=1, mul=2)
+
+
+@op_rule(aten.softplus_backward)
+def count_softplus_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad, self, beta, threshold)``: ``g·σ(βx)`` as ``g·z/(1 + z)``, ``z = e^{βx}``: 1 exp, 1 add, 1 div,
+    1 mul, + 1 mul for a non-unit β."""
+    return per_element(out, exp=1, add=1, div=1, mul=1 + int(args[2] != 1))
+
+
+@op_rule(aten.glu_backward)
+def count_glu_backward(args: Sequence[Any], kwargs: Mapping[str, Any], out: Any) -> Count:
+    """``(grad, self, dim)``, per output element of ``a·σ(b)``: σ(b) (1 exp, 1 add, 1 div), ``da = g·σ`` (1 mul),
+    ``db = (g·σ)·a·(1 − σ)`` (1 add, 2 mul)."""
+    return per_element(args[0], exp=1, add=2, div=1, mul=3)
 
 
 @op_rule(aten.gelu_backward)

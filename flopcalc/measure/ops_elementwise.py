@@ -23,7 +23,7 @@ _PER_ELEMENT: dict[str, dict[str, int]] = {
     "exp": {"exp": 1}, "log": {"exp": 1}, "log1p": {"exp": 1}, "expm1": {"exp": 1}, "tanh": {"exp": 1},
     "erf": {"exp": 1}, "sin": {"exp": 1}, "cos": {"exp": 1},
     "sqrt": {"sqrt": 1}, "rsqrt": {"sqrt": 1, "div": 1},
-    "abs": {"compare": 1}, "maximum": {"compare": 1}, "minimum": {"compare": 1},
+    "abs": {"compare": 1}, "sgn": {"compare": 1}, "sign": {"compare": 1}, "maximum": {"compare": 1}, "minimum": {"compare": 1},
     # activations: the cost of their mathematical definition
     "relu": {"compare": 1},
     "leaky_relu": {"compare": 1, "mul": 1},
