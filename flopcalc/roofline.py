@@ -3,7 +3,8 @@
 Convention (docs/conventions.md, "Bytes moved and roofline"): every aten op reads each tensor argument once
 and writes each output once, at their dtypes (``numel × element size``): the compulsory traffic of the op, as
 if nothing stayed in cache between ops. Views, metadata changes and ``empty`` allocations move nothing; other
-allocations (``zeros``, ``full``) write their output. A layer's bytes are those of the ops it executed.
+allocations (``zeros``, ``full``) write their output; a lookup (``embedding``, ``index_select``) reads its
+indices and the rows it gathers, not the whole table. A layer's bytes are those of the ops it executed.
 
 A layer's roofline time is ``max(FLOPs / peak, bytes / bandwidth)`` over the work of its own (the ops not
 inside a child call), named ``compute``- or ``memory``-bound by which term is larger; a container sums its
@@ -30,6 +31,8 @@ from flopcalc.report import LayerRow, Report
 
 aten = torch.ops.aten
 _UNWRITTEN = {aten.empty, aten.empty_like, aten.empty_strided, aten.new_empty, aten.new_empty_strided}
+_GATHERS = {aten.embedding: 1, aten.index_select: 2}
+"""Lookups, by the position of their indices: they read the indices and the rows they gather, not the table."""
 
 
 def _tensor_bytes(value: Any) -> int:
@@ -43,6 +46,9 @@ def op_bytes(func: Any, args: Any, kwargs: Any, out: Any) -> int:
         return 0
     if isinstance(rule, str) and rule.startswith("tensor creation"):
         return _tensor_bytes(out)
+    if func.overloadpacket in _GATHERS:
+        indices = args[_GATHERS[func.overloadpacket]]
+        return _tensor_bytes(indices) + 2 * _tensor_bytes(out)  # the gathered rows read, then written
     return _tensor_bytes((args, kwargs)) + _tensor_bytes(out)
 
 

@@ -48,6 +48,23 @@ def test_mlp_bytes_by_hand_and_custom_hardware():
     assert fast_memory.bound == "compute" and fast_memory.time_s == pytest.approx(132_096 / 1e9)
 
 
+def test_lookup_reads_the_rows_it_gathers_not_the_table():
+    """A decode step looks up one row of a 32,000-row table: it reads that row, not 65 MB."""
+    model = nn.Embedding(32_000, 512)
+    report = flopcalc.analyze(model, [flopcalc.InputSpec((1, 16), torch.int64)], hardware="h100-sxm")
+    # reads 16 int64 indices (128 B) and 16 rows of 512 float32 (32,768 B), writes the 16 rows (32,768 B)
+    assert report.totals.roofline.model.bytes == 128 + 32_768 + 32_768
+
+    class Gather(nn.Module):
+        def forward(self, x, index):
+            return torch.index_select(x, 1, index)
+
+    report = flopcalc.analyze(Gather(), [flopcalc.InputSpec((4, 100)), flopcalc.InputSpec((3,), torch.int64)],
+                              hardware="h100-sxm")
+    # reads 3 int64 indices (24 B) and 4·3 floats (48 B), writes them (48 B)
+    assert report.totals.roofline.model.bytes == 24 + 48 + 48
+
+
 def test_hardware_table_is_dense_and_decimal():
     h100 = HARDWARE["h100-sxm"]
     assert h100.peak_flops["bfloat16"] == 989.4e12  # dense; the 1,979 TFLOPS headline is 2:4 sparse
