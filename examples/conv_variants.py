@@ -20,8 +20,8 @@ from collections.abc import Callable
 from torch import nn
 
 from flopcalc import analyze
-from flopcalc.formula import to_text
 from flopcalc.layers.conv import depthwise_separable_ratio, group_ratio
+from flopcalc.printing import to_text
 
 INPUT = (1, 3, 128, 128)
 NUM_CLASSES = 11

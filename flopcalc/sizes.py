@@ -19,7 +19,7 @@ from typing import Any
 
 import sympy as sp
 
-from flopcalc.formula import compile_exact
+from flopcalc.exact import compile_exact
 
 ROUNDING = (sp.floor, sp.ceiling)
 SMALL_SIZES = range(1, 41)

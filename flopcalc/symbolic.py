@@ -24,7 +24,7 @@ from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 from torch.utils._sympy import functions as torch_sympy
 
 from flopcalc.errors import FlopcalcError
-from flopcalc.formula import compile_exact, compile_integer
+from flopcalc.exact import compile_exact, compile_integer
 
 DEFAULT_HINTS = (229, 233, 239, 241, 251, 257)
 """Hints for spatial or sequence symbols: distinct, odd and prime, so that no divisibility or equality between

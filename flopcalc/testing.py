@@ -28,7 +28,8 @@ import sympy as sp
 from torch import nn
 
 from flopcalc.analyze import analyze
-from flopcalc.formula import LayerFormula, Number, render_substituted, to_text
+from flopcalc.formula import LayerFormula, Number
+from flopcalc.printing import render_substituted, to_text
 from flopcalc.registry import Bound
 from flopcalc.report import LayerRow, Report, Status
 

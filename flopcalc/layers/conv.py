@@ -16,7 +16,7 @@ flags ``g_x``, ``g_W`` say whether autograd computes them), the bias gradient ``
 
 >>> CONV2D.substituted("params", {"C_in": 3, "C_out": 64, "K_h": 11, "K_w": 11, "G": 1, "B": 1})
 '3·64·11·11 + 64 = 23,296'
->>> from flopcalc.formula import to_text
+>>> from flopcalc.printing import to_text
 >>> to_text(depthwise_separable_ratio())
 '1/M + 1/K**2'
 """

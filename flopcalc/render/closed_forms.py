@@ -17,8 +17,8 @@ from typing import Any
 
 import sympy as sp
 
+from flopcalc.exact import compile_exact
 from flopcalc.report import Report
-from flopcalc.formula import compile_exact
 from flopcalc.sizes import ROUNDING, SizeNames, leading_term, sample_points, simplify_sizes
 from flopcalc.symbolic import user_symbol
 

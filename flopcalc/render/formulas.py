@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import sympy as sp
 
 from flopcalc.errors import InputError
-from flopcalc.formula import LayerFormula, Number, render_substituted, to_latex, to_math, to_text
+from flopcalc.formula import LayerFormula, Number
+from flopcalc.printing import render_substituted, to_latex, to_math, to_text
 
 
 def _known_values(formula: LayerFormula, values: Mapping[str, int]) -> dict[sp.Symbol, Number]:

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from support import formula_and_measured, param_count
 from torch import nn
 
-from flopcalc.formula import to_text
 from flopcalc.layers.conv import (
     DEPTHWISE_CONV2D,
     POINTWISE_CONV2D,
@@ -16,6 +15,7 @@ from flopcalc.layers.conv import (
     depthwise_separable_ratio,
     group_ratio,
 )
+from flopcalc.printing import to_text
 
 # (module, input shape, params, MACs, bias adds): every number is arithmetic on the layer's hyperparameters.
 CASES = [

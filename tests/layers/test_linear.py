@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -10,10 +9,9 @@ from hypothesis import strategies as st
 from support import Inputs, assert_agrees
 from torch import nn
 
-from flopcalc.formula import to_text
 from flopcalc.layers.linear import BILINEAR, LINEAR
+from flopcalc.printing import to_text
 from flopcalc.registry import REGISTRY
-
 
 
 def randn(*shape: int) -> Inputs:

@@ -1,0 +1,119 @@
+"""How a formula is written for people: plain text that sympy reads back (:func:`to_text`), text as a person
+writes it (:func:`to_math`: ``⌊(H + 2·p_h − 1)/s_h⌋ + 1``), LaTeX (:func:`to_latex`), and a formula with numbers
+in place of its symbols followed by its value (:func:`render_substituted`: ``3·11·11·64 + 64 = 23,296``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+
+class _TextPrinter(StrPrinter):
+    """sympy's plain text, with larger terms first and ``1/K**2`` rather than ``K**(-2)``."""
+
+    def __init__(self) -> None:
+        super().__init__({"order": "grlex"})
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        if expr.exp.is_Integer and expr.exp < 0:
+            return f"1/{self._print(expr.base ** -expr.exp)}"
+        return super()._print_Pow(expr, rational)
+
+
+def to_text(expr: sp.Expr) -> str:
+    """Plain text that ``sympy.parse_expr`` reads back, e.g. ``1/M + 1/K**2``."""
+    return _TextPrinter().doprint(sp.sympify(expr))
+
+
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class _PositiveFirst(_TextPrinter):
+    """Terms added before terms subtracted, as a person writes ``H + 2·p_h − 1`` and ``32 - 3 + 1``."""
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: Any = None) -> list[sp.Expr]:
+        terms = super()._as_ordered_terms(expr, order)
+        return sorted(terms, key=lambda term: term.could_extract_minus_sign())
+
+
+class _MathPrinter(_PositiveFirst):
+    """Floors and ceilings as ``⌊x⌋`` and ``⌈x⌉``."""
+
+    def _print_floor(self, expr: sp.floor) -> str:
+        return f"⌊{self._print(expr.args[0])}⌋"
+
+    def _print_ceiling(self, expr: sp.ceiling) -> str:
+        return f"⌈{self._print(expr.args[0])}⌉"
+
+
+def _human(text: str) -> str:
+    """``**2`` as ``²`` (``^`` for other powers) and ``*`` as ``·``."""
+    text = re.sub(r"\*\*(\d+)\b", lambda power: power.group(1).translate(_SUPERSCRIPT_DIGITS), text)
+    return text.replace("**", "^").replace("*", "·")
+
+
+def to_math(expr: sp.Expr) -> str:
+    """The expression as a person writes it: ``1/M + 1/K²``, ``⌊(H + 2·p_h − 1)/s_h⌋ + 1``."""
+    return _human(_MathPrinter().doprint(sp.sympify(expr)))
+
+
+class _NumberStrPrinter(_PositiveFirst):
+    """Prints each bound symbol as its number, keeping the formula's structure."""
+
+    def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
+        super().__init__()
+        self._numbers = numbers
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:
+        return sp.sstr(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+
+
+class _MathLatexPrinter(LatexPrinter):
+    """sympy's LaTeX with a word as subscript set upright: ``H_out`` is ``H_{\\mathrm{out}}`` (not H sub o, then
+    "ut"); a one-letter subscript stays a variable (``K_{h}``)."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        base, underscore, subscript = expr.name.partition("_")
+        if underscore and len(subscript) > 1 and subscript.isalpha():
+            return f"{super()._print_Symbol(sp.Symbol(base), style)}_{{\\mathrm{{{subscript}}}}}"
+        return super()._print_Symbol(expr, style)
+
+
+def to_latex(expr: sp.Expr) -> str:
+    """LaTeX for math mode, subscripts as words upright: ``\\frac{C_{\\mathrm{in}} K_{h}}{G}``."""
+    return _MathLatexPrinter().doprint(sp.sympify(expr))
+
+
+class _NumberLatexPrinter(_MathLatexPrinter):
+    """LaTeX twin of :class:`_NumberStrPrinter`, with explicit ``\\cdot`` between numbers."""
+
+    def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
+        super().__init__({"mul_symbol": "dot", "order": "grlex"})
+        self._numbers = numbers
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        return sp.latex(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+
+
+def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
+    """``expr`` printed with numbers for symbols, then ``= value``.
+
+    Symbols bound to 0 or 1 (flags such as ``B`` for bias, or ``G = 1``) are applied first so that the shown
+    arithmetic has no ``·1`` or ``0·…`` terms.
+    """
+    values = {symbol: sp.sympify(value) for symbol, value in values.items()}
+    trivial = {s: v for s, v in values.items() if v in (sp.Integer(0), sp.Integer(1))}
+    structural = sp.sympify(expr).xreplace(trivial)
+    total = structural.xreplace(values).doit()
+    total_text = f"{int(total):,}" if total.is_Integer else sp.sstr(total)
+    if latex:
+        body = _NumberLatexPrinter(values).doprint(structural)
+        return f"{body} = {total_text.replace(',', '{,}') if total.is_Integer else to_latex(total)}"
+    body = _NumberStrPrinter(values).doprint(structural)
+    body = re.sub(r"\*\*", "^", body).replace("*", "·")  # numbers: 2^10 reads better than a superscript
+    return body if body == total_text.replace(",", "") else f"{body} = {total_text}"
