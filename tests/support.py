@@ -1,9 +1,17 @@
-"""Test helpers: a layer's formula next to an independent measurement of the same call."""
+"""Test helpers: a layer's formula next to an independent measurement of the same call, and the command run in
+process or in a fresh interpreter."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -12,6 +20,9 @@ from torch import nn
 from flopcalc.formula import Evaluation
 from flopcalc.measure import Count, measure
 from flopcalc.registry import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY_MODULES = ("typer", "sympy", "rich", "torch", "torchvision", "timm", "matplotlib")
 
 
 def formula_and_measured(module: nn.Module, *args: Any, **kwargs: Any) -> tuple[Evaluation, Count, Any]:
@@ -72,3 +83,38 @@ def assert_one_line_error(result: Any, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@dataclass(frozen=True)
+class FreshRun:
+    """What ``flopcalc ARGV`` did in a fresh interpreter: its exit status, its stdout, and which of
+    :data:`HEAVY_MODULES` it imported."""
+
+    status: object
+    stdout: str
+    loaded: list[str]
+
+
+def run_fresh(
+    argv: list[str], *, entry: str = "flopcalc.cli_start", package_root: Path = ROOT, cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> FreshRun:
+    """Run ``flopcalc ARGV`` through ``entry``'s ``main`` in a new interpreter, with ``package_root`` (the folder
+    holding the ``flopcalc`` package) first on the path; start-up imports are only visible there."""
+    probe = textwrap.dedent(f"""
+        import json, sys
+        from {entry} import main
+        status = 0
+        try:
+            main({argv!r})
+        except SystemExit as exc:
+            status = exc.code
+        loaded = [name for name in {HEAVY_MODULES!r} if name in sys.modules]
+        print(json.dumps({{"status": status, "loaded": loaded}}), file=sys.stderr)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd or package_root, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(package_root), **(env or {})},
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    return FreshRun(report["status"], done.stdout, report["loaded"])

@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from flopcalc import cli_start
 from flopcalc.cli import main as live_main
+from support import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,29 +61,11 @@ def test_help_on_a_narrow_terminal_goes_to_typer(monkeypatch):
     assert cli_start.cached_output(["ratio", "group"]) is not None  # not laid out by click
 
 
-def _run_fresh(argv: list[str], package_root: Path) -> dict[str, object]:
-    """``flopcalc ARGV`` by the console-script entry in a fresh interpreter: stdout, status, heavy imports."""
-    probe = textwrap.dedent(f"""
-        import json, sys
-        from flopcalc.cli_start import main
-        try:
-            main({argv!r})
-        except SystemExit as exc:
-            status = exc.code
-        loaded = [name for name in ("typer", "sympy", "torch", "rich") if name in sys.modules]
-        print(json.dumps({{"status": status, "loaded": loaded}}), file=sys.stderr)
-    """)
-    env = {**os.environ, "PYTHONPATH": str(package_root), "COLUMNS": "100"}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=package_root, env=env, capture_output=True,
-                          text=True, timeout=300)
-    return {"stdout": done.stdout, **json.loads(done.stderr.strip().splitlines()[-1])}
-
-
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["formula", "conv2d"], ["ratio", "group"]])
 def test_cached_commands_import_neither_typer_nor_sympy(argv):
-    result = _run_fresh(argv, ROOT)
-    assert result["status"] == 0 and result["loaded"] == [], result
-    assert result["stdout"] == cli_start.cached_output(argv)
+    result = run_fresh(argv, env={"COLUMNS": "100"})
+    assert result.status == 0 and result.loaded == [], result
+    assert result.stdout == cli_start.cached_output(argv)
 
 
 def test_an_edited_formula_is_printed_live_until_the_cache_is_rewritten(tmp_path):
@@ -97,6 +75,6 @@ def test_an_edited_formula_is_printed_live_until_the_cache_is_rewritten(tmp_path
     old = '"Pointwise (1×1) 2-d convolution (K_h = K_w = 1)"'
     assert old in text
     conv.write_text(text.replace(old, '"Pointwise convolution, edited"'), encoding="utf-8")
-    result = _run_fresh(["formula", "pointwise_conv2d"], tmp_path)
-    assert result["status"] == 0 and "sympy" in result["loaded"], result
-    assert str(result["stdout"]).startswith("pointwise_conv2d: Pointwise convolution, edited\n")
+    result = run_fresh(["formula", "pointwise_conv2d"], package_root=tmp_path, env={"COLUMNS": "100"})
+    assert result.status == 0 and "sympy" in result.loaded, result
+    assert result.stdout.startswith("pointwise_conv2d: Pointwise convolution, edited\n")

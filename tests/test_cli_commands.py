@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import run_cli
+from support import run_cli, run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -177,39 +177,22 @@ def test_explicit_meta_does_not_retry(models):
     assert result.exit_code == 2 and "forward pass failed" in result.stderr and "note:" not in result.stderr
 
 
-def _imports_after(argv: list[str], cwd: Path) -> dict[str, object]:
-    """Run ``flopcalc ARGV`` in a fresh interpreter; which heavy packages it imported, and its exit status."""
-    probe = textwrap.dedent(f"""
-        import json, sys
-        from flopcalc.cli import main
-        try:
-            main({argv!r})
-        except SystemExit as exc:
-            status = exc.code
-        loaded = {{name: name in sys.modules for name in ("torch", "torchvision", "timm", "matplotlib")}}
-        print(json.dumps({{"status": status, **loaded}}), file=sys.stderr)
-    """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-    return json.loads(done.stderr.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("argv", [
     ["--help"], ["-h"], ["--version"], [], ["ratio", "depthwise-separable"], ["formula"],
     ["formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32"], ["analyze", "--help"],
 ], ids=["help", "h", "version", "bare", "ratio", "formula-list", "formula", "analyze-help"])
 def test_commands_without_a_model_never_import_torch(argv, tmp_path):
-    loaded = _imports_after(argv, tmp_path)
-    assert loaded["status"] == 0
-    assert not loaded["torch"] and not loaded["torchvision"], loaded
+    result = run_fresh(argv, entry="flopcalc.cli", cwd=tmp_path)
+    assert result.status == 0
+    assert "torch" not in result.loaded and "torchvision" not in result.loaded, result
 
 
 def test_model_commands_import_torchvision_only_for_torchvision_names(models):
-    from_file = _imports_after([f"{models}:small", "--input", "4", "--format", "json"], models.parent)
-    assert from_file["status"] == 0 and from_file["torch"] and not from_file["torchvision"], from_file
-    named = _imports_after(["alexnet", "--input", "3x64x64", "--format", "json"], models.parent)
-    assert named["status"] == 0 and named["torchvision"], named
+    from_file = run_fresh([f"{models}:small", "--input", "4", "--format", "json"], entry="flopcalc.cli",
+                          cwd=models.parent)
+    assert from_file.status == 0 and "torch" in from_file.loaded and "torchvision" not in from_file.loaded, from_file
+    named = run_fresh(["alexnet", "--input", "3x64x64", "--format", "json"], entry="flopcalc.cli", cwd=models.parent)
+    assert named.status == 0 and "torchvision" in named.loaded, named
 
 
 def test_the_checkout_shim_runs_the_command(models):
