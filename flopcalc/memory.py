@@ -19,7 +19,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -28,13 +28,20 @@ from torch.utils._pytree import tree_leaves
 
 from flopcalc.weights import weights
 
-OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
-"""Optimizer state tensors per parameter: Adam/AdamW keep the first and second moments (``exp_avg``,
-``exp_avg_sq``), SGD with momentum one momentum buffer (torch's SGD with ``momentum=0`` keeps none)."""
+class OptimizerState(NamedTuple):
+    """The float32 state tensors an optimizer keeps per trainable parameter, and what they are."""
 
-OPTIMIZER_STATE_NAMES = {"adam": "first and second moments", "adamw": "first and second moments",
-                         "sgd": "the momentum buffer; SGD without momentum keeps none"}
-"""What each optimizer's state per parameter is, as every report states it."""
+    per_param: int
+    kept: str
+
+
+OPTIMIZER_STATES = {
+    "adam": OptimizerState(2, "first and second moments"),
+    "adamw": OptimizerState(2, "first and second moments"),
+    "sgd": OptimizerState(1, "the momentum buffer; SGD without momentum keeps none"),
+}
+"""Adam/AdamW keep the first and second moments (``exp_avg``, ``exp_avg_sq``), SGD with momentum one momentum
+buffer (torch's SGD with ``momentum=0`` keeps none); every report states which."""
 
 HALF_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -150,7 +157,7 @@ def training_state(model: nn.Module, optimizer: str) -> TrainingState:
     params = [w.tensor for w in weights(model)]  # quantized modules' packed weights too, never trainable
     trainable = [w.tensor for w in weights(model) if w.trainable]
     fp32 = torch.tensor([], dtype=torch.float32).element_size()
-    states = OPTIMIZER_STATES[optimizer]
+    states = OPTIMIZER_STATES[optimizer].per_param
     return TrainingState(
         optimizer=optimizer,
         states_per_param=states,

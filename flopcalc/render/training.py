@@ -7,7 +7,7 @@ from __future__ import annotations
 from flopcalc.render.units import Rate, Ratio, Seconds, fmt_bytes, fmt_count, fmt_rate, fmt_scaled, fmt_seconds
 from flopcalc.report import LayerBackward, LayerRow, Report
 from flopcalc.roofline import Roofline
-from flopcalc.memory import OPTIMIZER_STATE_NAMES
+from flopcalc.memory import OPTIMIZER_STATES
 from flopcalc.timing import achieved, flop_utilisation, timed_elsewhere
 
 UNCOUNTED_MARK = "*"
@@ -125,7 +125,7 @@ def memory_items(report: Report) -> list[tuple[str, str]]:
         items.append(("Training state", fmt_bytes(state.total_bytes) + f" = params {state.param_bytes:,} B + "
                       f"gradients {state.grad_bytes:,} B{master} + {state.optimizer} state "
                       f"{state.optimizer_bytes:,} B ({state.states_per_param} float32 per trainable param: "
-                      f"{OPTIMIZER_STATE_NAMES[state.optimizer]})"))
+                      f"{OPTIMIZER_STATES[state.optimizer].kept})"))
     return items
 
 
