@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from flopcalc.dispatch import DispatchMode
 from flopcalc.weights import weights
 
 class OptimizerState(NamedTuple):
@@ -58,7 +58,7 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
 
 
-class LiveMemory(TorchDispatchMode):
+class LiveMemory(DispatchMode):
     """Live bytes of the storages the pass creates, and their peak (see the module docstring)."""
 
     def __init__(self) -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from flopcalc.dispatch import DispatchMode
 from flopcalc.hardware import Hardware
 from flopcalc.measure.core import rule_for
 from flopcalc.inputs import ModelInputs
@@ -52,7 +52,7 @@ def op_bytes(func: Any, args: Any, kwargs: Any, out: Any) -> int:
     return _tensor_bytes((args, kwargs)) + _tensor_bytes(out)
 
 
-class BytesMoved(TorchDispatchMode):
+class BytesMoved(DispatchMode):
     """Charges each op's bytes to the innermost open module call of ``stack`` (a tracer's call stack), or to the
     model (call 0) outside every call."""
 

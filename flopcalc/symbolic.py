@@ -18,7 +18,6 @@ from typing import Any
 
 import sympy as sp
 import torch
-from torch._dynamo.source import ConstantSource
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv
 from torch.utils._sympy import functions as torch_sympy
@@ -108,6 +107,8 @@ class SymbolicShapes:
             hint = self._requested_hints.get(name, default)
             if hint < 2:
                 raise ConditionError(f"the hint for {name} must be at least 2 (torch specialises sizes 0 and 1)")
+            from torch._dynamo.source import ConstantSource  # imports all of torch._dynamo: closed forms only
+
             source = ConstantSource(name)
             symbol = self.shape_env.create_symbol(hint, source=source, dynamic_dim=DimDynamic.DYNAMIC)
             self._symints[name] = self.shape_env.create_symintnode(symbol, hint=hint, source=source)

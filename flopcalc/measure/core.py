@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 from torch._ops import OpOverload, OpOverloadPacket
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from flopcalc.dispatch import DispatchMode
 from flopcalc.formula import CountTotals, Number, OpKind
 from flopcalc.measure.repeats import RepeatedOps
 
@@ -170,7 +170,7 @@ OpSink = Callable[[OpOverload, Count | RuleFailed | None], None]
 OpRecorder = Callable[[OpOverload, Count | RuleFailed | None, Sequence[Any], Any], None]
 
 
-class OpCounter(TorchDispatchMode):
+class OpCounter(DispatchMode):
     """Runs every op and reports ``(op, count)`` to ``sink``; ``count`` is ``None`` for an op with no rule and
     :class:`RuleFailed` when its rule raised. A failing rule never stops the forward pass.
 
