@@ -3,9 +3,10 @@
 ``flopcalc --version``, ``--help`` (and each command's), ``flopcalc formula [NAME] [--format text|latex]`` and
 ``flopcalc ratio KIND [--params]`` print the same text every time. :mod:`flopcalc.cli_cache` wrote that text from
 the live command into ``cli_cache.json``; this module prints it without importing typer or sympy, so those
-commands start within a few milliseconds of the interpreter. Anything else (a formula with values, a model, an
-unknown name, a narrow terminal for help, a cache whose flopcalc sources have changed since it was written) goes
-to :func:`flopcalc.cli.main`, which computes it.
+commands start within a few milliseconds of the interpreter. A formula with values that bind every symbol is
+printed from the formula's plan (:mod:`flopcalc.sheet_fast`), also without typer or sympy. Anything else (values
+left unbound or refused, a model, an unknown name, a narrow terminal for help, a cache whose flopcalc sources
+have changed since it was written) goes to :func:`flopcalc.cli.main`, which computes it.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Sequence
 from flopcalc.cli_cache import CACHE, checksums
 
 
-def _formula_key(rest: Sequence[str]) -> str | None:
-    """``formula [NAME] [--format|-f text|latex]`` in the cache's spelling; ``None`` for anything else."""
-    names, latex, tokens = [], False, iter(rest)
+def _formula_arguments(rest: Sequence[str]) -> tuple[list[str], bool] | None:
+    """``formula``'s positional arguments and whether ``--format latex`` was asked; ``None`` for any other
+    option or format."""
+    positional, latex, tokens = [], False, iter(rest)
     for token in tokens:
         if token in ("-f", "--format") or token.startswith("--format="):
             value = token.partition("=")[2] if "=" in token else next(tokens, "")
@@ -29,10 +31,30 @@ def _formula_key(rest: Sequence[str]) -> str | None:
         elif token.startswith("-"):
             return None
         else:
-            names.append(token)
+            positional.append(token)
+    return positional, latex
+
+
+def _formula_key(rest: Sequence[str]) -> str | None:
+    """``formula [NAME] [--format|-f text|latex]`` in the cache's spelling; ``None`` for anything else."""
+    parsed = _formula_arguments(rest)
+    if parsed is None:
+        return None
+    names, latex = parsed
     if len(names) > 1 or (latex and not names):
         return None
     return " ".join(["formula", *names, *(["--format", "latex"] if latex else [])])
+
+
+def _sheet_with_values(argv: Sequence[str]) -> str | None:
+    """``formula NAME SYMBOL=VALUE ... [--format ...]`` printed from the formula's plan, without sympy."""
+    parsed = _formula_arguments(argv[1:]) if argv and argv[0] == "formula" else None
+    if parsed is None or len(parsed[0]) < 2:
+        return None
+    from flopcalc.sheet_fast import sheet_output
+
+    (name, *assignments), latex = parsed
+    return sheet_output(name, assignments, latex)
 
 
 def _ratio_key(rest: Sequence[str]) -> str | None:
@@ -80,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``flopcalc``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     text = cached_output(args)
+    if text is None:
+        text = _sheet_with_values(args)
     if text is None:
         from flopcalc.cli import main as run_command
 

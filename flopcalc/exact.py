@@ -13,6 +13,8 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 _EXACT_NAMESPACE = {"Fraction": Fraction, "math": math}
+EXACT_NAMES = frozenset(_EXACT_NAMESPACE)
+"""The names the generated code uses besides the symbols' and Python's builtins."""
 
 
 class _ExactPrinter(PythonCodePrinter):
@@ -39,6 +41,12 @@ class _ExactPrinter(PythonCodePrinter):
 def compile_exact(args: tuple[sp.Symbol, ...], exprs: list[sp.Basic]) -> Callable[..., list[Any]]:
     """``exprs`` as one Python function of ``args`` in exact rational arithmetic; call it with Fractions."""
     return sp.lambdify(args, exprs, modules=[_EXACT_NAMESPACE], printer=_ExactPrinter)
+
+
+def exact_code(expr: sp.Basic) -> str:
+    """``expr`` as a Python expression over its symbols' names in exact rational arithmetic (the code
+    :func:`compile_exact` runs), for :mod:`flopcalc.sheet_plan` to store and evaluate later without sympy."""
+    return _ExactPrinter().doprint(expr)
 
 
 class _IntegerPrinter(_ExactPrinter):

@@ -12,6 +12,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
+from flopcalc.sheet_layout import with_total
+
 
 class _TextPrinter(StrPrinter):
     """sympy's plain text, with larger terms first and ``1/K**2`` rather than ``K**(-2)``."""
@@ -62,8 +64,8 @@ def to_math(expr: sp.Expr) -> str:
     return _human(_MathPrinter().doprint(sp.sympify(expr)))
 
 
-class _NumberStrPrinter(_PositiveFirst):
-    """Prints each bound symbol as its number, keeping the formula's structure."""
+class _NumberStrPrinter(_MathPrinter):
+    """Prints each bound symbol as its number, keeping the formula's structure (floors as ``⌊x⌋``)."""
 
     def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
         super().__init__()
@@ -100,20 +102,33 @@ class _NumberLatexPrinter(_MathLatexPrinter):
         return sp.latex(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
 
 
-def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
-    """``expr`` printed with numbers for symbols, then ``= value``.
-
-    Symbols bound to 0 or 1 (flags such as ``B`` for bias, or ``G = 1``) are applied first so that the shown
-    arithmetic has no ``·1`` or ``0·…`` terms.
-    """
+def _structural(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr]) -> tuple[dict[sp.Symbol, sp.Expr], sp.Expr]:
+    """The values as sympy numbers, and ``expr`` with the symbols bound to 0 or 1 (flags such as ``B`` for bias,
+    or ``G = 1``) applied, so that the shown arithmetic has no ``·1`` or ``0·…`` terms."""
     values = {symbol: sp.sympify(value) for symbol, value in values.items()}
     trivial = {s: v for s, v in values.items() if v in (sp.Integer(0), sp.Integer(1))}
-    structural = sp.sympify(expr).xreplace(trivial)
-    total = structural.xreplace(values).doit()
-    total_text = f"{int(total):,}" if total.is_Integer else sp.sstr(total)
+    return values, sp.sympify(expr).xreplace(trivial)
+
+
+def substituted_body(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
+    """``expr`` printed with numbers for symbols, keeping its structure: ``3·64·⌊(32 - 3)/2⌋``.
+
+    The structure depends on which symbols are 0 or 1 (see :func:`_structural`) and otherwise only on the
+    numbers printed in the symbols' places, which :mod:`flopcalc.sheet_plan` relies on."""
+    values, structural = _structural(expr, values)
     if latex:
-        body = _NumberLatexPrinter(values).doprint(structural)
-        return f"{body} = {total_text.replace(',', '{,}') if total.is_Integer else to_latex(total)}"
+        return _NumberLatexPrinter(values).doprint(structural)
     body = _NumberStrPrinter(values).doprint(structural)
-    body = re.sub(r"\*\*", "^", body).replace("*", "·")  # numbers: 2^10 reads better than a superscript
-    return body if body == total_text.replace(",", "") else f"{body} = {total_text}"
+    return re.sub(r"\*\*", "^", body).replace("*", "·")  # numbers: 2^10 reads better than a superscript
+
+
+def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
+    """``expr`` printed with numbers for symbols (:func:`substituted_body`), then ``= value``."""
+    body = substituted_body(expr, values, latex)
+    values, structural = _structural(expr, values)
+    total = structural.xreplace(values).doit()
+    if total.is_Integer:
+        return with_total(body, int(total), latex)
+    if latex:
+        return f"{body} = {to_latex(total)}"
+    return body if body == sp.sstr(total) else f"{body} = {sp.sstr(total)}"

@@ -15,6 +15,7 @@ import sympy as sp
 from flopcalc.errors import InputError
 from flopcalc.formula import LayerFormula, Number
 from flopcalc.printing import render_substituted, to_latex, to_math, to_text
+from flopcalc.sheet_layout import Line, latex_sheet, latex_word, notes, text_sheet
 
 
 def _known_values(formula: LayerFormula, values: Mapping[str, int]) -> dict[sp.Symbol, Number]:
@@ -68,6 +69,33 @@ def _check(formula: LayerFormula, values: Mapping[str, int]) -> None:
         )
 
 
+def sheet_rows(formula: LayerFormula, latex: bool = False) -> list[tuple[str, str, sp.Basic]]:
+    """Each line of the sheet: its label, its formula as printed, and what the numbers go into: an expression
+    (printed by :func:`render_substituted`) or, for the output shape, the tuple of its sizes."""
+    word = latex_word if latex else str
+    rows: list[tuple[str, str, sp.Basic]] = []
+    for label, expr in _fields(formula):
+        rows.append((word(label), to_latex(expr) if latex else to_math(expr), expr))
+    if formula.output_shape:
+        shape = sp.Tuple(*formula.output_shape)
+        rows.append((word("output shape"), show_shape(shape, latex), shape))
+    for symbol, expr in formula.intermediates.items():
+        label = to_latex(symbol) if latex else f"where {symbol.name}"
+        rows.append((label, to_latex(expr) if latex else to_math(expr), expr))
+    return rows
+
+
+def show_shape(shape: sp.Tuple, latex: bool = False) -> str:
+    """An output shape as the sheet prints it: ``(N, C_out, H_out, W_out)``, or LaTeX."""
+    return to_latex(shape) if latex else "(" + ", ".join(to_math(d) for d in shape) + ")"
+
+
+def sheet_header(formula: LayerFormula) -> list[str]:
+    """The text sheet's first lines: the name and description, the symbols (the LaTeX sheet's title is the
+    first)."""
+    return [f"{formula.name}: {formula.description}", f"symbols: {', '.join(sorted(s.name for s in formula.symbols))}"]
+
+
 def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None, latex: bool = False) -> str:
     """The formula's fields, each symbolic and (when ``values`` are given) with numbers substituted.
 
@@ -82,50 +110,17 @@ def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None
         values, defaults = formula.with_defaults(values)
         formula.check(values)
     known = _known_values(formula, values) if values else {}
-    shape = sp.Tuple(*formula.output_shape)
-    word = _text if latex else str
-    lines: list[tuple[str, str, str | None]] = []
-    for label, expr in _fields(formula):
-        symbolic = to_latex(expr) if latex else to_math(expr)
-        lines.append((word(label), symbolic, render_substituted(expr, known, latex) if values else None))
-    if formula.output_shape:
-        numbers = shape.xreplace({s: sp.sympify(v) for s, v in known.items()})
-        show = to_latex if latex else (lambda t: "(" + ", ".join(to_math(d) for d in t) + ")")
-        lines.append((word("output shape"), show(shape), show(numbers) if values else None))
-    for symbol, expr in formula.intermediates.items():
-        symbolic = to_latex(expr) if latex else to_math(expr)
-        label = to_latex(symbol) if latex else f"where {symbol.name}"
-        lines.append((label, symbolic, render_substituted(expr, known, latex) if values else None))
+    lines: list[Line] = []
+    for label, symbolic, expr in sheet_rows(formula, latex):
+        if not values:
+            substituted = None
+        elif isinstance(expr, sp.Tuple):
+            substituted = show_shape(expr.xreplace({s: sp.sympify(v) for s, v in known.items()}), latex)
+        else:
+            substituted = render_substituted(expr, known, latex)
+        lines.append((label, symbolic, substituted))
     unbound = sorted(s.name for s in formula.symbols if values and s.name not in values)
-    notes = [f"defaults: {', '.join(f'{k}={v}' for k, v in defaults.items())}"] if defaults else []
-    notes += [f"unbound: {', '.join(unbound)}"] if unbound else []
-    return _latex_sheet(formula, lines, notes) if latex else _text_sheet(formula, lines, notes)
-
-
-def _text_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], notes: list[str]) -> str:
-    width = max(len(label) for label, _, _ in lines)
-    out = [f"{formula.name}: {formula.description}", f"symbols: {', '.join(sorted(s.name for s in formula.symbols))}"]
-    for label, symbolic, substituted in lines:
-        out.append(f"  {label:<{width}} = {symbolic}")
-        if substituted is not None:
-            out.append(f"  {'':<{width}} = {substituted}")
-    out += notes
-    return "\n".join(out) + "\n"
-
-
-def _latex_sheet(formula: LayerFormula, lines: list[tuple[str, str, str | None]], notes: list[str]) -> str:
-    out = [f"% {formula.name}: {formula.description}", r"\begin{align*}"]
-    body = []
-    for label, symbolic, substituted in lines:
-        body.append(f"{label} &= {symbolic}")
-        if substituted is not None:
-            body.append(f"&= {substituted}")
-    out.append(" \\\\\n".join(body))
-    out.append(r"\end{align*}")
-    out += [f"% {note}" for note in notes]
-    return "\n".join(out) + "\n"
-
-
-def _text(label: str) -> str:
-    """A word in math mode: ``\\text{bias\\_add}``."""
-    return r"\text{" + label.replace("_", r"\_") + "}"
+    header = sheet_header(formula)
+    if latex:
+        return latex_sheet(header[0], lines, notes(defaults, unbound))
+    return text_sheet(header, lines, notes(defaults, unbound))

@@ -1,0 +1,118 @@
+"""``flopcalc formula NAME SYMBOL=VALUE ...`` from the formula's plan (issue 13, target 4): for every formula and
+many random values, the fast path prints exactly what the live sympy path prints, byte for byte, or declines
+(returns ``None``) exactly when it must: where the live path refuses the values, or leaves symbols unbound. The
+expected text always comes from the live path (:func:`flopcalc.render.formulas.formula_sheet`), never from the
+plan under test."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import flopcalc.layers  # noqa: F401  (registers the formulas)
+from flopcalc import cli_start, sheet_fast
+from flopcalc.errors import FlopcalcError
+from flopcalc.formula import FormulaError
+from flopcalc.registry import REGISTRY
+from flopcalc.render.formulas import formula_sheet
+from support import run_fresh
+
+NAMES = sorted(REGISTRY.formulas)
+CONV = ["C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "W=32"]
+
+
+def live_sheet(name: str, values: dict[str, int], latex: bool) -> str | None:
+    """The live path's sheet, ``None`` where it refuses the values."""
+    try:
+        return formula_sheet(REGISTRY.formula(name), values, latex=latex)
+    except (FlopcalcError, FormulaError):  # one line on stderr, exit 2
+        return None
+
+
+def fast_sheet(name: str, values: dict[str, int], latex: bool) -> str | None:
+    plan = sheet_fast.stored_plan(name)
+    assert plan is not None, f"no current plan for {name}: run python -m flopcalc.cli_cache"
+    return sheet_fast.render(plan, values, latex)
+
+
+def bound_everywhere(name: str, values: dict[str, int]) -> bool:
+    formula = REGISTRY.formula(name)
+    completed, _ = formula.with_defaults(values)
+    return {s.name for s in formula.symbols} <= set(completed)
+
+
+@pytest.mark.parametrize("latex", [False, True], ids=["text", "latex"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_formula_at_sizes_of_two_to_five(name, latex):
+    # every symbol 2..5 (cycling by position), so most patterns are "another number" and the checks mostly pass
+    symbols = sorted(s.name for s in REGISTRY.formula(name).symbols)
+    values = {symbol: 2 + i % 4 for i, symbol in enumerate(symbols)}
+    expected = live_sheet(name, values, latex) if values else None  # without values: the cached symbolic sheet
+    found = fast_sheet(name, values, latex)
+    assert found == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), latex=st.booleans())
+def test_random_values_print_what_sympy_prints(data, latex):
+    name = data.draw(st.sampled_from(NAMES), label="formula")
+    symbols = sorted(s.name for s in REGISTRY.formula(name).symbols)
+    chosen = data.draw(st.lists(st.sampled_from(symbols), unique=True), label="given") if symbols else []
+    number = st.one_of(st.sampled_from([0, 1, 1, 2, 2, 3, 4, 5, 7, 16, 33]), st.integers(-1, 300))
+    values = {symbol: data.draw(number, label=symbol) for symbol in chosen}
+    expected = live_sheet(name, values, latex)
+    found = fast_sheet(name, values, latex)
+    if expected is None or not values or not bound_everywhere(name, values):
+        assert found is None  # refused, no values or symbols left unbound: the error, or the expressions
+    else:
+        assert found == expected
+
+
+@pytest.mark.parametrize("name, values", [
+    ("pointwise_conv2d", {"B": 0, "C_in": 4, "C_out": 5, "H": 1, "W": 1, "p_h": 5, "s_h": 2}),  # unused defaults
+])
+def test_a_default_of_a_symbol_the_formula_lost_is_listed_as_sympy_lists_it(name, values):
+    assert "d_h=1" in live_sheet(name, values, False)  # with_defaults keeps it; the check ignores it
+    for latex in (False, True):
+        assert fast_sheet(name, values, latex) == live_sheet(name, values, latex)
+
+
+@pytest.mark.parametrize("values", [
+    {"C_in": 1, "C_out": 1, "K_h": 1, "K_w": 1, "H": 1, "W": 1},  # every trivial pattern: ·1 terms vanish
+    {"C_in": 4, "C_out": 8, "K_h": 3, "K_w": 3, "H": 32, "W": 31, "s_h": 2, "p_h": 1, "G": 2, "B": 0, "N": 7},
+])
+def test_conv2d_edge_patterns(values):
+    for latex in (False, True):
+        assert fast_sheet("conv2d", values, latex) == live_sheet("conv2d", values, latex)
+
+
+def test_floors_with_numbers_are_written_as_floors():
+    sheet = fast_sheet("conv2d", {"C_in": 3, "C_out": 8, "K_h": 3, "K_w": 3, "H": 32, "W": 32, "s_h": 2}, False)
+    assert "= ⌊(32 - 3)/2⌋ + 1 = 15" in sheet  # ⌊(32 + 2·0 − 1·(3 − 1) − 1)/2⌋ + 1 = ⌊29/2⌋ + 1 = 15
+    assert "floor" not in sheet
+
+
+@pytest.mark.parametrize("argv", [
+    ["formula", "conv2d", *CONV], ["formula", "conv2d", *CONV, "--format", "latex"],
+    ["formula", "-f", "latex", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2"],
+])
+def test_the_command_prints_from_the_plan_without_sympy_or_typer(argv):
+    result = run_fresh(argv)
+    assert result.status == 0 and result.loaded == [], result
+    latex = "latex" in argv
+    values = dict(text.split("=") for text in argv if "=" in text)
+    name = next(token for token in argv[1:] if token not in ("-f", "--format", "latex") and "=" not in token)
+    assert result.stdout == live_sheet(name, {k: int(v) for k, v in values.items()}, latex)
+
+
+@pytest.mark.parametrize("argv", [
+    ["formula", "conv2d", "C_in=3"],  # symbols left unbound: sympy writes the expressions
+    ["formula", "conv2d", "K=3"],  # no such symbol: the live error
+    ["formula", "conv2d", "C_in=three"], ["formula", "conv2d", "C_in=--3"],  # malformed
+    ["formula", "conv2d", *CONV[:-1], "W=2"],  # W_out would be 0: refused by the live check
+    ["formula", "conv2", *CONV],  # unknown formula: the live error with suggestions
+    ["formula", "conv2d", *CONV, "--format", "pdf"],
+])
+def test_what_the_plan_does_not_answer_goes_to_the_live_command(argv):
+    assert cli_start._sheet_with_values(argv) is None
