@@ -97,7 +97,8 @@ def plan(formula: LayerFormula) -> dict[str, Any] | None:
     rows = {"text": sheet_rows(formula), "latex": sheet_rows(formula, latex=True)}
     return {
         "header": sheet_header(formula),
-        "symbols": {s.name: "+" if s.is_positive else "0" if s.is_nonnegative else "" for s in formula.symbols},
+        "symbols": {s.name: "+" if s.is_positive else "0" if s.is_nonnegative else ""
+                    for s in sorted(formula.symbols, key=lambda s: s.name)},
         "defaults": [[s.name, _names(d), exact_code(sp.sympify(d))] for s, d in formula.defaults.items()],
         "constraints": [[_names(formula.expand(rule)), exact_code(formula.expand(rule))]
                         for rule in formula.constraints.values()],
