@@ -6,9 +6,9 @@ sympy's and every layer family's formulas (about 1.5 s). ``python -m flopcalc.cl
 command lines through the live command (:func:`flopcalc.cli.main`, so typer and the sympy formulas produce every
 character) and writes what it printed to ``cli_cache.json`` beside this file, with a checksum of each flopcalc
 source file the run imported; beside it, ``cli_sheets.txt`` holds each formula's plan for a sheet with numbers
-(:mod:`flopcalc.sheet_plan`), which :mod:`flopcalc.sheet_fast` prints from. :mod:`flopcalc.cli_start` answers from the file only while those sources are
-unchanged; ``python -m flopcalc.cli_cache --check`` (tests/test_golden.py) regenerates and compares, and
-``make golden`` rewrites the file with the goldens.
+(:mod:`flopcalc.sheet_plan`), which :mod:`flopcalc.sheet_fast` prints from. :mod:`flopcalc.cli_start` answers
+from the files only while those sources are unchanged; ``python -m flopcalc.cli_cache --check``
+(tests/test_golden.py) regenerates and compares, and ``make golden`` rewrites the files with the goldens.
 
 Help is laid out by click at ``min(terminal columns, 80) - 2``; the pages are written at 80 columns, so they are
 used on terminals (and pipes, which click treats as 80 columns) at least 80 wide.

@@ -110,22 +110,25 @@ def _structural(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr]) -> tup
     return values, sp.sympify(expr).xreplace(trivial)
 
 
-def substituted_body(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
-    """``expr`` printed with numbers for symbols, keeping its structure: ``3·64·⌊(32 - 3)/2⌋``.
-
-    The structure depends on which symbols are 0 or 1 (see :func:`_structural`) and otherwise only on the
-    numbers printed in the symbols' places, which :mod:`flopcalc.sheet_plan` relies on."""
-    values, structural = _structural(expr, values)
+def _body(structural: sp.Expr, values: Mapping[sp.Symbol, sp.Expr], latex: bool) -> str:
     if latex:
         return _NumberLatexPrinter(values).doprint(structural)
-    body = _NumberStrPrinter(values).doprint(structural)
-    return re.sub(r"\*\*", "^", body).replace("*", "·")  # numbers: 2^10 reads better than a superscript
+    text = _NumberStrPrinter(values).doprint(structural)
+    return re.sub(r"\*\*", "^", text).replace("*", "·")  # numbers: 2^10 reads better than a superscript
+
+
+def substituted_bodies(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr]) -> tuple[str, str]:
+    """``expr`` printed with numbers for symbols, keeping its structure (``3·64·⌊(32 - 3)/2⌋``), as text and
+    as LaTeX. The structure depends on which symbols are 0 or 1 (see :func:`_structural`) and otherwise only on
+    the numbers printed in the symbols' places, which :mod:`flopcalc.sheet_plan` relies on."""
+    values, structural = _structural(expr, values)
+    return _body(structural, values, False), _body(structural, values, True)
 
 
 def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr], latex: bool = False) -> str:
-    """``expr`` printed with numbers for symbols (:func:`substituted_body`), then ``= value``."""
-    body = substituted_body(expr, values, latex)
+    """``expr`` printed with numbers for symbols (as :func:`substituted_bodies`), then ``= value``."""
     values, structural = _structural(expr, values)
+    body = _body(structural, values, latex)
     total = structural.xreplace(values).doit()
     if total.is_Integer:
         return with_total(body, int(total), latex)

@@ -2,7 +2,7 @@
 SYMBOL=VALUE ...`` prints them without importing sympy (:mod:`flopcalc.sheet_fast`).
 
 A line such as ``= 3·64·30·3·3·30 = 1,555,200`` is the formula printed with a number in each symbol's place
-(:func:`flopcalc.printing.substituted_body`), then its value. sympy first applies the symbols bound to 0 or 1,
+(:func:`flopcalc.printing.substituted_bodies`), then its value. sympy first applies the symbols bound to 0 or 1,
 so the printed structure depends on which symbols of the line are 0, 1 or some other number, and on nothing
 else: the numbers themselves only fill the symbols' places. The plan of a formula therefore holds, per line and
 per such pattern, the text sympy prints with a placeholder number in each remaining place (split into literal
@@ -24,7 +24,7 @@ import sympy as sp
 
 from flopcalc.exact import EXACT_NAMES, exact_code
 from flopcalc.formula import LayerFormula
-from flopcalc.printing import substituted_body
+from flopcalc.printing import substituted_bodies
 from flopcalc.render.formulas import sheet_header, sheet_rows, show_shape
 
 _PLACEHOLDER = 9_876_543_210
@@ -59,8 +59,8 @@ def _line(formula: LayerFormula, expr: sp.Expr) -> dict[str, Any]:
         values = {s: sp.Integer(_PLACEHOLDER + i if state == "n" else int(state))
                   for i, (s, state) in enumerate(zip(symbols, states))}
         ids = []
-        for latex in (False, True):
-            template = _template(substituted_body(expr, values, latex), len(symbols))
+        for body in substituted_bodies(expr, values):
+            template = _template(body, len(symbols))
             if template not in templates:
                 templates.append(template)
             ids.append(templates.index(template))

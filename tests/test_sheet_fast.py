@@ -88,9 +88,10 @@ def test_conv2d_edge_patterns(values):
 
 
 def test_floors_with_numbers_are_written_as_floors():
-    sheet = fast_sheet("conv2d", {"C_in": 3, "C_out": 8, "K_h": 3, "K_w": 3, "H": 32, "W": 32, "s_h": 2}, False)
-    assert "= ⌊(32 - 3)/2⌋ + 1 = 15" in sheet  # ⌊(32 + 2·0 − 1·(3 − 1) − 1)/2⌋ + 1 = ⌊29/2⌋ + 1 = 15
-    assert "floor" not in sheet
+    values = {"C_in": 3, "C_out": 8, "K_h": 3, "K_w": 3, "H": 32, "W": 32, "s_h": 2}
+    for sheet in (live_sheet("conv2d", values, False), fast_sheet("conv2d", values, False)):
+        assert "= ⌊(32 - 3)/2⌋ + 1 = 15" in sheet  # ⌊(32 + 2·0 − 1·(3 − 1) − 1)/2⌋ + 1 = ⌊29/2⌋ + 1 = 15
+        assert "floor" not in sheet
 
 
 @pytest.mark.parametrize("argv", [
