@@ -56,7 +56,8 @@ def test_one_layer_lstm_by_hand():
         # c_n's), 6 add: 42 add, 93 mul.
         # grad-weight: dW_ih = 2 steps·12·4 = 96, dW_hh = 2·12·3 = 72 MACs (the steps' gradients summed within);
         # both biases sum 2·1 rows: 2·(2 − 1)·12 = 24 add.
-        assert stack_backward(lambda: nn.LSTM(4, 3), device, (2, 1, 4)) == (36, {"add": 42, "mul": 93}, 168, {"add": 24})
+        got = stack_backward(lambda: nn.LSTM(4, 3), device, (2, 1, 4))
+        assert got == (36, {"add": 42, "mul": 93}, 168, {"add": 24})
         # 3 steps of 2 samples, input and initial state need a gradient, only the output is used (no gradient
         # reaches h_n, c_n). grad-input: dx 3·2·12·4 = 288 and dh at every step, the first's given state
         # included, 3·2·12·3 = 216: 504 MACs. 3·2·3 = 18 state elements over the steps: 90 add, 270 mul, + 18

@@ -196,7 +196,8 @@ def _plus(*terms: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
     return {kind: expr for kind, expr in total.items() if expr != 0}
 
 
-def _stack_backward(gates: int, width: sp.Symbol, step: StepBackward, cell_sums: bool = False) -> tuple[Gradient, Gradient]:
+def _stack_backward(gates: int, width: sp.Symbol, step: StepBackward,
+                    cell_sums: bool = False) -> tuple[Gradient, Gradient]:
     """A stack's backward (docs/conventions.md, "Backward"): its cells' over the ``L`` steps of each direction of
     the ``n_A`` layers whose backward runs, plus the engine's sums between the steps. The first step's state
     needs a gradient when a given one does (``g_h``), every later step's always; ``width`` is the state's
