@@ -41,13 +41,8 @@ def _states(symbol: sp.Symbol) -> tuple[str, ...]:
 def _template(text: str, places: int) -> list[str | int]:
     """``text`` cut at the placeholder numbers: literal pieces and place indices, e.g. ``["", 0, "·", 1, ""]``."""
     pattern = "|".join(str(_PLACEHOLDER + i) for i in range(places)) or "(?!)"
-    pieces: list[str | int] = []
-    for piece in re.split(rf"(?<!\d)({pattern})(?!\d)", text):
-        if piece.isdigit() and len(piece) == len(str(_PLACEHOLDER)) and int(piece) >= _PLACEHOLDER:
-            pieces.append(int(piece) - _PLACEHOLDER)
-        else:
-            pieces.append(piece)
-    return pieces
+    parts = re.split(rf"(?<!\d)({pattern})(?!\d)", text)  # the placeholders at odd positions
+    return [int(part) - _PLACEHOLDER if i % 2 else part for i, part in enumerate(parts)]
 
 
 def _line(formula: LayerFormula, expr: sp.Expr) -> dict[str, Any]:
