@@ -24,7 +24,7 @@ skipped. It is the memo torch's own ``FakeTensorMode`` keeps for fake tensors, a
   in-place ops that leave their argument's metadata as it is (the output is the argument), and, on fake
   tensors, view ops (below); never an op whose output shape depends on data;
 - only outputs made of fresh tensors (storage offset 0), views of the viewed argument, and plain values
-  (numbers, ``None``).
+  (numbers, devices, ``None``).
 
 A fake view (``view``, ``transpose``, ``expand``, ``split``, ...) is replayed as ``as_strided`` of the same
 argument with the sizes, strides and storage offset its kernel gave: the output shares that argument's storage
@@ -77,7 +77,7 @@ class _FakeViewSpec(tuple):
 
 
 class _Plain(tuple):
-    """``(value,)``: a number or ``None`` returned as it is."""
+    """``(value,)``: a number, a device or ``None`` returned as it is."""
 
 
 OutputSpec = Any
@@ -137,7 +137,7 @@ def _output_spec(out: Any) -> OutputSpec:
         return _FakeSpec((out.shape, out.stride(), out.dtype, out.fake_device, out.fake_mode, length))
     if kind is tuple or kind is list:
         return kind(_output_spec(v) for v in out)
-    if kind in (int, float, bool, type(None)):
+    if kind in (int, float, bool, type(None), torch.device):  # a device: torch asks a fake tensor's (prim.device)
         return _Plain((out,))
     raise _Unrepeatable
 
