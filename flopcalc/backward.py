@@ -19,6 +19,7 @@ sums that join the gradients of different calls (a residual connection) go to th
 from __future__ import annotations
 
 import contextlib
+import re
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 
 from flopcalc.errors import InputError
-from flopcalc.formula import GRADIENT_PARTS, g_h, g_x1, g_x2
+from flopcalc.formula import GRADIENT_PARTS, g_h
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import FormulaRegistry
@@ -52,7 +53,32 @@ def _function_flags(tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
         "g_x": int(bool(floating) and floating[0].requires_grad),
         "g_W": int(any(t.requires_grad for t in weights)),
         "g_b": int(any(t.requires_grad for t in bias)),
+        **_named_flags(bound, floating, {}),
     }
+
+
+_GENERIC_FLAGS = {"g_x", "g_W", "g_b", "g_h"}
+_OPERAND = re.compile(r"g_x(\d+)")
+
+
+def _named_flags(bound: Any, floating: list[torch.Tensor], trainable: Mapping[str, bool]) -> dict[str, int]:
+    """The per-operand and per-parameter flags a backward formula names, where the work depends on which one
+    needs a gradient: ``g_x<i>`` the i-th floating-point input (``g_x1`` the first) needs a gradient;
+    ``g_<parameter>``, the parameter's name with dots as underscores (``g_out_proj_weight``), is trainable
+    (0 for a parameter the module does not have: ``g_q_proj_weight`` of a packed MultiheadAttention)."""
+    if bound is None:
+        return {}
+    flags = {}
+    for symbol in bound.formula.gradient_symbols:
+        name = symbol.name
+        if not name.startswith("g_") or name in _GENERIC_FLAGS:
+            continue
+        if operand := _OPERAND.fullmatch(name):
+            i = int(operand[1]) - 1
+            flags[name] = int(len(floating) > i and floating[i].requires_grad)
+        else:
+            flags[name] = int(trainable.get(name[2:], False))
+    return dict(sorted(flags.items()))
 
 
 @dataclass
@@ -150,8 +176,9 @@ class BackwardTracer(Tracer):
 
     def _flags(self, module: nn.Module, tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
         """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable.
-        A formula with two inputs (Bilinear) also gets ``g_x1`` and ``g_x2``, one per input; a recurrent cell's
-        (with ``g_h``) tells its first input (``g_x``) from the state passed in (``g_h``)."""
+        A formula that names per-operand or per-parameter flags gets them (:func:`_named_flags`: Bilinear's
+        ``g_x1``, ``g_x2``, MultiheadAttention's per projection); a recurrent cell's (with ``g_h``) tells its
+        first input (``g_x``) from the state passed in (``g_h``)."""
         binder = self.registry.binder_for(module)
         params = module.named_parameters(recurse=binder is not None)
         trainable = [(name, p.requires_grad) for name, p in params]
@@ -161,9 +188,7 @@ class BackwardTracer(Tracer):
             "g_W": int(any(grad for name, grad in trainable if not _is_bias(name))),
             "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
         }
-        if bound is not None and g_x2 in bound.formula.gradient_symbols:
-            for i, symbol in enumerate((g_x1, g_x2)):
-                flags[symbol.name] = int(len(floating) > i and floating[i].requires_grad)
+        flags.update(_named_flags(bound, floating, {name.replace(".", "_"): grad for name, grad in trainable}))
         if bound is not None and g_h in bound.formula.gradient_symbols:
             flags["g_x"] = int(bool(floating) and floating[0].requires_grad)
             flags["g_h"] = int(any(t.requires_grad for t in floating[1:]))

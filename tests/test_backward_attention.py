@@ -74,6 +74,28 @@ def test_multihead_attention_backward_with_input_gradient_and_frozen():
     assert attn.backward.status is Status.MATCH
 
 
+@pytest.mark.parametrize("frozen, expected", [
+    # Only the in-projection's weight frozen: its bias still trains, so Q, K, V and everything after them
+    # still need their gradients; no dW_in (576 MACs fewer).
+    (["in_proj_weight"], (OUT_PROJ + CORE, MHA_OPS, OUT_PROJ, BIAS_SUMS)),
+    # Only the output projection frozen: no dW_out, no sum of its bias's 3 rows ((3 − 1)·8 = 16 adds).
+    (["out_proj.weight", "out_proj.bias"], (OUT_PROJ + CORE, MHA_OPS, IN_PROJ, {"add": (3 - 1) * 24})),
+    # Only the in-projection's bias frozen: no sum of its 3 rows ((3 − 1)·24 = 48 adds).
+    (["in_proj_bias"], (OUT_PROJ + CORE, MHA_OPS, IN_PROJ + OUT_PROJ, {"add": (3 - 1) * 8})),
+    # The whole in-projection frozen: nothing before the output projection needs a gradient (no core, no
+    # dX of the output projection); only dW_out and its bias's sum.
+    (["in_proj_weight", "in_proj_bias"], (0, {}, OUT_PROJ, {"add": (3 - 1) * 8})),
+])
+def test_multihead_attention_backward_with_one_part_frozen(frozen, expected):
+    model = SelfAttention()
+    for name in frozen:
+        model.attn.get_parameter(name).requires_grad_(False)
+    attn = flopcalc.analyze(model, (3, 1, 8), backward=True).row("attn")
+    assert parts(attn) == expected
+    assert attn.backward.status is Status.MATCH
+    assert attn.backward.flags["g_out_proj_weight"] == int("out_proj.weight" not in frozen)
+
+
 class WithWeights(nn.Module):
     """Self-attention returning its weights, averaged over the heads (both outputs get a gradient)."""
 
@@ -150,6 +172,28 @@ def test_sdpa_backward_with_frozen_keys_and_values():
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_sdpa_backward_with_exactly_one_of_key_and_value(device):
+    q, k, v = (torch.randn(1, 2, 3, 4, device=device) for _ in range(3))
+    q.requires_grad_()
+
+    class Model(nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    # Keys need a gradient, values not: dP = dY·Vᵀ 72, dQ = dS·K 72, dK = dSᵀ·Q 72 (no dV): 216 MACs;
+    # softmax's backward 2·18 = 36 mul and (2·3 − 1)·6 = 30 add, √scale on dQ and on dK 2·24 mul.
+    row = sdpa_row(flopcalc.analyze(Model(), [q, k.requires_grad_(), v], device=device, backward=True))
+    assert parts(row) == (3 * 72, {"mul": 36 + 2 * 24, "add": 30}, 0, {})
+    assert row.backward.status is Status.MATCH
+    # Values need a gradient, keys not: dV = Pᵀ·dY 72, dP 72, dQ 72 (no dK): 216 MACs; √scale on dQ only.
+    k.requires_grad_(False)
+    row = sdpa_row(flopcalc.analyze(Model(), [q, k, v.requires_grad_()], device=device, backward=True))
+    assert parts(row) == (3 * 72, {"mul": 36 + 24, "add": 30}, 0, {})
+    assert row.backward.status is Status.MATCH
+    assert {name: row.backward.flags[name] for name in ("g_x1", "g_x2", "g_x3")} == {"g_x1": 1, "g_x2": 0, "g_x3": 1}
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_fused_cpu_attention_backward_is_the_math_kernels(device):
     """The CPU flash kernel's backward (what MultiheadAttention runs on CPU with real tensors) counts as the
     math kernel's that runs on meta: the same row, the same numbers."""
@@ -217,43 +261,58 @@ def _all_match(report: flopcalc.Report) -> None:
     assert bad == []
 
 
+_MHA_PARAMETERS = ["in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias", "bias_k", "bias_v",
+                   "q_proj_weight", "k_proj_weight", "v_proj_weight"]
+
+
 @PROPERTY
 @given(
     batch=st.integers(1, 2), length=st.integers(1, 4), source=st.integers(1, 4), heads=st.sampled_from([1, 2]),
-    batch_first=st.booleans(), mode=st.sampled_from(["self", "kv", "separate"]), need_weights=st.booleans(),
+    batch_first=st.booleans(), mode=st.sampled_from(["self", "kv", "separate", "qk"]), need_weights=st.booleans(),
     average=st.booleans(), bias=st.booleans(), bias_kv=st.booleans(), zero_attn=st.booleans(),
-    masked=st.booleans(), frozen=st.booleans(), input_grad=st.booleans(), device=st.sampled_from(["cpu", "meta"]),
+    masked=st.booleans(), frozen=st.sets(st.sampled_from(_MHA_PARAMETERS)),
+    input_grads=st.sampled_from(["", "q", "kv", "qkv"]), kdim=st.sampled_from([4, 3]),
+    device=st.sampled_from(["cpu", "meta"]),
 )
 def test_multihead_attention_backward_formula_matches_measurement(
     batch, length, source, heads, batch_first, mode, need_weights, average, bias, bias_kv, zero_attn, masked,
-    frozen, input_grad, device,
+    frozen, input_grads, kdim, device,
 ):
-    if frozen and not input_grad:
-        input_grad = True  # a frozen layer on an input without gradient has no backward pass
+    """Any parameter frozen (each alone or together), and the query and the key/value needing a gradient
+    apart, with a packed in-projection or separate ones (kdim ≠ embed_dim); one tensor as two of query, key
+    and value sums its two gradients."""
     if mode == "self":
-        source = length
+        source, kdim = length, 4  # query is key is value: one tensor, one width
+    vdim = kdim
+    if mode == "qk":
+        source, kdim = length, 4  # the query is also the key; the value is another tensor (of width vdim)
 
     class Model(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.attn = nn.MultiheadAttention(4, heads, batch_first=batch_first, bias=bias, add_bias_kv=bias_kv,
-                                              add_zero_attn=zero_attn)
+                                              add_zero_attn=zero_attn, kdim=kdim, vdim=vdim)
 
         def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
             mask = torch.zeros(length, source, device=x.device) if masked else None
-            key, value = {"self": (x, x), "kv": (y, y), "separate": (y, 2 * y)}[mode]
+            key, value = {"self": (x, x), "kv": (y, y), "separate": (y, 2 * y), "qk": (x, y)}[mode]
             query = x
             return self.attn(query, key, value, need_weights=need_weights, average_attn_weights=average,
                              attn_mask=mask)
 
     with torch.device(device):
         model = Model()
-    if frozen:
-        model.requires_grad_(False)
+    for name, parameter in model.attn.named_parameters():
+        parameter.requires_grad_(name not in frozen)
+    query_grad = "q" in input_grads or (mode == "self" and input_grads != "")
+    if mode == "qk" and "kv" in input_grads:
+        query_grad = True  # the key is the query
+    if not query_grad and "kv" not in input_grads and not any(p.requires_grad for p in model.parameters()):
+        query_grad = True  # a frozen layer on inputs without gradient has no backward pass
     shape_x = (batch, length, 4) if batch_first else (length, batch, 4)
-    shape_y = (batch, source, 4) if batch_first else (source, batch, 4)
+    shape_y = (batch, source, vdim) if batch_first else (source, batch, vdim)
     with torch.device(device):
-        x, y = torch.randn(shape_x, requires_grad=input_grad), torch.randn(shape_y, requires_grad=input_grad)
+        x, y = torch.randn(shape_x, requires_grad=query_grad), torch.randn(shape_y, requires_grad="kv" in input_grads)
     _all_match(flopcalc.analyze(model, [x, y], device=device, backward=True))
 
 
@@ -261,7 +320,8 @@ def test_multihead_attention_backward_formula_matches_measurement(
 @given(
     batch=st.integers(1, 2), heads=st.sampled_from([2, 4]), group=st.sampled_from([1, 2]),
     length=st.integers(1, 4), source=st.integers(1, 4), e_k=st.integers(1, 4), e_v=st.integers(1, 4),
-    mask=st.sampled_from(["none", "causal", "tensor"]), grads=st.sampled_from(["qkv", "q", "kv"]),
+    mask=st.sampled_from(["none", "causal", "tensor"]),
+    grads=st.sampled_from(["qkv", "q", "k", "v", "qk", "qv", "kv"]),
     device=st.sampled_from(["cpu", "meta"]),
 )
 def test_sdpa_backward_formula_matches_measurement(batch, heads, group, length, source, e_k, e_v, mask, grads,

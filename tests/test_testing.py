@@ -15,9 +15,10 @@ from torch import nn
 from torch.library import custom_op
 
 from flopcalc import InputSpec, LayerFormula, Report, analyze
+from flopcalc.failure_messages import MAX_TABLE_ROWS
 from flopcalc.layers.conv import bind_conv
 from flopcalc.registry import Bound
-from flopcalc.testing import MAX_TABLE_ROWS, assert_counts, assert_layers_match, assert_within_budget
+from flopcalc.testing import assert_counts, assert_layers_match, assert_within_budget
 
 pytest_plugins = ["pytester"]
 

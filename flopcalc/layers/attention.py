@@ -13,7 +13,9 @@ Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``L`` query 
 ``D_k``/``D_v`` the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1
 with add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
 average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add), ``P_3``
-1 if query, key and value are one tensor and ``P_2`` if key and value are (one packed input projection).
+1 if query, key and value are one tensor and ``P_2`` if key and value are (one packed input projection);
+``U_qk``, ``U_qv``, ``U_kv`` 1 if that pair is one tensor fed to two separate projections (its two gradients
+are summed in the backward).
 
 Conventions (docs/conventions.md): Q·Kᵀ and (attention weights)·V are MACs; the scaling is one mul per scaled
 element, the mask one add per score, softmax per row of length S: S exp, S − 1 add, S div (the activation
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x, g_x1, g_x2
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
 from flopcalc.registry import REGISTRY, Bound, argument
@@ -49,6 +51,14 @@ if TYPE_CHECKING:
 N, H_q, L, S, E_k, E_v, H_kv = dims("N H_q L S E_k E_v H_kv")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
 M, B, b_kv, Z, W, A, M_2, P_3, P_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2", "P_3", "P_2"))
+U_qk, U_qv, U_kv = flag("U_qk"), flag("U_qv"), flag("U_kv")
+g_x3 = flag("g_x3")
+"""The third input (the value) needs a gradient; ``g_x1`` the query, ``g_x2`` the key."""
+# MultiheadAttention's backward flags, one per parameter (named as backward.py reads them): each is 0 for a
+# parameter the module does not have (the packed in_proj_weight, or the separate q/k/v_proj_weight).
+g_in_W, g_q_W, g_k_W, g_v_W, g_in_b, g_out_W, g_out_b, g_bias_k, g_bias_v = (flag(f"g_{name}") for name in (
+    "in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias", "out_proj_weight",
+    "out_proj_bias", "bias_k", "bias_v"))
 
 _SCORES = N * H_q * L * S
 _SOFTMAX_OPS = {kind: sp.sympify(expr).xreplace({activation.E: _SCORES, activation.D: S})
@@ -65,24 +75,25 @@ def _add_ops(*parts: Mapping[str, sp.Expr]) -> dict[str, sp.Expr]:
     return total
 
 
+def _any_needed(*needed: sp.Expr) -> sp.Expr:
+    """1 if any of the 0/1 flags is set."""
+    none = sp.Integer(1)
+    for each in needed:
+        none *= 1 - each
+    return 1 - none
 
 
-def _either_needed(a: sp.Expr, b: sp.Expr) -> sp.Expr:
-    """1 if either 0/1 flag is set."""
-    return 1 - (1 - a) * (1 - b)
-
-
-def _core_backward(q: sp.Expr, kv: sp.Expr, scale_k: bool) -> Gradient:
-    """The attention core's backward for 0/1 flags ``q`` (the queries need a gradient) and ``kv`` (the keys and
-    values do): dV = Pᵀ·dY; dP = dY·Vᵀ, then softmax's backward dS (whenever Q or K needs a gradient);
+def _core_backward(q: sp.Expr, k: sp.Expr, v: sp.Expr, scale_k: bool) -> Gradient:
+    """The attention core's backward for 0/1 flags ``q``, ``k``, ``v`` (the queries, keys, values need a
+    gradient): dV = Pᵀ·dY (``v``); dP = dY·Vᵀ, then softmax's backward dS (whenever Q or K needs a gradient);
     dQ = dS·K and dK = dSᵀ·Q, each times the √scale it was multiplied by (K's only if ``scale_k``). With
     grouped-query attention the gradients of the ``H_q`` expanded heads are summed into ``H_kv``:
-    ``(H_q − H_kv)`` adds per key/value element."""
-    scores = _either_needed(q, kv)
+    ``(H_q − H_kv)`` adds per key/value element that needs a gradient."""
+    scores = _any_needed(q, k)
     softmax = {kind: scores * sp.sympify(expr).xreplace({g_x: 1}) for kind, expr in _SOFTMAX_BACKWARD.items()}
-    ops = _add_ops(softmax, {OpKind.MUL.value: q * N * H_q * L * E_k + (kv * N * H_q * S * E_k if scale_k else 0)},
-                   {OpKind.ADD.value: kv * N * (H_q - H_kv) * S * (E_k + E_v)})
-    macs = kv * _SCORES * E_v + scores * _SCORES * E_v + q * _SCORES * E_k + kv * _SCORES * E_k
+    ops = _add_ops(softmax, {OpKind.MUL.value: q * N * H_q * L * E_k + (k * N * H_q * S * E_k if scale_k else 0)},
+                   {OpKind.ADD.value: N * (H_q - H_kv) * S * (k * E_k + v * E_v)})
+    macs = v * _SCORES * E_v + scores * _SCORES * E_v + q * _SCORES * E_k + k * _SCORES * E_k
     return Gradient(macs=macs, ops=ops)
 
 
@@ -97,7 +108,8 @@ ATTENTION = LayerFormula(
         _SOFTMAX_OPS,
     ),
     output_shape=(N, H_q, L, E_v),
-    grad_input=_core_backward(g_x, g_W, scale_k=False),  # within nn.MultiheadAttention: H_kv = H_q
+    # Within nn.MultiheadAttention (H_kv = H_q), which substitutes its own flags for the three.
+    grad_input=_core_backward(g_x1, g_x2, g_x3, scale_k=False),
 )
 
 SDPA = dataclasses.replace(
@@ -105,8 +117,8 @@ SDPA = dataclasses.replace(
     name="sdpa",
     description="F.scaled_dot_product_attention, as torch's math kernel computes it: √scale applied to Q and to K",
     ops=_add_ops(ATTENTION.ops, {OpKind.MUL.value: N * H_q * S * E_k}),  # K·√scale, on the expanded K
-    # A functional call's flags: g_x the query, g_W the key and value (its other tensor arguments).
-    grad_input=_core_backward(g_x, g_W, scale_k=True),
+    # A functional call's flags: g_x1, g_x2, g_x3 its query, key and value.
+    grad_input=_core_backward(g_x1, g_x2, g_x3, scale_k=True),
 )
 SDPA_CAUSAL = SDPA.specialize(
     "sdpa_causal", "Causal scaled dot-product attention (is_causal=True): the full L×S square plus the mask", {M: 1}
@@ -164,25 +176,41 @@ def _multihead_backward(projections: list[LayerFormula], with_weights: LayerForm
                         without_weights: LayerFormula) -> tuple[Gradient, Gradient]:
     """MultiheadAttention's backward: each projection's, and the core's for the path the forward took.
 
-    The module's flags: ``g_x`` an input needs a gradient, ``g_W``/``g_b`` its weights/biases are trainable.
-    Q, K and V need a gradient when any of them does (``upstream``), and so does the output projection's input.
-    ``bias_k``/``bias_v`` are repeated over the batch, so their gradients sum ``N`` copies.
+    The flags are per input (``g_x1`` query, ``g_x2`` key, ``g_x3`` value) and per parameter (``g_in_proj_weight``
+    or ``g_q/k/v_proj_weight``, ``g_in_proj_bias``, ``g_out_proj_weight``, ``g_out_proj_bias``, ``g_bias_k``,
+    ``g_bias_v``): autograd runs a product only for an operand whose gradient leads to a trainable parameter
+    or an input that needs one. Q needs a gradient when the query, Q's weights or the in-projection bias
+    does; K and V likewise, or when ``bias_k``/``bias_v`` (appended to them) trains; the output projection's
+    input when any of Q, K, V does. ``bias_k``/``bias_v`` are repeated over the batch, so their gradients sum
+    ``N`` copies.
     """
-    upstream = 1 - (1 - g_x) * (1 - g_W) * (1 - g_b)
-    reaches = {g_x: upstream, g_W: upstream}
+    bias = B * g_in_b
+    weights = [g_in_W + g_q_W, g_in_W + g_k_W, g_in_W + g_v_W]
+    needs_q = _any_needed(g_x1, weights[0], bias)
+    needs_k = _any_needed(g_x2, weights[1], bias, b_kv * g_bias_k)
+    needs_v = _any_needed(g_x3, weights[2], bias, b_kv * g_bias_v)
+    upstream, scores = _any_needed(needs_q, needs_k, needs_v), _any_needed(needs_q, needs_k)
+    reaches = {g_x1: needs_q, g_x2: needs_k, g_x3: needs_v}
     cores = [f.grad_input.substituted(reaches) for f in (with_weights, without_weights)]  # type: ignore[union-attr]
     # Returned weights averaged over the heads: the mean's backward divides their gradient by H for each head.
-    averaged = {OpKind.DIV.value: W * A * upstream * N * H * L * S_a}
+    averaged = {OpKind.DIV.value: W * A * scores * N * H * L * S_a}
     # Gradients the engine sums within the module: returned weights also multiply V (one add per score); Q,
-    # K, V selected from one packed projection (P_3: 3 gradients of 3·N·L·E each, 2 sums) or K, V (P_2).
-    summed = {OpKind.ADD.value: upstream * (W * N * H * L * S_a + P_3 * 2 * 3 * N * L * E + P_2 * 2 * N * S * E)}
+    # K, V selected from one packed projection (P_3: 3 gradients of 3·N·L·E each, 2 sums) or K, V (P_2), when
+    # that projection's output needs a gradient.
+    packed = P_3 * 2 * 3 * N * L * E * _any_needed(g_x1, g_in_W, bias)
+    packed += P_2 * 2 * N * S * E * _any_needed(g_x2, g_in_W, bias)
+    # One tensor given as two of query, key, value with separate projections: its two gradients are summed.
+    packed += g_x1 * (U_qk + U_qv) * N * L * E + g_x2 * U_kv * N * S * D_k
+    summed = {OpKind.ADD.value: W * N * H * L * S_a * scores + packed}
     core = Gradient(macs=W * cores[0].macs + (1 - W) * cores[1].macs,
                     ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged, summed))
     *inputs, output = projections
-    parts_in = [p.grad_input for p in inputs] + [output.grad_input.substituted({g_x: upstream}), core]  # type: ignore
-    # g_b is also bias_k's and bias_v's flag: a projection's bias gradient needs the bias (B).
-    parts_w = [p.grad_weight.substituted({g_b: B * g_b}) for p in projections]  # type: ignore[union-attr]
-    parts_w.append(Gradient(ops={OpKind.ADD.value: g_b * b_kv * 2 * (N - 1) * E}))
+    inputs = [p.specialize(p.name, "", {g_x: x, g_W: w, g_b: bias})
+              for p, x, w in zip(inputs, (g_x1, g_x2, g_x3), weights)]
+    output = output.specialize(output.name, "", {g_x: upstream, g_W: g_out_W, g_b: B * g_out_b})
+    parts_in = [p.grad_input for p in (*inputs, output)] + [core]
+    parts_w = [p.grad_weight for p in (*inputs, output)]
+    parts_w.append(Gradient(ops={OpKind.ADD.value: b_kv * (g_bias_k + g_bias_v) * (N - 1) * E}))
     return _sum_gradients(parts_in), _sum_gradients(parts_w)  # type: ignore[arg-type]
 
 
@@ -225,6 +253,9 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
         # One input projection for inputs that are one tensor (self-attention; key is value).
         "P_3": int(packed and query is key and key is value),
         "P_2": int(packed and query is not key and key is value),
+        "U_qk": int(query is key and key is not value),
+        "U_qv": int(query is value and key is not value),
+        "U_kv": int(key is value and not packed),
     }
     return Bound(_BY_LAYOUT[layout], values)
 
