@@ -273,7 +273,7 @@ def _bind() -> None:
     REGISTRY.bind(nn.Bilinear, bind_bilinear)
     REGISTRY.bind_functions({F.linear: "F.linear"}, bind_f_linear)
     REGISTRY.bind_functions(
-        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "@", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
+        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "Tensor.matmul", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
          torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
         bind_f_matmul,
     )
