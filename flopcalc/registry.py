@@ -15,7 +15,7 @@ keeps ``flopcalc formula`` and ``flopcalc ratio`` free of the torch import. A cl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Bound:
-    """A formula with the values of its symbols for one module call."""
+    """A formula with the values of its symbols for one module call; ``backward_flags``, backward flags only
+    the binder can read from the module (which layers of a recurrent stack train), join the tracer's."""
 
     formula: LayerFormula
     values: Mapping[str, Number]
+    backward_flags: Mapping[str, int] = field(default_factory=dict)
 
     def evaluate(self) -> Evaluation:
         return self.formula.evaluate(self.values)

@@ -1,6 +1,6 @@
 """Backward formulas of the recurrent cells (nn.RNNCell, nn.LSTMCell, nn.GRUCell): by hand, with the input,
 the state and the parameters each needing a gradient or not, and formula == measurement per row (property
-test on cpu and meta). The stacks (nn.RNN, nn.LSTM, nn.GRU) are measured."""
+test on cpu and meta). The stacks (nn.RNN, nn.LSTM, nn.GRU): test_backward_recurrent_stacks.py."""
 
 from __future__ import annotations
 
@@ -89,29 +89,3 @@ def test_cell_backward_formula_matches_measurement(kind, batch, input_size, hidd
     report = flopcalc.analyze(Step(cell), inputs, device=device, backward=True)
     row = report.row("cell").backward
     assert row.status is Status.MATCH, row.mismatches
-
-
-def test_fused_cpu_lstm_backward_is_counted_as_the_cells():
-    """On the CPU an LSTM layer runs as one mkldnn kernel, forward and backward; its backward is counted as
-    the unfused cells' that run on the meta device: the same totals (input 4, hidden 3, 2 steps, batch 1)."""
-
-    class Model(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = nn.LSTM(4, 3)
-
-        def forward(self, x: torch.Tensor) -> object:
-            return self.lstm(x)
-
-    totals = []
-    for device in ("cpu", "meta"):
-        with torch.device(device):
-            model = Model()
-        report = flopcalc.analyze(model, torch.randn(2, 1, 4, device=device), device=device, backward=True)
-        assert not report.totals.backward.uncounted
-        totals.append((report.totals.backward.measured.macs, dict(report.totals.backward.measured.ops)))
-    # dW_ih 2 steps·12·4 = 96, dW_hh 2·12·3 = 72, dh of the second step's previous state 12·3 = 36: 204 MACs.
-    # mul: 2·3 state elements · 15, + 3 for dc'·f of the second step = 93. add: activations 2·3·5 = 30,
-    # dh and dc sums 2·3 + the last step's from h and c outputs 2·3 = 12, weight sums of the 2 steps
-    # 12·(4 + 3) = 84, biases 2·(2 − 1)·12 = 24: 150.
-    assert totals[0] == totals[1] == (204, {"add": 150, "mul": 93})

@@ -96,13 +96,15 @@ def count_mkldnn_rnn_layer_backward(args: Sequence[Any], kwargs: Mapping[str, An
     LSTM layer and direction, counted as the unfused cells' backward step by step (as on the meta device) for
     the gradients autograd needs, though the kernel computes them all: per state element the gates' activation
     backward (3 sigmoid, 2 tanh) and 5 mul (dh'·tanh(c'), dh'·o, dc'·c, dc'·g, dc'·i), + 1 (dc'·f) where the
-    previous cell state needs a gradient; 1 add each for dh and dc of every token but each sequence's last
-    (its output's gradient plus the next step's) and for a given ``grad_hy``/``grad_cy``; per step the products
-    dx, dh, dW_ih, dW_hh, and the weight and bias gradients of the steps summed."""
+    previous cell state needs a gradient; the sums of two gradients that meet at a state: dh of every token but
+    each sequence's last when the output gets a gradient (its own and the next step's), dc of every such token
+    (tanh(c')'s and the next step's), and the last token's dh and dc when ``grad_hy``/``grad_cy`` is given (and,
+    for dh, ``grad_output``); the products dx, dh, dW_ih, dW_hh, and the biases' gradients summed over all
+    tokens. A weight's per-step gradients are summed within its products' MACs, as one product over the
+    sequence does (docs/conventions.md, "Gradient sums")."""
     x, w_ih, w_hh, b_ih, hx, cx = args[0], args[1], args[2], args[3], args[5], args[6]
-    grad_hy, grad_cy, has_biases, batch_sizes = args[11], args[12], args[17], args[20]
+    grad_output, grad_hy, grad_cy, has_biases = args[10], args[11], args[12], args[17]
     tokens, batch = _tokens(x), numel(shape_of(hx)[:-1])
-    steps = len(batch_sizes) if batch_sizes else tokens // batch
     gates, features = shape_of(w_ih)
     hidden, state = gates // 4, shape_of(w_hh)[1]
     total = sum((_unary_backward(aten.sigmoid_backward.default, tokens, hidden) for _ in range(3)), ZERO)
@@ -110,11 +112,12 @@ def count_mkldnn_rnn_layer_backward(args: Sequence[Any], kwargs: Mapping[str, An
     total += sum((_binary(aten.mul.Tensor, tokens, hidden) for _ in range(5)), ZERO)
     later = tokens - batch  # tokens after each sequence's first: their previous state needs a gradient
     total += _binary(aten.mul.Tensor, later + (batch if cx.requires_grad else 0), hidden)
-    sums = 2 * (tokens - batch) + batch * ((grad_hy is not None) + (grad_cy is not None))
+    hidden_sums = (later + batch * (grad_hy is not None)) * state if grad_output is not None else 0
+    cell_sums = (later + batch * (grad_cy is not None)) * hidden
     macs = tokens * gates * features * int(x.requires_grad) + (later + batch * int(hx.requires_grad)) * gates * state
-    total += Count(macs, {OpKind.ADD.value: sums * hidden})
+    total += Count(macs, {OpKind.ADD.value: hidden_sums + cell_sums})
     if w_ih.requires_grad:
-        total += Count(tokens * gates * (features + state), {OpKind.ADD.value: (steps - 1) * gates * (features + state)})
+        total += Count(tokens * gates * (features + state))
     if has_biases and b_ih.requires_grad:
         total += Count(0, {OpKind.ADD.value: 2 * (tokens - 1) * gates})
     return total
