@@ -11,20 +11,15 @@ What autograd skips is skipped here too: no grad-input where the input needs no 
 no grad-weight for frozen parameters. A forward that activation checkpointing re-runs during the backward
 pass re-enters the module hooks; its ops are charged to that call's ``recompute``.
 
-Between nodes the engine sums the gradients of a tensor used more than once. A call whose own nodes use it
-several times is charged those sums (RMSNorm's ``x`` feeds both its square and its product with rstd); the
-sums that join the gradients of different calls (a residual connection) go to the model's row. Two kinds of
-sum are not arithmetic by the conventions and are not counted: the per-use gradients of a weight that one
-call transposes into several products (a recurrent layer's weights at every step: one product over all the
-uses accumulates the same terms, and its MACs count them), and the gradients of distinct elements one call
-``select``-s from its input (they do not overlap: assembling them is data movement, as ``unbind``'s backward is).
+Between nodes the engine sums the gradients of a tensor used more than once: :mod:`flopcalc.gradient_sums`
+charges each sum to a call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,15 +29,12 @@ from torch import nn
 
 from flopcalc.errors import InputError
 from flopcalc.formula import GRADIENT_PARTS, OUTPUT_FLAGS, g_h
+from flopcalc.gradient_sums import GradientSums
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import FormulaRegistry
 from flopcalc.report import LayerBackward, LayerRow, Status
 from flopcalc.trace import Tracer, tensors_in
-
-
-_VIEWS = frozenset({"UnsqueezeBackward0", "SqueezeBackward0", "SqueezeBackward1", "ViewBackward0"})
-"""Autograd nodes of views that keep every element (an unbatched RNN's state is unsqueezed before it is taken apart)."""
 
 
 def _is_bias(name: str) -> bool:
@@ -123,12 +115,8 @@ class BackwardTracer(Tracer):
         self.recompute_node_call: dict[Any, int] = {}
         self.recompute_stops: dict[int, set[Any]] = {}
         self.handles: list[Any] = []
-        self.uses: dict[tuple[Any, int], list[int]] = {}  # per gradient edge: the call of each node consuming it
-        self.consumers: dict[tuple[Any, int], list[Any]] = {}  # per gradient edge: the nodes consuming it
+        self.sums = GradientSums(self.stops)
         self.output_flags: dict[Any, list[tuple[int, int, str]]] = {}  # per node: (call, output_nr, flag)
-        self.arrivals: Counter[tuple[Any, int]] = Counter()
-        self.sum_charges: dict[tuple[Any, int], list[int | None]] = {}
-        self.pending_sums: deque[int | None] = deque()
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self.phase == "backward":  # activation checkpointing re-runs this module's forward
@@ -254,52 +242,9 @@ class BackwardTracer(Tracer):
             claimed.append(node)
             for edge in node.next_functions:
                 if edge[0] is not None and self.phase == "forward":
-                    self.uses.setdefault(edge, []).append(index)
-                    self.consumers.setdefault(edge, []).append(node)
+                    self.sums.record_use(edge, index, node)
                 pending.append(edge[0])
         return claimed
-
-    def _sums_after(self, node: Any) -> None:
-        """Queue the gradient sums the engine runs after ``node``: it adds each output into the buffer of the
-        edge it feeds, in edge order, and a buffer that already holds a gradient costs one sum. Of an edge's
-        sums, a call whose own nodes use it n times is charged n − 1; the sums that join different calls'
-        gradients go to the model's row (the order in which they happen does not change the totals); ``None``:
-        a sum not counted (:meth:`_uncounted_sums`)."""
-        for edge in node.next_functions:
-            users = self.uses.get(edge)
-            if users is None:
-                continue
-            self.arrivals[edge] += 1
-            if self.arrivals[edge] > 1:
-                if edge not in self.sum_charges:
-                    calls = Counter(users)
-                    charges: list[int | None] = [c for c, n in calls.items() for _ in range(n - 1)]
-                    charges += [0] * (len(calls) - 1)
-                    self.sum_charges[edge] = [None] * len(charges) if self._uncounted_sums(edge) else charges
-                charges = self.sum_charges[edge]
-                self.pending_sums.append(charges.pop() if charges else 0)
-
-    def _uncounted_sums(self, edge: tuple[Any, int]) -> bool:
-        """Whether the engine's sums into ``edge`` are not counted (docs/conventions.md, "Gradient sums"): the
-        per-use gradients of a tensor that one call transposes into several products (a recurrent layer's
-        weights, step by step: their sum is the accumulation its products' MACs count), or the gradients of
-        distinct elements that one call selects from its input along one dimension (they never overlap: the
-        CPU LSTM takes its initial state layer by layer so, where other devices ``unbind`` it, a free op)."""
-        consumers, calls = self.consumers[edge], set(self.uses[edge])
-        if len(calls) != 1:
-            return False
-        kinds = {type(node).__name__ for node in consumers}
-        if kinds == {"TBackward0"}:
-            return True
-        source, inputs = edge[0], self.stops.get(next(iter(calls)), set())
-        while type(source).__name__ in _VIEWS and source not in inputs:  # a view of the input (unsqueezed)
-            source = source.next_functions[0][0]
-        if kinds == {"SelectBackward0"} and (source in inputs or hasattr(source, "variable")):
-            picked = [(node._saved_dim, node._saved_index) for node in consumers]
-            indices = [index for _, index in picked]
-            return (len({dim for dim, _ in picked}) == 1 and all(isinstance(i, int) and i >= 0 for i in indices)
-                    and len(set(indices)) == len(indices))
-        return False
 
     def _recomputed_call(self, module: nn.Module) -> int:
         """The forward call a checkpoint recompute repeats: the module's calls in order, cycling."""
@@ -318,9 +263,9 @@ class BackwardTracer(Tracer):
                 target.recompute = target.recompute + count
         else:
             # Between nodes the engine sums the gradients of a tensor used more than once.
-            index = self.node_stack[-1] if self.node_stack else self._sum_target(count)
+            index = self.node_stack[-1] if self.node_stack else self.sums.target(count)
             if index is None:
-                return  # a sum the conventions do not count (_uncounted_sums)
+                return  # a sum the conventions do not count
             target = self.backward[index]
             if count is not None:
                 target.count = target.count + count
@@ -334,7 +279,7 @@ class BackwardTracer(Tracer):
     def _entering(self, index: int, outputs: Any) -> Any:
         def hook(grad_outputs: Any) -> None:
             self.node_stack.append(index)
-            self.pending_sums.clear()
+            self.sums.node_entered()
             for call, output_nr, name in outputs:  # a watched output of a call receives its gradient
                 if grad_outputs[output_nr] is not None:
                     self.backward[call].flags[name] = 1
@@ -344,17 +289,9 @@ class BackwardTracer(Tracer):
     def _leaving(self, node: Any) -> Any:
         def hook(grad_inputs: Any, grad_outputs: Any) -> None:
             self.node_stack.pop()
-            self._sums_after(node)
+            self.sums.after(node)
 
         return hook
-
-    def _sum_target(self, count: Count | None) -> int | None:
-        """The call charged with an op run between nodes: a sum (an op that does arithmetic; fake tensors also
-        ask for devices there) takes the next queued charge (``None``: not counted), anything else goes to the
-        model's row."""
-        if count is not None and (count.macs or count.ops) and self.pending_sums:
-            return self.pending_sums.popleft()
-        return 0
 
     def run_backward(self, output: Any) -> None:
         """Differentiate the sum of every floating-point output that needs a gradient, with respect to every

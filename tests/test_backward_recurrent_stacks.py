@@ -30,7 +30,8 @@ class Stack(nn.Module):
 
 def stack_backward(build, device: str, x_shape: tuple[int, ...], *, x_grad: bool = False,
                    state_shapes: tuple[tuple[int, ...], ...] = (), state_grad: bool = False, returns: str = "all",
-                   frozen: tuple[int, ...] = ()) -> tuple[int, dict[str, int], int, dict[str, int]]:
+                   frozen: tuple[int, ...] = (), training: bool = False
+                   ) -> tuple[int, dict[str, int], int, dict[str, int]]:
     """(grad-input MACs, ops, grad-weight MACs, ops) of the stack's row, checked against the measurement."""
     with torch.device(device):
         rnn = build()
@@ -39,7 +40,8 @@ def stack_backward(build, device: str, x_shape: tuple[int, ...], *, x_grad: bool
     for name, param in rnn.named_parameters():
         if any(name.endswith((f"_l{layer}", f"_l{layer}_reverse")) for layer in frozen):
             param.requires_grad_(False)
-    report = flopcalc.analyze(Stack(rnn, returns), [x, *state] if state else x, device=device, backward=True)
+    report = flopcalc.analyze(Stack(rnn, returns), [x, *state] if state else x, device=device, backward=True,
+                              training=training)
     b = report.row("rnn").backward
     assert b.status is Status.MATCH, (device, b.mismatches)
     assert b.grad_input is not None and b.grad_weight is not None
@@ -101,6 +103,17 @@ def test_rnn_with_a_frozen_first_layer_by_hand():
         assert got == (198, {"add": 72, "mul": 72}, 108, {"add": 30})
 
 
+def test_dropout_between_layers_in_training_by_hand():
+    for device in DEVICES:
+        # RNN(4, 3, 2 layers, dropout 0.5) in training, 3 steps of 2 samples, everything trains. grad-input: the
+        # second layer's dx 3·2·3·3 = 54, dh of the later steps in both layers 2·2·2·3·3 = 72: 126 MACs. tanh's
+        # backward on 2·18 elements: 36 add, 72 mul; h sums 2 layers·3 steps·6 = 36 add; the dropout mask times
+        # the gradient of the second layer's input: 3·2·3 = 18 mul. grad-weight: 3·2·3·(4 + 3) + 3·2·3·(3 + 3)
+        # = 234 MACs; 4 biases 2·2·(6 − 1)·3 = 60 add.
+        got = stack_backward(lambda: nn.RNN(4, 3, num_layers=2, dropout=0.5), device, (3, 2, 4), training=True)
+        assert got == (126, {"add": 72, "mul": 90}, 234, {"add": 60})
+
+
 def test_cpu_and_meta_count_the_same():
     """The cases that differed: the CPU's whole-sequence input projection (GRU, RNN, LSTM with projection: a weight
     gradient summed within one product instead of step by step), and a CPU LSTM of several layers taking its
@@ -155,12 +168,13 @@ def test_disjoint_selects_of_an_input_are_assembled_free():
 
 
 def _stack_case(kind, layers, bidirectional, bias, proj, batch_first, unbatched, steps, batch, x_grad, state,
-                frozen, returns, device):
+                frozen, returns, training, device):
     hidden, features = 3, 2
     width = proj or hidden
 
     def build() -> nn.RNNBase:
-        options = dict(num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first)
+        options = dict(num_layers=layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first,
+                       dropout=0.5 if training and layers > 1 else 0.0)
         if kind == "lstm":
             return nn.LSTM(features, hidden, proj_size=proj, **options)
         if kind == "gru":
@@ -177,7 +191,7 @@ def _stack_case(kind, layers, bidirectional, bias, proj, batch_first, unbatched,
     if len(frozen_layers) == layers and not x_grad and state < 2:
         frozen_layers = frozen_layers[1:]  # something must need a gradient
     return stack_backward(build, device, x_shape, x_grad=x_grad, state_shapes=shapes if state else (),
-                          state_grad=state == 2, returns=returns, frozen=frozen_layers)
+                          state_grad=state == 2, returns=returns, frozen=frozen_layers, training=training)
 
 
 STACKS = dict(
@@ -185,20 +199,23 @@ STACKS = dict(
     bias=st.booleans(), proj=st.sampled_from([0, 0, 2]), batch_first=st.booleans(), unbatched=st.booleans(),
     steps=st.integers(1, 4), batch=st.integers(1, 3), x_grad=st.booleans(), state=st.sampled_from([0, 1, 2]),
     frozen=st.lists(st.booleans(), min_size=3, max_size=3), returns=st.sampled_from(["all", "output", "final"]),
+    training=st.booleans(),
 )
 
 
 @PROPERTY
 @given(**STACKS)
 def test_stack_backward_formula_matches_measurement_on_meta(kind, layers, bidirectional, bias, proj, batch_first,
-                                                            unbatched, steps, batch, x_grad, state, frozen, returns):
+                                                            unbatched, steps, batch, x_grad, state, frozen, returns,
+                                                            training):
     _stack_case(kind, layers, bidirectional, bias, proj if kind == "lstm" else 0, batch_first, unbatched, steps,
-                batch, x_grad, state, frozen, returns, "meta")
+                batch, x_grad, state, frozen, returns, training, "meta")
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)
 @given(**STACKS)
 def test_stack_backward_formula_matches_measurement_on_cpu(kind, layers, bidirectional, bias, proj, batch_first,
-                                                           unbatched, steps, batch, x_grad, state, frozen, returns):
+                                                           unbatched, steps, batch, x_grad, state, frozen, returns,
+                                                           training):
     _stack_case(kind, layers, bidirectional, bias, proj if kind == "lstm" else 0, batch_first, unbatched, steps,
-                batch, x_grad, state, frozen, returns, "cpu")
+                batch, x_grad, state, frozen, returns, training, "cpu")

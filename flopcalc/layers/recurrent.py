@@ -29,7 +29,8 @@ sequence computes it). Flags of a stack: ``g_x`` (the input), ``g_h`` (the initi
 gradient), ``g_y``/``g_hn``/``g_cn`` (the output, final hidden and cell state receive a gradient), ``g_W1``/
 ``g_b1`` (the first layer's weights/biases train), ``n_W``/``n_b``/``n_T`` (layers above the first whose
 weights / biases / any parameter train), ``n_A`` (layers whose backward runs: from the lowest one whose input,
-state or parameters need a gradient up) and ``n_X`` (layers above the first whose input needs one).
+state or parameters need a gradient up), ``n_X`` (layers above the first whose input needs one) and ``P_d`` (1 when
+dropout runs between the layers: training mode; its backward multiplies by the mask).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
 
 N, L, H_in, H, H_out, D, N_layers = dims("N L H_in H H_out D N_layers")
 B, R, U = flag("B"), flag("R"), flag("U")
-g_W1, g_b1, n_W, n_b, n_T, n_A, n_X = (flag(name) for name in ("g_W1", "g_b1", "n_W", "n_b", "n_T", "n_A", "n_X"))
+g_W1, g_b1, n_W, n_b, n_T, n_A, n_X, P_d = (
+    flag(name) for name in ("g_W1", "g_b1", "n_W", "n_b", "n_T", "n_A", "n_X", "P_d"))
 
 _ADD, _MUL = {OpKind.ADD.value: 1}, {OpKind.MUL.value: 1}
 
@@ -220,6 +222,8 @@ def _stack_backward(gates: int, width: sp.Symbol, step: StepBackward,
         {OpKind.ADD.value: (n_X + g_y) * D * (L - 1 + g_hn) * N * width},
         {OpKind.ADD.value: n_A * D * (L - 1 + g_cn) * N * H} if cell_sums else {},
         {OpKind.ADD.value: (D - 1) * L * N * inputs},  # both directions read the same input
+        # dropout between layers (training): the gradient of an upper layer's input times the mask
+        {OpKind.MUL.value: P_d * n_X * L * N * D * width},
     )
     projection = R * L * N * H * H_out if width is H_out else 0  # an LSTM's h = W_hr·m: dm = dh·W_hr, dW_hr
     grad_input = Gradient(
@@ -275,8 +279,9 @@ _STACKS = {"RNN_TANH": RNN_TANH, "RNN_RELU": RNN_RELU, "LSTM": LSTM, "GRU": GRU}
 
 
 def _stack_flags(module: nn.RNNBase, x: Any, state: Any) -> dict[str, int]:
-    """The backward flags only the module tells (which layers train) and the layers whose backward runs: a
-    layer's runs when its input, the initial state or one of its parameters needs a gradient."""
+    """The backward flags only the module tells (which layers train, dropout between them in training) and the
+    layers whose backward runs: a layer's runs when its input, the initial state or one of its parameters needs
+    a gradient."""
     from flopcalc.trace import tensors_in
 
     weights, biases = [False] * module.num_layers, [False] * module.num_layers
@@ -291,6 +296,7 @@ def _stack_flags(module: nn.RNNBase, x: Any, state: Any) -> dict[str, int]:
     return {
         "g_W1": int(weights[0]), "g_b1": int(biases[0]), "n_W": sum(weights[1:]), "n_b": sum(biases[1:]),
         "n_T": sum(weights[i] or biases[i] for i in upper), "n_A": sum(runs[1:]), "n_X": sum(runs[i] for i in upper),
+        "P_d": int(module.training and module.dropout > 0),
     }
 
 

@@ -12,10 +12,11 @@ per-layer report also has a row for each part, and the block's row is their sum 
 
 Backward: each part's backward formula, with the flags the block's own flags give it (a part's input needs a
 gradient when the block's input or a trainable parameter before it does: ``g_fc1_weight``, ``g_fc1_bias``,
-``g_fc2_weight``, ``g_fc2_bias``, a PReLU's ``g_activation_weight``, one per parameter), then the multiply ``x ⊙ s``: ``dx = g·s`` (1 mul per
-input element, when the input needs a gradient) and ``ds = Σ_{H,W} g·x`` (1 mul per input element and
-``H·W − 1`` adds per channel, when ``s`` does). The input's two gradients (through the pooling and through
-the multiply) are summed by the autograd engine between nodes, which is charged to the enclosing row.
+``g_fc2_weight``, ``g_fc2_bias``, a PReLU's ``g_activation_weight``, one per parameter), then the multiply
+``x ⊙ s``: ``dx = g·s`` (1 mul per input element, when the input needs a gradient) and ``ds = Σ_{H,W} g·x``
+(1 mul per input element and ``H·W − 1`` adds per channel, when ``s`` does). The input's two gradients
+(through the pooling and through the multiply) are summed by the autograd engine between nodes, which is
+charged to the enclosing row.
 """
 
 from __future__ import annotations
