@@ -4,6 +4,7 @@
     python bench/targets.py --quick      # fewer rounds, 200 analyses for the memory row
     python bench/targets.py --only 1 3   # some targets
     python bench/targets.py --profile resnet50 [--closed-form]   # where analyze() spends its time
+    python bench/targets.py --profile llama-gqa --closed-form    # ... of a language model's prefill (or gpt2)
 
 Times are CPU time of this process (``time.process_time``), best of several rounds in which the compared calls
 alternate, so that load from other jobs on a shared machine hits both sides alike; start-up and memory are
@@ -135,6 +136,21 @@ def _closed_form_row(label: str, symbolic: Callable[[], Any], concrete: Callable
                f"closed form {first_symbolic * 1e3:,.0f} ms)", ratio <= 10)
 
 
+LANGUAGE_MODELS = {
+    "llama-gqa": "Llama (examples/llama-gqa), prefill of S tokens",
+    "gpt2": "GPT-2 (default config), prefill of S tokens",
+}
+
+
+def language_model(name: str) -> Any:
+    """A :class:`flopcalc.hf` model of ``LANGUAGE_MODELS`` (needs transformers)."""
+    import transformers
+
+    from flopcalc import hf
+
+    return hf.load(ROOT / "examples" / "llama-gqa" if name == "llama-gqa" else transformers.GPT2Config())
+
+
 def target_closed_form(rounds: int) -> list[Row]:
     """Target 3: a closed form within 10 x the concrete analysis of the same model."""
     resnet = models.build("resnet50", "meta")
@@ -143,18 +159,15 @@ def target_closed_form(rounds: int) -> list[Row]:
         lambda: flopcalc.analyze(resnet, (1, 3, 224, 224)), rounds,
     )]
     try:
-        import transformers
+        import transformers  # noqa: F401
     except ImportError:
         return [*rows, Row("3. closed form, GPT-2 and Llama sequence length", "not run: transformers missing", False)]
-    from flopcalc import hf
-
-    for label, source in (("Llama (examples/llama-gqa), prefill of S tokens", ROOT / "examples" / "llama-gqa"),
-                          ("GPT-2 (default config), prefill of S tokens", transformers.GPT2Config())):
-        llm = hf.load(source)
-        hint = DEFAULT_HINTS[0]  # the size the closed form is traced at
+    hint = DEFAULT_HINTS[0]  # the size the closed form is traced at
+    for name, label in LANGUAGE_MODELS.items():
+        llm = language_model(name)
         rows.append(_closed_form_row(
             label, lambda llm=llm: flopcalc.analyze(llm.model, llm.prefill_inputs("S")).closed_form,
-            lambda llm=llm, hint=hint: flopcalc.analyze(llm.model, llm.prefill_inputs(hint)), rounds,
+            lambda llm=llm: flopcalc.analyze(llm.model, llm.prefill_inputs(hint)), rounds,
         ))
     return rows
 
@@ -222,13 +235,18 @@ def target_memory(analyses: int) -> list[Row]:
 
 
 def profile(name: str, closed_form: bool, top: int) -> None:
-    """cProfile of one ``analyze()`` of ``name`` (after an untimed first call): flopcalc's functions by
-    cumulative time, with their call counts, which do not depend on the machine's load."""
+    """cProfile of one ``analyze()`` of ``name`` (a torchvision model, or ``llama-gqa``/``gpt2``) after an
+    untimed first call: flopcalc's functions by cumulative time, with their call counts, which do not depend on
+    the machine's load."""
     import cProfile
     import pstats
 
-    model = models.build(name, "meta")
-    inputs = (1, 3, "H", "W") if closed_form else models.input_shape(name)
+    if name in LANGUAGE_MODELS:  # a prefill of S tokens (closed form) or of the hint's length
+        llm = language_model(name)
+        model, inputs = llm.model, llm.prefill_inputs("S" if closed_form else DEFAULT_HINTS[0])
+    else:
+        model = models.build(name, "meta")
+        inputs = (1, 3, "H", "W") if closed_form else models.input_shape(name)
     flopcalc.analyze(model, inputs)
     profiler = cProfile.Profile()
     profiler.runcall(flopcalc.analyze, model, inputs)
@@ -241,7 +259,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and analyses")
     parser.add_argument("--only", type=int, nargs="+", choices=range(1, 6), help="targets to measure")
     parser.add_argument("--profile", metavar="MODEL", help="print a cProfile of analyze(MODEL) instead")
-    parser.add_argument("--closed-form", action="store_true", help="with --profile: analyze(MODEL, (1, 3, 'H', 'W'))")
+    parser.add_argument("--closed-form", action="store_true", help="with --profile: analyze(MODEL, (1, 3, 'H', 'W')), or a prefill of S tokens")
     args = parser.parse_args()
     if args.profile:
         profile(args.profile, args.closed_form, 40)

@@ -95,6 +95,10 @@ class SymbolicShapes:
     def __init__(self, hints: Mapping[str, int] | None = None):
         self.shape_env = ShapeEnv(duck_shape=False)
         self.fake_mode = FakeTensorMode(shape_env=self.shape_env, allow_non_fake_inputs=True)
+        # The op counter's memo (flopcalc.measure.repeats) replays repeated ops above this mode, so torch's own
+        # cache of fake ops would only add work: on a first run it builds and checks an entry (the output
+        # rebuilt with symbolic stride arithmetic), about a third of a language model's closed form.
+        self.fake_mode.cache_enabled = False
         self._requested_hints = dict(hints or {})
         self._symints: dict[str, torch.SymInt] = {}
         self._names: dict[sp.Symbol, sp.Symbol] = {}

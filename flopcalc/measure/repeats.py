@@ -21,8 +21,19 @@ skipped. It is the memo torch's own ``FakeTensorMode`` keeps for fake tensors, a
   equal expressions are equal sizes, and the guards the first run added to the ``ShapeEnv`` hold for the
   repeats too (the same expressions give the same guards);
 - only ops that neither mutate an argument nor return an alias of one (their output is always a fresh tensor),
-  and whose output shape does not depend on data;
-- only outputs made of fresh tensors (storage offset 0) and plain values (numbers, ``None``).
+  in-place ops that leave their argument's metadata as it is (the output is the argument), and, on fake
+  tensors, view ops (below); never an op whose output shape depends on data;
+- only outputs made of fresh tensors (storage offset 0), views of the viewed argument, and plain values
+  (numbers, devices, ``None``).
+
+A fake view (``view``, ``transpose``, ``expand``, ``split``, ...) is replayed as ``as_strided`` of the same
+argument with the sizes, strides and storage offset its kernel gave: the output shares that argument's storage
+as the kernel's does, so an in-place op through it writes the same tensor; torch's autograd layer above the
+counter still records it as a view. With symbolic sizes a fake view kernel is sympy arithmetic over every size
+(``view`` solves for the dimensions it merges and splits), by far the most expensive op of a transformer's
+pass, while ``as_strided`` on the meta level checks nothing symbolic. A fresh fake output is rebuilt the same
+way over a new one-dimensional storage of the first output's length, which costs one symbolic product instead
+of the stride arithmetic ``empty_strided`` repeats for every dimension.
 """
 
 from __future__ import annotations
@@ -57,16 +68,21 @@ class _TensorSpec(tuple):
 
 
 class _FakeSpec(tuple):
-    """``(size, stride, dtype, device, fake_mode)`` of a fresh fake tensor (sizes may be ``SymInt``)."""
+    """``(size, stride, dtype, device, fake_mode, storage length)`` of a fresh fake tensor (sizes may be
+    ``SymInt``)."""
+
+
+class _FakeViewSpec(tuple):
+    """``(argument index, size, stride, storage offset)`` of a fake tensor that views that argument."""
 
 
 class _Plain(tuple):
-    """``(value,)``: a number or ``None`` returned as it is."""
+    """``(value,)``: a number, a device or ``None`` returned as it is."""
 
 
 OutputSpec = Any
-"""How to rebuild an output: a :class:`_TensorSpec`, a :class:`_FakeSpec`, a :class:`_Plain`, or a tuple or
-list of specs."""
+"""How to rebuild an output: a :class:`_TensorSpec`, a :class:`_FakeSpec`, a :class:`_FakeViewSpec`, a
+:class:`_Plain`, or a tuple or list of specs."""
 
 
 class _Unrepeatable(Exception):
@@ -117,26 +133,49 @@ def _output_spec(out: Any) -> OutputSpec:
         offset = out.storage_offset()  # a fresh tensor's is the int 0 (never compare a SymInt: that is a guard)
         if out.constant is not None or out.layout is not torch.strided or type(offset) is not int or offset != 0:
             raise _Unrepeatable
-        return _FakeSpec((out.shape, out.stride(), out.dtype, out.fake_device, out.fake_mode))
+        length = out.untyped_storage().nbytes() // out.element_size()
+        return _FakeSpec((out.shape, out.stride(), out.dtype, out.fake_device, out.fake_mode, length))
     if kind is tuple or kind is list:
         return kind(_output_spec(v) for v in out)
-    if kind in (int, float, bool, type(None)):
+    if kind in (int, float, bool, type(None), torch.device):  # a device: torch asks a fake tensor's (prim.device)
         return _Plain((out,))
     raise _Unrepeatable
 
 
-def _rebuild(spec: OutputSpec) -> Any:
+def _view_spec(out: Any, index: int, viewed: Any) -> OutputSpec:
+    """How to rebuild the output of a view op whose argument ``index`` is ``viewed``: only fake tensors of the
+    viewed tensor's storage, dtype and device, without the conjugate or negative bit."""
+    kind = type(out)
+    if kind is tuple or kind is list:
+        return kind(_view_spec(v, index, viewed) for v in out)
+    if (
+        kind is not FakeTensor or type(viewed) is not FakeTensor or out.constant is not None
+        or out.layout is not torch.strided or out.dtype != viewed.dtype or out.fake_device != viewed.fake_device
+        or out.fake_mode is not viewed.fake_mode or out.is_conj() or out.is_neg()
+        or out.untyped_storage()._cdata != viewed.untyped_storage()._cdata
+    ):
+        raise _Unrepeatable
+    return _FakeViewSpec((index, out.shape, out.stride(), out.storage_offset()))
+
+
+def _rebuild(spec: OutputSpec, args: tuple[Any, ...]) -> Any:
     kind = type(spec)
     if kind is _TensorSpec:
         return torch.empty_strided(spec[0], spec[1], dtype=spec[2], device="meta")
     if kind is _FakeSpec:
-        size, stride, dtype, device, fake_mode = spec
-        with in_kernel_invocation_manager(fake_mode):  # a meta tensor made directly, not through the mode
-            elem = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+        size, stride, dtype, device, fake_mode, length = spec
+        with in_kernel_invocation_manager(fake_mode):  # meta tensors made directly, not through the mode
+            elem = torch.empty((length,), dtype=dtype, device="meta").as_strided(size, stride)
         return FakeTensor(fake_mode, elem, device)
+    if kind is _FakeViewSpec:
+        index, size, stride, offset = spec
+        viewed = args[index]
+        with in_kernel_invocation_manager(viewed.fake_mode):
+            elem = torch.as_strided(viewed, size, stride, offset)
+        return FakeTensor(viewed.fake_mode, elem, viewed.fake_device)
     if kind is _Plain:
         return spec[0]
-    return kind(_rebuild(s) for s in spec)
+    return kind(_rebuild(s, args) for s in spec)
 
 
 def _is_functional(func: OpOverload) -> bool:
@@ -164,22 +203,41 @@ def _is_in_place(func: OpOverload) -> bool:
     )
 
 
+def _viewed_argument(func: OpOverload) -> int | None:
+    """The index of the one argument a view op's outputs alias (``view``, ``transpose``, ``split``), or
+    ``None`` for any other op."""
+    schema = func._schema
+    aliased = [i for i, arg in enumerate(schema.arguments) if arg.alias_info is not None]
+    if (
+        not func.is_view or len(aliased) != 1 or _DATA_DEPENDENT.intersection(func.tags)
+        or not isinstance(schema.arguments[aliased[0]].type, torch.TensorType)
+    ):
+        return None
+    return aliased[0]
+
+
+_FRESH = -1
+"""The kind of an op whose output is a fresh tensor or its in-place argument (else: the viewed argument's
+index, or ``None`` when the op always runs its kernel)."""
+
+
 class RepeatedOps:
     """The memo of one pass: output metadata and count per (op, input metadata)."""
 
     def __init__(self) -> None:
         self._entries: dict[Hashable, tuple[OutputSpec, Any]] = {}
-        self._kinds: dict[OpOverload, bool] = {}
+        self._kinds: dict[OpOverload, int | None] = {}
 
-    def _repeatable(self, func: OpOverload) -> bool:
-        known = self._kinds.get(func)
-        if known is None:
-            known = self._kinds[func] = _is_functional(func) or _is_in_place(func)
-        return known
+    def _kind(self, func: OpOverload) -> int | None:
+        if func in self._kinds:
+            return self._kinds[func]
+        kind = self._kinds[func] = _FRESH if _is_functional(func) or _is_in_place(func) else _viewed_argument(func)
+        return kind
 
     def key(self, func: OpOverload, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable | None:
         """The memo key of this run, or ``None`` when it must run its kernel (see the module docstring)."""
-        if not self._repeatable(func):
+        kind = self._kind(func)
+        if kind is None or (kind != _FRESH and (kind >= len(args) or type(args[kind]) is not FakeTensor)):
             return None
         try:
             key = (func, torch.get_default_dtype(), tuple(_value_key(a) for a in args),
@@ -195,11 +253,15 @@ class RepeatedOps:
         if entry is None:
             return None
         spec, count = entry
-        return (args[0] if spec is _SELF else _rebuild(spec)), count
+        return (args[0] if spec is _SELF else _rebuild(spec, args)), count
 
     def remember(self, key: Hashable, args: tuple[Any, ...], out: Any, count: Any) -> None:
+        kind = self._kinds[key[0]]
         try:
-            spec = _SELF if args and out is args[0] else _output_spec(out)
+            if kind == _FRESH:
+                spec = _SELF if args and out is args[0] else _output_spec(out)
+            else:
+                spec = _view_spec(out, kind, args[kind] if kind < len(args) else None)
         except _Unrepeatable:
             return
         self._entries[key] = (spec, count)
