@@ -67,9 +67,22 @@ class _TensorSpec(tuple):
     """``(size, stride, dtype)`` of a fresh meta tensor."""
 
 
-class _FakeSpec(tuple):
-    """``(size, stride, dtype, device, fake_mode, storage length)`` of a fresh fake tensor (sizes may be
-    ``SymInt``)."""
+class _FakeSpec:
+    """A fresh fake tensor's sizes (maybe ``SymInt``), strides, dtype, device and mode, and its storage's
+    length in elements, worked out at its first replay: a symbolic division costs about as much as a replay,
+    and most first runs in a closed form never repeat."""
+
+    __slots__ = ("size", "stride", "dtype", "device", "fake_mode", "nbytes", "_length")
+
+    def __init__(self, out: FakeTensor) -> None:
+        self.size, self.stride, self.dtype = out.shape, out.stride(), out.dtype
+        self.device, self.fake_mode, self.nbytes = out.fake_device, out.fake_mode, out.untyped_storage().nbytes()
+        self._length: Any = None
+
+    def length(self) -> Any:
+        if self._length is None:
+            self._length = self.nbytes // self.dtype.itemsize
+        return self._length
 
 
 class _FakeViewSpec(tuple):
@@ -133,8 +146,7 @@ def _output_spec(out: Any) -> OutputSpec:
         offset = out.storage_offset()  # a fresh tensor's is the int 0 (never compare a SymInt: that is a guard)
         if out.constant is not None or out.layout is not torch.strided or type(offset) is not int or offset != 0:
             raise _Unrepeatable
-        length = out.untyped_storage().nbytes() // out.element_size()
-        return _FakeSpec((out.shape, out.stride(), out.dtype, out.fake_device, out.fake_mode, length))
+        return _FakeSpec(out)
     if kind is tuple or kind is list:
         return kind(_output_spec(v) for v in out)
     if kind in (int, float, bool, type(None), torch.device):  # a device: torch asks a fake tensor's (prim.device)
@@ -143,13 +155,14 @@ def _output_spec(out: Any) -> OutputSpec:
 
 
 def _view_spec(out: Any, index: int, viewed: Any) -> OutputSpec:
-    """How to rebuild the output of a view op whose argument ``index`` is ``viewed``: only fake tensors of the
-    viewed tensor's storage, dtype and device, without the conjugate or negative bit."""
+    """How to rebuild the output of a view op whose argument ``index`` is ``viewed``: only new fake tensors
+    (not ``viewed`` itself) of the viewed tensor's storage, dtype and device, without the conjugate or negative
+    bit."""
     kind = type(out)
     if kind is tuple or kind is list:
         return kind(_view_spec(v, index, viewed) for v in out)
     if (
-        kind is not FakeTensor or type(viewed) is not FakeTensor or out.constant is not None
+        kind is not FakeTensor or type(viewed) is not FakeTensor or out is viewed or out.constant is not None
         or out.layout is not torch.strided or out.dtype != viewed.dtype or out.fake_device != viewed.fake_device
         or out.fake_mode is not viewed.fake_mode or out.is_conj() or out.is_neg()
         or out.untyped_storage()._cdata != viewed.untyped_storage()._cdata
@@ -163,10 +176,10 @@ def _rebuild(spec: OutputSpec, args: tuple[Any, ...]) -> Any:
     if kind is _TensorSpec:
         return torch.empty_strided(spec[0], spec[1], dtype=spec[2], device="meta")
     if kind is _FakeSpec:
-        size, stride, dtype, device, fake_mode, length = spec
-        with in_kernel_invocation_manager(fake_mode):  # meta tensors made directly, not through the mode
-            elem = torch.empty((length,), dtype=dtype, device="meta").as_strided(size, stride)
-        return FakeTensor(fake_mode, elem, device)
+        with in_kernel_invocation_manager(spec.fake_mode):  # meta tensors made directly, not through the mode
+            flat = torch.empty((spec.length(),), dtype=spec.dtype, device="meta")
+            elem = flat.as_strided(spec.size, spec.stride)
+        return FakeTensor(spec.fake_mode, elem, spec.device)
     if kind is _FakeViewSpec:
         index, size, stride, offset = spec
         viewed = args[index]
