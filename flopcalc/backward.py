@@ -42,15 +42,18 @@ def _is_bias(name: str) -> bool:
 
 
 def _function_flags(tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
-    """The backward flags of a functional call, from its floating-point tensor arguments in order: the first
-    is the input; when the formula has a bias (``B = 1``) the last is the bias (``F.linear(x, W, b)``,
-    ``F.conv2d``, ``F.layer_norm``, ``F.batch_norm``); the others are weights (a matmul's second operand)."""
+    """The backward flags of a functional call, from its tensor arguments in order: the first is the input
+    (indices, as ``F.embedding``'s, need no gradient); of the floating-point ones after it, when the formula
+    has a bias (``B = 1``) the last is the bias (``F.linear(x, W, b)``, ``F.conv2d``, ``F.layer_norm``,
+    ``F.batch_norm``), the others are weights (a matmul's second operand, ``F.embedding``'s table)."""
     floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
-    has_bias = bound is not None and bound.values.get("B") == 1 and len(floating) > 1
-    bias = floating[-1:] if has_bias else []
-    weights = floating[1:-1] if has_bias else floating[1:]
+    takes_input = bool(floating) and tensors[0] is floating[0]
+    others = floating[1:] if takes_input else floating
+    has_bias = bound is not None and bound.values.get("B") == 1 and bool(others)
+    bias = others[-1:] if has_bias else []
+    weights = others[:-1] if has_bias else others
     return {
-        "g_x": int(bool(floating) and floating[0].requires_grad),
+        "g_x": int(takes_input and floating[0].requires_grad),
         "g_W": int(any(t.requires_grad for t in weights)),
         "g_b": int(any(t.requires_grad for t in bias)),
         **_named_flags(bound, floating, {}),

@@ -234,18 +234,22 @@ def run_pass(
             if bytes_moved is not None:
                 bytes_moved.counting = False  # the roofline is of the forward pass
             if backward:
-                _run_backward(tracer, output)
+                _run_backward(tracer, output, on_cpu=target.type == "cpu" and fake is None)
         yield
 
 
-def _run_backward(tracer: Tracer, output: object) -> None:
+def _run_backward(tracer: Tracer, output: object, on_cpu: bool) -> None:
     try:
         tracer.run_backward(output)  # type: ignore[attr-defined]
     except InputError:
         raise
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ForwardError(f"backward pass failed: {type(exc).__name__}: {message}") from exc
+        hint = ""
+        if not on_cpu and needs_real_values(exc):  # e.g. a sparse Embedding's gradient drops its padding rows
+            hint = ("; the backward pass reads tensor values, which a shape-only pass does not have: run it on the "
+                    "CPU (device='cpu'; on the command line --device cpu, or leave --device out)")
+        raise ForwardError(f"backward pass failed: {type(exc).__name__}: {message}{hint}") from exc
 
 
 @contextlib.contextmanager

@@ -12,10 +12,14 @@ nn.Linear calling ``F.linear``, is already checked whole). What the tracer colle
 from __future__ import annotations
 
 import contextlib
+import dis
+import functools
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import CodeType, FrameType
 from typing import Any
 
 import torch
@@ -309,6 +313,20 @@ def _parameter_owner(module_name: str, attribute: str, module: nn.Module, regist
     return f"{module_name}.{attribute}" if module_name else attribute
 
 
+@functools.lru_cache(maxsize=1024)
+def _binary_operators(code: CodeType) -> dict[int, str]:
+    """The binary operators in ``code``, by the offset of their instruction (``{56: "@"}``)."""
+    return {i.offset: i.argrepr for i in dis.get_instructions(code) if i.opname == "BINARY_OP"}
+
+
+def call_site_label(label: str, frame: FrameType | None) -> str:
+    """The operator (``@``) when the Python instruction that made the call is one, else ``label``: torch hands
+    ``x @ w`` and ``x.matmul(w)`` to a mode as the same function, but the caller's bytecode tells them apart."""
+    if frame is None:
+        return label
+    return _binary_operators(frame.f_code).get(frame.f_lasti, label)
+
+
 class _FunctionCalls(TorchFunctionMode):
     """Sees every torch function call above the dispatcher and hands the ones a family covers to the tracer.
 
@@ -329,5 +347,7 @@ class _FunctionCalls(TorchFunctionMode):
             entry = None
         if entry is None or not self.tracer.takes_function_calls():
             return func(*args, **kwargs)
-        return self.tracer.function_call(*entry, func, args, kwargs)
+        label, binder = entry
+        # The frame that called the function: torch calls a mode's __torch_function__ from it directly.
+        return self.tracer.function_call(call_site_label(label, sys._getframe(1)), binder, func, args, kwargs)
 

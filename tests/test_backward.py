@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from typer.testing import CliRunner
@@ -259,6 +260,34 @@ def test_embedding_and_adaptive_pooling_backward_by_hand():
     # Global average pooling is a mean: one div per input element, 2*4*2*2 = 32.
     assert report.row("3").backward.grad_input.ops == {"div": 32}
     assert all(row.backward.status is Status.MATCH for row in report.rows)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_sparse_embedding_backward_by_hand(functional):
+    """A sparse gradient keeps the 2·3 looked-up rows as they are (no adds); with a padding_idx the lookups of
+    that row are dropped first, one compare per index. The mask reads the indices, so it runs on the CPU."""
+
+    class Functional(nn.Module):
+        def __init__(self, padding_idx: int | None) -> None:
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(10, 4))
+            self.padding_idx = padding_idx
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.embedding(x, self.table, self.padding_idx, sparse=True)
+
+    indices = torch.tensor([[0, 2, 3], [3, 3, 9]])
+    for padding_idx, ops in ((None, {}), (0, {"compare": 2 * 3})):
+        model = Functional(padding_idx) if functional else nn.Embedding(10, 4, padding_idx=padding_idx, sparse=True)
+        report = flopcalc.analyze(model, indices, device="cpu", backward=True)
+        row = next(r for r in report.rows if r.bound is not None)
+        assert (row.backward.grad_input.ops, dict(row.backward.grad_weight.ops)) == ({}, ops)
+        assert (row.backward.status, dict(row.backward.uncounted)) == (Status.MATCH, {})
+    # Without a padding_idx the sparse gradient needs no tensor values: the same on meta.
+    with torch.device("meta"):
+        model = nn.Embedding(10, 4, sparse=True)
+    row = flopcalc.analyze(model, indices.to("meta"), backward=True).row("")
+    assert (dict(row.backward.grad_weight.ops), row.backward.status) == ({}, Status.MATCH)
 
 
 def test_gradient_of_an_accumulating_index_is_counted():

@@ -41,6 +41,27 @@ class FunctionalAttention(nn.Module):
         return self.proj(torch.bmm(scores, v))
 
 
+class ThreeProducts(nn.Module):
+    """The same product written three ways: ``@``, the method ``matmul`` and the function ``torch.matmul``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.w
+        return torch.matmul(y.matmul(self.w.T), self.w)
+
+
+def test_product_rows_are_labelled_as_written() -> None:
+    """torch hands ``x @ w`` and ``x.matmul(w)`` to the tracer as one function; the call site tells them apart."""
+    rows = rows_by_name(flopcalc.analyze(ThreeProducts(), (2, 4)))
+    assert [(name, row.function) for name, row in rows.items() if row.function] == [
+        ("w ← @", "@"), ("← Tensor.matmul", "Tensor.matmul"), ("w ← torch.matmul", "torch.matmul")]
+    # (2×4)·(4×5), (2×5)·(5×4), (2×4)·(4×5): 2·4·5 = 40 MACs each
+    assert [row.macs for row in rows.values() if row.function] == [40, 40, 40]
+
+
 class Residual(nn.Module):
     """A functional conv plus a residual add: the add is the module's own, unchecked, work."""
 

@@ -2,7 +2,8 @@
 
 Symbols: ``V`` rows of the table (``num_embeddings``), ``E`` its width (``embedding_dim``), ``N`` indices looked
 up (``N_1, N_2, …`` for the dimensions of a multi-dimensional index tensor), ``B`` bags, ``W`` 1 with
-per-sample weights, ``P`` 1 when a max-norm layer's ``norm_type`` is not 2.
+per-sample weights, ``P`` 1 when a max-norm layer's ``norm_type`` is not 2; for the backward, ``Z`` 1 for an
+Embedding with ``sparse=True`` and ``Q`` 1 when it has a ``padding_idx``.
 
 Conventions (docs/conventions.md, "Embedding"): a lookup copies a row, so an embedding costs no MACs and no
 operations; its parameters are the ``V·E`` table. A bag of ``n`` rows is reduced like any reduction: ``n − 1``
@@ -15,6 +16,9 @@ which rows repeat or exceed the bound is also data.
 Backward (docs/conventions.md, "Backward"): each looked-up row's gradient is added into the table's (1 add per
 looked-up element; a bag's per-sample weight multiplies it first, and gets its own gradient as a dot product,
 ``E`` MACs per lookup); a mean bag divides its gradient once per output element, a max bag adds it at the argmax.
+A sparse Embedding's gradient is the output gradient's rows themselves, one per lookup, with their indices: no
+arithmetic (rows looked up twice are summed when the gradient is coalesced, by the optimizer, outside the
+backward pass); with a ``padding_idx`` the lookups of that row are dropped first, 1 compare per index.
 
 >>> EMBEDDING.substituted("params", {"V": 30522, "E": 768})
 '768·30522 = 23,440,896'
@@ -37,7 +41,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 V, E, N, B = dims("V E N B")
-W, P = flag("W"), flag("P")
+W, P, Z, Q = flag("W"), flag("P"), flag("Z"), flag("Q")
 
 
 def _renorm_ops() -> dict[OpKind, sp.Expr]:
@@ -77,9 +81,10 @@ EMBEDDING = LayerFormula(
     macs=sp.Integer(0),
     ops={},
     output_shape=(N, E),
-    # No gradient flows to the indices; each looked-up row's gradient is added into the table's gradient.
+    # No gradient flows to the indices; each looked-up row's gradient is added into the table's gradient
+    # (dense), or kept as it is, with its index, after dropping the padding row's lookups (sparse, Z = 1).
     grad_input=Gradient(),
-    grad_weight=Gradient(ops={OpKind.ADD: g_W * N * E}),
+    grad_weight=Gradient(ops={OpKind.ADD: g_W * (1 - Z) * N * E, OpKind.COMPARE: g_W * Z * Q * N}),
 )
 
 _terms = sp.Max(N - B, 0) * E  # n_b − 1 reduction terms per bag and column, summed over the B bags
@@ -125,7 +130,8 @@ def _table_values(module: nn.Embedding | nn.EmbeddingBag) -> dict[str, int]:
 def bind_embedding(module: nn.Embedding, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     index_shape = tuple(args[0].shape)
     formula = _embedding_formula(module.max_norm is not None, len(index_shape))
-    return Bound(formula, {**_table_values(module), **split_values("N", index_shape)})
+    sparse = {"Z": int(module.sparse), "Q": int(module.padding_idx is not None)}
+    return Bound(formula, {**_table_values(module), **split_values("N", index_shape), **sparse})
 
 
 def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
@@ -146,11 +152,14 @@ def bind_embedding_bag(module: nn.EmbeddingBag, args: tuple[Any, ...], kwargs: M
 
 
 def bind_f_embedding(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    """``F.embedding(input, weight, padding_idx, max_norm, norm_type)``: the Embedding formula."""
+    """``F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)``: the
+    Embedding formula."""
     index_shape = tuple(argument(args, kwargs, 0, "input").shape)
     weight, max_norm = argument(args, kwargs, 1, "weight"), argument(args, kwargs, 3, "max_norm")
     norm_type = argument(args, kwargs, 4, "norm_type", 2.0)
-    values = {"V": weight.shape[0], "E": weight.shape[1], "P": int(float(norm_type) != 2.0)}
+    values = {"V": weight.shape[0], "E": weight.shape[1], "P": int(float(norm_type) != 2.0),
+              "Z": int(bool(argument(args, kwargs, 6, "sparse", False))),
+              "Q": int(argument(args, kwargs, 2, "padding_idx") is not None)}
     formula = _embedding_formula(max_norm is not None, len(index_shape))
     return Bound(formula, {**values, **split_values("N", index_shape)})
 

@@ -273,8 +273,9 @@ def _bind() -> None:
     REGISTRY.bind(nn.Bilinear, bind_bilinear)
     REGISTRY.bind_functions({F.linear: "F.linear"}, bind_f_linear)
     REGISTRY.bind_functions(
-        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "@", torch.mm: "torch.mm", torch.Tensor.mm: "Tensor.mm",
-         torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
+        # x @ w reaches the tracer as Tensor.matmul too: the call site relabels it "@" (trace.call_site_label)
+        {torch.matmul: "torch.matmul", torch.Tensor.matmul: "Tensor.matmul", torch.mm: "torch.mm",
+         torch.Tensor.mm: "Tensor.mm", torch.bmm: "torch.bmm", torch.Tensor.bmm: "Tensor.bmm"},
         bind_f_matmul,
     )
     REGISTRY.bind_functions(

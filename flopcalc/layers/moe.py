@@ -12,6 +12,15 @@ MACs up and ``F·H`` down; the activation on ``T·k·F`` elements (its per-eleme
 weights and ``T·(k − 1)·H`` adds to combine each token's k results. Expert biases are added per selected row
 (``add``: the operator count cannot tell them from other adds).
 
+Backward (docs/conventions.md, "Backward"), for the ``S = T·k`` token-expert pairs, each part only when autograd
+needs it: the routing multiply's ``g·w`` (``S·H`` mul) and, when the routing weights need a gradient, ``g·y``
+summed over ``H`` (``S·H`` mul, ``S·(H − 1)`` add); each expert product's grad-input and grad-weight at its
+forward's MACs; every selected expert's weight (and bias) gradient added into the stacked parameter's (1 add
+per element: ``S·F·H`` for the down projection, ``S·(1 + G)·F·H`` for the up one); the gate's two products
+(``2·S·F`` mul) and the activation's backward on ``S·F`` elements; the ``k`` copies of each token's gradient
+summed (``T·(k − 1)·H`` add). The flags are per operand (``g_x1`` the hidden states, ``g_x2`` the routing
+weights) and per parameter (``g_gate_up_proj`` or ``g_up_proj``, ``g_down_proj``, and their ``…_bias``).
+
 >>> experts_formula(SILU).substituted("macs", {"T": 128, "k": 2, "E": 4, "H": 256, "F": 512, "G": 1, "B": 0})
 '3·512·256·128·2 = 100,663,296'
 """
@@ -24,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import LayerFormula, dims, flag
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_x, g_x1, g_x2
 from flopcalc.layers.activation import E as ELEMENTS
 from flopcalc.layers.activation import GELU, GELU_TANH, RELU, SILU
 from flopcalc.registry import REGISTRY, Binder, Bound
@@ -34,12 +43,33 @@ if TYPE_CHECKING:
 
 T, k, E, H, F = dims("T k E H F")
 G, B = flag("G"), flag("B")
+g_gate_up, g_up, g_down, g_gate_up_b, g_up_b, g_down_b = (flag(f"g_{name}") for name in (
+    "gate_up_proj", "up_proj", "down_proj", "gate_up_proj_bias", "up_proj_bias", "down_proj_bias"))
+"""Backward flags, one per stacked parameter (0 for one the module does not have: ``up_proj`` of a gated one)."""
 
 ACTIVATIONS = {
     "silu": SILU, "swish": SILU, "gelu": GELU, "gelu_new": GELU_TANH, "gelu_pytorch_tanh": GELU_TANH,
     "gelu_fast": GELU_TANH, "relu": RELU,
 }
 """transformers' ``hidden_act`` names whose activation flopcalc has a per-element formula for."""
+
+
+
+def _any_needed(*needed: sp.Expr) -> sp.Expr:
+    """1 if any of the 0/1 flags is set."""
+    none = sp.Integer(1)
+    for each in needed:
+        none *= 1 - each
+    return 1 - none
+
+
+_PAIRS = T * k
+_W_UP, _B_UP = g_gate_up + g_up, B * (g_gate_up_b + g_up_b)
+_W_DOWN, _B_DOWN = g_down, B * g_down_b
+_UP_OUT = _any_needed(g_x1, _W_UP, _B_UP)
+"""Whether the up projection's output (so the activation's and the gate's) needs a gradient."""
+_DOWN_OUT = _any_needed(_UP_OUT, _W_DOWN, _B_DOWN)
+_UP_MACS, _DOWN_MACS = _PAIRS * (1 + G) * F * H, _PAIRS * F * H
 
 ROUTED_EXPERTS = LayerFormula(
     name="routed_experts",
@@ -51,6 +81,18 @@ ROUTED_EXPERTS = LayerFormula(
         "add": T * (k - 1) * H + B * T * k * ((1 + G) * F + H),
     },
     output_shape=(T, H),
+    grad_input=Gradient(
+        macs=_UP_OUT * _DOWN_MACS + g_x1 * _UP_MACS,  # dX of the down, then of the up projection
+        ops={
+            "mul": _DOWN_OUT * _PAIRS * H + g_x2 * _PAIRS * H + _UP_OUT * G * 2 * _PAIRS * F,  # g·w, g·y, gate
+            "add": g_x2 * _PAIRS * (H - 1) + g_x1 * T * (k - 1) * H,  # Σ_H g·y; the k copies of each token
+        },
+    ),
+    grad_weight=Gradient(
+        macs=_W_DOWN * _DOWN_MACS + _W_UP * _UP_MACS,
+        # each selected expert's gradient added into the stacked parameter's: weights, then biases
+        ops={"add": _W_DOWN * _DOWN_MACS + _W_UP * _UP_MACS + _B_DOWN * _PAIRS * H + _B_UP * _PAIRS * (1 + G) * F},
+    ),
 )
 
 
@@ -69,11 +111,17 @@ def _with_activation(activation: LayerFormula) -> LayerFormula:
     ops = dict(ROUTED_EXPERTS.ops)
     for kind, per_elements in activation.ops.items():
         ops[kind] = sp.sympify(ops.get(kind, 0)) + sp.sympify(per_elements).xreplace({ELEMENTS: T * k * F})
+    grad_ops = dict(ROUTED_EXPERTS.grad_input.ops)  # type: ignore[union-attr]
+    assert activation.grad_input is not None
+    for kind, expr in activation.grad_input.ops.items():
+        on_pairs = sp.sympify(expr).xreplace({ELEMENTS: T * k * F, g_x: _UP_OUT})
+        grad_ops[str(kind)] = sp.sympify(grad_ops.get(str(kind), 0)) + on_pairs
     return dataclasses.replace(
         ROUTED_EXPERTS,
         name=f"routed_experts_{activation.name}",
         description=f"{ROUTED_EXPERTS.description}; {activation.name} activation",
         ops=ops,
+        grad_input=dataclasses.replace(ROUTED_EXPERTS.grad_input, ops=grad_ops),  # type: ignore[arg-type]
     )
 
 

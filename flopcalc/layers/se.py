@@ -9,6 +9,14 @@ Symbols: ``N`` batch, ``C`` channels, ``C_sq`` squeeze channels, ``H``, ``W`` th
 
 Convention: the block's formula counts the whole block; torchvision calls its parts as modules, so a
 per-layer report also has a row for each part, and the block's row is their sum plus the final multiply.
+
+Backward: each part's backward formula, with the flags the block's own flags give it (a part's input needs a
+gradient when the block's input or a trainable parameter before it does: ``g_fc1_weight``, ``g_fc1_bias``,
+``g_fc2_weight``, ``g_fc2_bias``, a PReLU's ``g_activation_weight``, one per parameter), then the multiply
+``x ⊙ s``: ``dx = g·s`` (1 mul per input element, when the input needs a gradient) and ``ds = Σ_{H,W} g·x``
+(1 mul per input element and ``H·W − 1`` adds per channel, when ``s`` does). The input's two gradients
+(through the pooling and through the multiply) are summed by the autograd engine between nodes, which is
+charged to the enclosing row.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import LayerFormula, Number, OpKind, dims
+from flopcalc.formula import Gradient, LayerFormula, Number, OpKind, dims, flag, g_b, g_W, g_x
 from flopcalc.layers import activation, conv, pooling
 from flopcalc.layers.activation import HARDSIGMOID, RELU, SIGMOID, SILU
 from flopcalc.registry import REGISTRY, Bound
@@ -30,13 +38,17 @@ if TYPE_CHECKING:
     from torchvision.ops import SqueezeExcitation
 
 N, C, C_sq, H, W = dims("N C C_sq H W")
+g_fc1_W, g_fc1_b, g_fc2_W, g_fc2_b, g_act_W, g_scale_W = (flag(f"g_{name}") for name in (
+    "fc1_weight", "fc1_bias", "fc2_weight", "fc2_bias", "activation_weight", "scale_activation_weight"))
+"""Backward flags, one per parameter (``fc1.weight`` is trainable, …; a PReLU activation's slopes)."""
 
 _SPATIAL = conv.spatial_symbols(2)
 _ONE_BY_ONE = dict(zip(_SPATIAL["out"], (1, 1)))
 
 POOL = pooling.ADAPTIVE_AVG_POOL2D.specialize(
     "global_avg_pool2d", "Global average pooling to 1×1: H·W taps per channel",
-    {**_ONE_BY_ONE, **dict(zip(pooling.ADAPTIVE_AVG_POOL2D.intermediates, (H, W)))},  # window sums T_h, T_w
+    # window sums T_h, T_w; every output size is 1 (U: torch's mean, whose backward divides per input element)
+    {**_ONE_BY_ONE, **dict(zip(pooling.ADAPTIVE_AVG_POOL2D.intermediates, (H, W))), pooling.U: 1},
 )
 
 
@@ -53,6 +65,38 @@ def _on(formula: LayerFormula, elements: sp.Expr) -> LayerFormula:
     return formula.specialize(formula.name, formula.description, {activation.E: elements})
 
 
+def _any_needed(*needed: sp.Expr) -> sp.Expr:
+    """1 if any of the 0/1 flags is set."""
+    none = sp.Integer(1)
+    for each in needed:
+        none *= 1 - each
+    return 1 - none
+
+
+def _backward(parts: list[LayerFormula]) -> tuple[Gradient, Gradient]:
+    """The block's backward from its parts' (pool, fc1, act, fc2, scale) and the final multiply's."""
+    # Whether each part's output needs a gradient: the block's input's, or a trainable parameter up to it.
+    after_fc1 = _any_needed(g_x, g_fc1_W, g_fc1_b)
+    after_act = _any_needed(after_fc1, g_act_W)
+    after_fc2 = _any_needed(after_act, g_fc2_W, g_fc2_b)
+    scale = _any_needed(after_fc2, g_scale_W)
+    flags = [{g_x: g_x}, {g_x: g_x, g_W: g_fc1_W, g_b: g_fc1_b}, {g_x: after_fc1, g_W: g_act_W},
+             {g_x: after_act, g_W: g_fc2_W, g_b: g_fc2_b}, {g_x: after_fc2, g_W: g_scale_W}]
+    grad_input: dict[str, sp.Expr] = {OpKind.MUL.value: (g_x + scale) * N * C * H * W,  # g·s and g·x
+                                      OpKind.ADD.value: scale * N * C * (H * W - 1)}  # Σ_{H,W} g·x
+    grad_weight: dict[str, sp.Expr] = {}
+    macs = [sp.Integer(0), sp.Integer(0)]
+    for part, subs in zip(parts, flags):
+        for i, gradient in enumerate((part.grad_input, part.grad_weight or Gradient())):
+            assert gradient is not None
+            flagged = gradient.substituted(subs)
+            macs[i] += sp.sympify(flagged.macs)
+            total = grad_weight if i else grad_input
+            for kind, expr in flagged.ops.items():
+                total[str(kind)] = total.get(str(kind), sp.Integer(0)) + expr
+    return Gradient(macs[0], grad_input), Gradient(macs[1], grad_weight)
+
+
 def squeeze_excitation(act: LayerFormula, scale: LayerFormula, name: str, description: str) -> LayerFormula:
     """The block with activation ``act`` after the first layer and ``scale`` before the multiply."""
     parts = [POOL, _fully_connected(C, C_sq), _on(act, N * C_sq), _fully_connected(C_sq, C), _on(scale, N * C)]
@@ -60,6 +104,7 @@ def squeeze_excitation(act: LayerFormula, scale: LayerFormula, name: str, descri
     for part in parts:
         for kind, expr in part.ops.items():
             ops[str(kind)] = ops.get(str(kind), sp.Integer(0)) + expr
+    grad_input, grad_weight = _backward(parts) if all(p.has_backward for p in parts) else (None, None)
     return LayerFormula(
         name=name,
         description=description,
@@ -67,6 +112,8 @@ def squeeze_excitation(act: LayerFormula, scale: LayerFormula, name: str, descri
         macs=sum((p.macs for p in parts), sp.Integer(0)),
         ops=ops,
         output_shape=(N, C, H, W),
+        grad_input=grad_input,
+        grad_weight=grad_weight,
     )
 
 

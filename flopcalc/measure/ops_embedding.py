@@ -21,6 +21,11 @@ ADD, MUL, DIV = OpKind.ADD.value, OpKind.MUL.value, OpKind.DIV.value
 COMPARE, EXP, SQRT = OpKind.COMPARE.value, OpKind.EXP.value, OpKind.SQRT.value
 
 zero_cost("embedding lookup: rows are copied from the table, no arithmetic", [aten.embedding])
+zero_cost(
+    "sparse tensor built from given indices and values, no arithmetic (a sparse Embedding's gradient: the output"
+    " gradient's rows, one per lookup, unsummed until the tensor is coalesced)",
+    [aten._sparse_coo_tensor_with_dims_and_tensors],
+)
 
 _BAG_MAX = 2  # `mode` argument of _embedding_bag: 0 sum, 1 mean, 2 max
 _BAG_MEAN = 1

@@ -14,6 +14,7 @@ from support import formula_and_measured, param_count
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
+import flopcalc
 from flopcalc.layers.se import SQUEEZE_EXCITATION
 from flopcalc.registry import REGISTRY
 
@@ -108,3 +109,53 @@ def test_property(channels: int, squeeze: int, batch: int, height: int, width: i
     shape = (channels, height, width) if batch == 0 else (batch, channels, height, width)
     for device in DEVICES:
         check(module, shape, device)
+
+
+def backward_parts(report: flopcalc.Report, name: str) -> tuple[int, dict[str, int], int, dict[str, int]]:
+    b = report.row(name).backward
+    assert b.status is flopcalc.Status.MATCH, b.mismatches
+    return b.grad_input.macs, nonzero(b.grad_input.ops), b.grad_weight.macs, nonzero(b.grad_weight.ops)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_by_hand(device: str) -> None:
+    """SE(8, 2) on a 2×8×4×4 input that needs a gradient: every part's backward plus the multiply's."""
+    with torch.device(device):
+        model = nn.Sequential(SqueezeExcitation(8, 2))
+        x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    grad_input = {
+        "div": 2 * 8 * 4 * 4,  # the global mean's backward: 1 div per input element, 256
+        "compare": 2 * 2,  # ReLU on the 2·2 squeezed values
+        "mul": 2 * 8 * 2 + 2 * (2 * 8 * 4 * 4),  # Sigmoid's 2 per scale (32); g·s and g·x per element (512)
+        "add": 2 * 8 + 2 * 8 * (4 * 4 - 1),  # Sigmoid's 1 per scale (16); Σ over 4·4 of g·x per channel (240)
+    }
+    # dX of fc1 (8 → 2) and fc2 (2 → 8) on 2 samples: 2·8·2 = 32 MACs each, and as much for their dW; the
+    # biases sum 2 samples: (2 − 1)·2 + (2 − 1)·8 = 10 adds.
+    assert backward_parts(flopcalc.analyze(model, x, device=device, backward=True), "0") == (
+        64, grad_input, 64, {"add": 10})
+    # fc1 frozen and the input needing no gradient: nothing before fc2 runs backward; fc2's dW (32) and bias
+    # sum (8), Sigmoid's backward (16 add, 32 mul), and g·x with its sums (256 mul, 240 add).
+    model[0].fc1.requires_grad_(False)
+    x.requires_grad_(False)
+    assert backward_parts(flopcalc.analyze(model, x, device=device, backward=True), "0") == (
+        0, {"mul": 32 + 256, "add": 16 + 240}, 32, {"add": 8})
+
+
+@PROPERTY
+@given(channels=st.integers(1, 5), squeeze=st.integers(1, 4), batch=st.integers(0, 2), height=st.integers(1, 4),
+       width=st.integers(1, 4), scale=st.sampled_from([nn.Sigmoid, nn.Hardsigmoid]),
+       act=st.sampled_from([nn.ReLU, nn.SiLU, nn.PReLU]), input_grad=st.booleans(),
+       frozen=st.sets(st.sampled_from(["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "activation.weight"])),
+       device=st.sampled_from(DEVICES))
+def test_backward_formula_matches_measurement(channels: int, squeeze: int, batch: int, height: int, width: int,
+                                              scale: type[nn.Module], act: type[nn.Module], input_grad: bool,
+                                              frozen: set[str], device: str) -> None:
+    with torch.device(device):
+        model = nn.Sequential(SqueezeExcitation(channels, squeeze, activation=act, scale_activation=scale))
+        shape = (channels, height, width) if batch == 0 else (batch, channels, height, width)
+        x = torch.randn(shape, requires_grad=input_grad)
+    for name, parameter in model[0].named_parameters():
+        parameter.requires_grad_(name not in frozen)
+    if not input_grad and not any(p.requires_grad for p in model.parameters()):
+        x.requires_grad_(True)
+    backward_parts(flopcalc.analyze(model, x, device=device, backward=True), "0")
