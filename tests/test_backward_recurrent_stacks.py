@@ -169,6 +169,7 @@ def test_disjoint_selects_of_an_input_are_assembled_free():
 
 def _stack_case(kind, layers, bidirectional, bias, proj, batch_first, unbatched, steps, batch, x_grad, state,
                 frozen, returns, training, device):
+    proj = proj if kind == "lstm" else 0  # only an LSTM has proj_size
     hidden, features = 3, 2
     width = proj or hidden
 
@@ -203,19 +204,16 @@ STACKS = dict(
 )
 
 
+STACK_CASES = st.fixed_dictionaries(STACKS)
+
+
 @PROPERTY
-@given(**STACKS)
-def test_stack_backward_formula_matches_measurement_on_meta(kind, layers, bidirectional, bias, proj, batch_first,
-                                                            unbatched, steps, batch, x_grad, state, frozen, returns,
-                                                            training):
-    _stack_case(kind, layers, bidirectional, bias, proj if kind == "lstm" else 0, batch_first, unbatched, steps,
-                batch, x_grad, state, frozen, returns, training, "meta")
+@given(case=STACK_CASES)
+def test_stack_backward_formula_matches_measurement_on_meta(case):
+    _stack_case(**case, device="meta")
 
 
 @settings(max_examples=8, deadline=None, derandomize=True)
-@given(**STACKS)
-def test_stack_backward_formula_matches_measurement_on_cpu(kind, layers, bidirectional, bias, proj, batch_first,
-                                                           unbatched, steps, batch, x_grad, state, frozen, returns,
-                                                           training):
-    _stack_case(kind, layers, bidirectional, bias, proj if kind == "lstm" else 0, batch_first, unbatched, steps,
-                batch, x_grad, state, frozen, returns, training, "cpu")
+@given(case=STACK_CASES)
+def test_stack_backward_formula_matches_measurement_on_cpu(case):
+    _stack_case(**case, device="cpu")
