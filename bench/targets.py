@@ -4,14 +4,14 @@
     python bench/targets.py --quick      # fewer rounds, 200 analyses for the memory row
     python bench/targets.py --only 1 3   # some targets
     python bench/targets.py --profile resnet50 [--closed-form]   # where analyze() spends its time
-    python bench/targets.py --profile llama-gqa --closed-form    # ... of a language model's prefill (or gpt2)
+    python bench/targets.py --profile llama-gqa --closed-form    # ... of a language model's prefill (or llama, gpt2)
 
 Times are CPU time of this process (``time.process_time``), best of several rounds in which the compared calls
 alternate, so that load from other jobs on a shared machine hits both sides alike; start-up and memory are
 measured in fresh processes. The bare forward is the model called on a meta input under ``torch.no_grad()``
 with no mode and no hooks: the floor any counter that runs the model starts from. Models come from
 ``bench/models.py`` (built on meta, in eval mode); the closed form of a language model uses the Llama config
-shipped in ``examples/llama-gqa`` and GPT-2's default config (transformers, if installed).
+shipped in ``examples/llama-gqa``, Llama's and GPT-2's default configs (transformers, if installed).
 """
 
 from __future__ import annotations
@@ -137,7 +137,8 @@ def _closed_form_row(label: str, symbolic: Callable[[], Any], concrete: Callable
 
 
 LANGUAGE_MODELS = {
-    "llama-gqa": "Llama (examples/llama-gqa), prefill of S tokens",
+    "llama-gqa": "Llama (examples/llama-gqa, 2 layers), prefill of S tokens",
+    "llama": "Llama (default config: Llama-2-7B's shape, 32 layers), prefill of S tokens",
     "gpt2": "GPT-2 (default config), prefill of S tokens",
 }
 
@@ -148,7 +149,9 @@ def language_model(name: str) -> Any:
 
     from flopcalc import hf
 
-    return hf.load(ROOT / "examples" / "llama-gqa" if name == "llama-gqa" else transformers.GPT2Config())
+    if name == "llama-gqa":
+        return hf.load(ROOT / "examples" / "llama-gqa")
+    return hf.load(transformers.LlamaConfig() if name == "llama" else transformers.GPT2Config())
 
 
 def target_closed_form(rounds: int) -> list[Row]:
@@ -235,7 +238,7 @@ def target_memory(analyses: int) -> list[Row]:
 
 
 def profile(name: str, closed_form: bool, top: int) -> None:
-    """cProfile of one ``analyze()`` of ``name`` (a torchvision model, or ``llama-gqa``/``gpt2``) after an
+    """cProfile of one ``analyze()`` of ``name`` (a torchvision model, or ``llama-gqa``, ``llama`` or ``gpt2``) after an
     untimed first call: flopcalc's functions by cumulative time, with their call counts, which do not depend on
     the machine's load."""
     import cProfile

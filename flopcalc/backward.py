@@ -115,7 +115,7 @@ class BackwardTracer(Tracer):
         self.recompute_node_call: dict[Any, int] = {}
         self.recompute_stops: dict[int, set[Any]] = {}
         self.handles: list[Any] = []
-        self.sums = GradientSums(self.stops)
+        self.sums = GradientSums()
         self.output_flags: dict[Any, list[tuple[int, int, str]]] = {}  # per node: (call, output_nr, flag)
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -6,14 +6,13 @@ square and its product with rstd); the sums that join the gradients of different
 connection) go to the model's row. Two kinds of sum are not arithmetic by the conventions (docs/conventions.md,
 "Gradient sums") and are not counted: the per-use gradients of a weight that one call transposes into several
 products (a recurrent layer's weights at every step: one product over all the uses accumulates the same terms,
-and its MACs count them), and the gradients of distinct elements one call ``select``-s from its input (they do
+and its MACs count them), and the gradients of distinct elements one call ``select``-s from one tensor (they do
 not overlap: assembling them is data movement, as ``unbind``'s backward is).
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
 from typing import Any
 
 from flopcalc.measure import Count
@@ -21,16 +20,12 @@ from flopcalc.measure import Count
 Edge = tuple[Any, int]
 """A gradient edge of the autograd graph: ``(node, input_nr)``."""
 
-_VIEWS = frozenset({"UnsqueezeBackward0", "SqueezeBackward0", "SqueezeBackward1", "ViewBackward0"})
-"""Autograd nodes of views that keep every element (an unbatched RNN's state is unsqueezed before it is taken apart)."""
-
 
 class GradientSums:
     """Which call each of the engine's sums is charged to, from the uses recorded while the forward built the
-    graph; ``inputs`` maps each call to its inputs' nodes."""
+    graph."""
 
-    def __init__(self, inputs: Mapping[int, set[Any]]) -> None:
-        self.inputs = inputs
+    def __init__(self) -> None:
         self.uses: dict[Edge, list[int]] = {}  # per gradient edge: the call of each node consuming it
         self.consumers: dict[Edge, list[Any]] = {}  # per gradient edge: the nodes consuming it
         self.arrivals: Counter[Edge] = Counter()
@@ -78,18 +73,16 @@ class GradientSums:
         """Whether the engine's sums into ``edge`` are not counted: the per-use gradients of a tensor that one
         call transposes into several products (a recurrent layer's weights, step by step: their sum is the
         accumulation its products' MACs count), or the gradients of distinct elements that one call selects
-        from its input along one dimension (they never overlap: the CPU LSTM takes its initial state layer by
-        layer so, where other devices ``unbind`` it, a free op)."""
+        from one tensor along one dimension (they never overlap: the CPU LSTM takes its initial state layer by
+        layer so, and MultiheadAttention Q, K and V from its packed projection, where ``unbind`` would be a
+        free op)."""
         consumers, calls = self.consumers[edge], set(self.uses[edge])
         if len(calls) != 1:
             return False
         kinds = {type(node).__name__ for node in consumers}
         if kinds == {"TBackward0"}:
             return True
-        source, inputs = edge[0], self.inputs.get(next(iter(calls)), set())
-        while type(source).__name__ in _VIEWS and source not in inputs:  # a view of the input (unsqueezed)
-            source = source.next_functions[0][0]
-        if kinds == {"SelectBackward0"} and (source in inputs or hasattr(source, "variable")):
+        if kinds == {"SelectBackward0"}:
             picked = [(node._saved_dim, node._saved_index) for node in consumers]
             indices = [index for _, index in picked]
             return (len({dim for dim, _ in picked}) == 1 and all(isinstance(i, int) and i >= 0 for i in indices)

@@ -12,8 +12,7 @@ Symbols: ``N`` batch (all leading dimensions), ``H_q`` query heads, ``L`` query 
 (``attn_mask``, ``is_causal`` or a key padding mask). MultiheadAttention: ``E`` embed_dim, ``H`` num_heads,
 ``D_k``/``D_v`` the key/value input features (kdim/vdim), ``B`` 1 with bias, ``b_kv`` 1 with add_bias_kv, ``Z`` 1
 with add_zero_attn (each appends one key position: ``S_a = S + b_kv + Z``), ``W`` need_weights, ``A``
-average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add), ``P_3``
-1 if query, key and value are one tensor and ``P_2`` if key and value are (one packed input projection);
+average_attn_weights, ``M_2`` 1 if both attn_mask and key_padding_mask are given (merged by one add);
 ``U_qk``, ``U_qv``, ``U_kv`` 1 if that pair is one tensor fed to two separate projections (its two gradients
 are summed in the backward).
 
@@ -50,7 +49,7 @@ if TYPE_CHECKING:
 
 N, H_q, L, S, E_k, E_v, H_kv = dims("N H_q L S E_k E_v H_kv")
 E, H, D_k, D_v, S_a = dims("E H D_k D_v S_a")
-M, B, b_kv, Z, W, A, M_2, P_3, P_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2", "P_3", "P_2"))
+M, B, b_kv, Z, W, A, M_2 = (flag(name) for name in ("M", "B", "b_kv", "Z", "W", "A", "M_2"))
 U_qk, U_qv, U_kv = flag("U_qk"), flag("U_qv"), flag("U_kv")
 g_x3 = flag("g_x3")
 """The third input (the value) needs a gradient; ``g_x1`` the query, ``g_x2`` the key."""
@@ -194,14 +193,12 @@ def _multihead_backward(projections: list[LayerFormula], with_weights: LayerForm
     cores = [f.grad_input.substituted(reaches) for f in (with_weights, without_weights)]  # type: ignore[union-attr]
     # Returned weights averaged over the heads: the mean's backward divides their gradient by H for each head.
     averaged = {OpKind.DIV.value: W * A * scores * N * H * L * S_a}
-    # Gradients the engine sums within the module: returned weights also multiply V (one add per score); Q,
-    # K, V selected from one packed projection (P_3: 3 gradients of 3·N·L·E each, 2 sums) or K, V (P_2), when
-    # that projection's output needs a gradient.
-    packed = P_3 * 2 * 3 * N * L * E * _any_needed(g_x1, g_in_W, bias)
-    packed += P_2 * 2 * N * S * E * _any_needed(g_x2, g_in_W, bias)
-    # One tensor given as two of query, key, value with separate projections: its two gradients are summed.
-    packed += g_x1 * (U_qk + U_qv) * N * L * E + g_x2 * U_kv * N * S * D_k
-    summed = {OpKind.ADD.value: W * N * H * L * S_a * scores + packed}
+    # Gradients the engine sums within the module: returned weights also multiply V (one add per score), and
+    # one tensor given as two of query, key, value with separate projections gets its two gradients summed.
+    # Q, K, V selected from one packed projection are disjoint slices of it: assembling their gradients is
+    # data movement (docs/conventions.md, "Gradient sums").
+    shared = g_x1 * (U_qk + U_qv) * N * L * E + g_x2 * U_kv * N * S * D_k
+    summed = {OpKind.ADD.value: W * N * H * L * S_a * scores + shared}
     core = Gradient(macs=W * cores[0].macs + (1 - W) * cores[1].macs,
                     ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged, summed))
     *inputs, output = projections
@@ -250,9 +247,7 @@ def bind_multihead_attention(module: nn.MultiheadAttention, args: tuple[Any, ...
         "Z": int(module.add_zero_attn), "W": int(need_weights), "A": int(average),
         "M": int(attn_mask is not None or key_padding_mask is not None),
         "M_2": int(attn_mask is not None and key_padding_mask is not None),
-        # One input projection for inputs that are one tensor (self-attention; key is value).
-        "P_3": int(packed and query is key and key is value),
-        "P_2": int(packed and query is not key and key is value),
+        # One tensor given to two separate projections (a packed projection selects disjoint slices instead).
         "U_qk": int(query is key and key is not value),
         "U_qv": int(query is value and key is not value),
         "U_kv": int(key is value and not packed),

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_x, g_x1, g_x2
+from flopcalc.formula import Gradient, LayerFormula, dims, flag, g_x, g_x1, g_x2
 from flopcalc.layers.activation import E as ELEMENTS
 from flopcalc.layers.activation import GELU, GELU_TANH, RELU, SILU
 from flopcalc.registry import REGISTRY, Binder, Bound
