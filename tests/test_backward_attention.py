@@ -257,6 +257,55 @@ def test_bmm_and_einsum_backward_with_frozen_weight(op):
     assert row.backward.status is Status.MATCH
 
 
+class Conv1D(nn.Module):
+    """transformers' Conv1D (GPT-2's projections): ``addmm(bias, x, W)``."""
+
+    def __init__(self, features: int = 4, outputs: int = 6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(features, outputs))
+        self.bias = nn.Parameter(torch.zeros(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return out.view(*x.shape[:-1], out.size(-1))
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_addmm_backward_by_hand(device):
+    # (2·3 rows)·4·6 = 144 MACs forward. The input needs no gradient: dW = xᵀ·dY 144 MACs, and the bias's
+    # gradient sums dY's 2·3·6 = 36 elements back to its 6: 30 adds.
+    row = product_row(flopcalc.analyze(Conv1D(), (1, 2, 3, 4), device=device, backward=True))
+    assert parts(row) == (0, {}, 144, {"add": 30})
+    assert row.backward.status is Status.MATCH
+    # With an input gradient, dX = dY·Wᵀ: 144 MACs more.
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    row = product_row(flopcalc.analyze(Conv1D(), x, device=device, backward=True))
+    assert parts(row) == (144, {}, 144, {"add": 30})
+    assert row.backward.status is Status.MATCH
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_baddbmm_and_addmm_without_the_added_tensor(device):
+    class Added(nn.Module):
+        def __init__(self, beta: float) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, 4, 6))
+            self.c = nn.Parameter(torch.randn(5, 1))
+            self.beta = beta
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.baddbmm(self.c, x, self.w, beta=self.beta)
+
+    # 3·5·4·6 = 360 MACs; dW 360; c (5, 1) gets dY's 3·5·6 = 90 elements summed to 5: 85 adds.
+    row = product_row(flopcalc.analyze(Added(1), (3, 5, 4), device=device, backward=True))
+    assert parts(row) == (0, {}, 360, {"add": 85})
+    assert row.backward.status is Status.MATCH
+    # beta = 0: the product ignores c, but autograd still gives it dY·0 (90 muls), summed to 5 (85 adds).
+    row = product_row(flopcalc.analyze(Added(0), (3, 5, 4), device=device, backward=True))
+    assert parts(row) == (0, {}, 360, {"add": 85, "mul": 90})
+    assert row.backward.status is Status.MATCH
+
+
 def _all_match(report: flopcalc.Report) -> None:
     bad = [(row.name, row.backward.mismatches, dict(row.backward.uncounted)) for row in report.rows
            if row.bound is not None and row.backward.status is not Status.MATCH]

@@ -19,7 +19,7 @@ vector + vector ``add``, which no count can tell from any other (flag ``U``); ``
 one tensor. A matrix product is ``N·M·K·P`` MACs, the added tensor one ``bias_add`` per output element. Its
 backward: ``dA = dY·Bᵀ`` and ``dB = Aᵀ·dY``, each the forward's MACs, plus ``(N − N_a)·M·K`` adds to sum the
 gradient of an operand broadcast over the batch (``N_a`` its own batch elements; ``N`` where torch folds the
-product into one ``mm``).
+product into one ``mm``); ``addmm``/``baddbmm`` sum the added tensor's gradient back to its ``A_n`` elements.
 
 >>> LINEAR.substituted("params", {"C_in": 9216, "C_out": 4096, "B": 1})
 '9216·4096 + 4096 = 37,752,832'
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from torch import nn
 
 N, C_in, C_out, C_in1, C_in2 = dims("N C_in C_out C_in1 C_in2")
-M, K, P, N_a, N_b = dims("M K P N_a N_b")
+M, K, P, N_a, N_b, A_n = dims("M K P N_a N_b A_n")
 B = flag("B")
+g_x3 = flag("g_x3")
 U = flag("U")
 S = flag("S")
 
@@ -125,9 +126,17 @@ MATMUL = LayerFormula(
     grad_input=Gradient(macs=g_x * N * M * K * P, ops={OpKind.ADD: g_x * (N - N_a) * M * K}),
     grad_weight=Gradient(macs=g_W * N * M * K * P, ops={OpKind.ADD: g_W * (N - N_b) * K * P}),
 )
-MATMUL_ADDED = dataclasses.replace(MATMUL, grad_input=None, grad_weight=None)
-"""``addmm``/``baddbmm``: the product plus an added tensor; measured in the backward (its added tensor comes first
-among the arguments, so the backward flags of a functional row would name the wrong operands)."""
+MATMUL_ADDED = dataclasses.replace(
+    MATMUL,
+    # addmm(input, A, B): its operands are the 2nd and 3rd tensors (flags g_x2, g_x3) and never broadcast over
+    # the batch (bmm's rule); the added tensor's gradient is dY summed back to its A_n elements, N·M·P − A_n
+    # adds, after autograd multiplies dY by beta = 0 when the product ignores it (B = 0): N·M·P muls.
+    grad_input=Gradient(macs=g_x2 * N * M * K * P),
+    grad_weight=Gradient(macs=g_x3 * N * M * K * P,
+                         ops={OpKind.ADD: g_x1 * (N * M * P - A_n), OpKind.MUL: g_x1 * (1 - B) * N * M * P}),
+)
+"""``addmm``/``baddbmm`` (also transformers' Conv1D): the product plus an added tensor of ``A_n`` elements, the
+first argument; grad-input is the first operand's gradient, grad-weight the second's and the added tensor's."""
 
 REGISTRY.add_formula(LINEAR, BILINEAR, MATMUL)
 
@@ -164,15 +173,11 @@ def bind_f_linear(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | N
     return Bound(_with_leading("linear", len(leading)), {**values, **split_values("N", leading)})
 
 
-def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, added: bool,
-                 summed: tuple[Any, Any] | None = None) -> Bound:
+def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, summed: tuple[Any, Any]) -> Bound:
     """The matrix-product formula for ``batch`` dimensions of ``(rows, inner)·(inner, columns)`` products;
-    ``summed`` the batch elements of each operand when its gradient is summed over broadcast copies."""
-    values = {"M": rows, "K": inner, "P": columns, "B": int(added)}
-    if summed is not None and not added:
-        values.update({"N_a": summed[0], "N_b": summed[1]})
-    return Bound(_with_leading("matmul_added" if added else "matmul", len(batch)),
-                 {**values, **split_values("N", batch)})
+    ``summed`` the batch elements of each operand, whose gradient is summed over its broadcast copies."""
+    values = {"M": rows, "K": inner, "P": columns, "B": 0, "N_a": summed[0], "N_b": summed[1]}
+    return Bound(_with_leading("matmul", len(batch)), {**values, **split_values("N", batch)})
 
 
 def _batch_elements(shape: Sequence[Any]) -> tuple[Any, ...]:
@@ -196,27 +201,31 @@ def _summed(a: Any, b: Any, batch: Sequence[Any]) -> tuple[Any, Any]:
     return math.prod(batch_a), math.prod(batch_b)
 
 
-def _product(a: Any, b: Any, added: bool) -> Bound | None:
+def _product(a: Any, b: Any) -> Bound | None:
     if a.dim() < 2 or b.dim() < 2:  # vector forms drop a dimension; they stay with the caller, measured
         return None
     import torch
 
     batch = tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], added, _summed(a, b, batch))
+    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], _summed(a, b, batch))
 
 
 def bind_f_matmul(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
     """``torch.matmul(a, b)``, ``a @ b``, ``mm``, ``bmm`` on operands of two or more dimensions."""
     first = argument(args, kwargs, 0, "input")
     second = args[1] if len(args) > 1 else kwargs.get("other", kwargs.get("mat2"))
-    return _product(first, second, added=False)
+    return _product(first, second)
 
 
 def bind_f_addmm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
     """``addmm``/``baddbmm(input, a, b, beta=, alpha=)``: the product plus ``input`` unless ``beta`` is 0."""
+    added = argument(args, kwargs, 0, "input")
     first = args[1] if len(args) > 1 else kwargs.get("mat1", kwargs.get("batch1"))
     second = args[2] if len(args) > 2 else kwargs.get("mat2", kwargs.get("batch2"))
-    return _product(first, second, added=kwargs.get("beta", 1) != 0)
+    batch = tuple(first.shape[:-2])
+    values = {"M": first.shape[-2], "K": first.shape[-1], "P": second.shape[-1],
+              "B": int(kwargs.get("beta", 1) != 0), "A_n": added.numel()}
+    return Bound(_with_leading("matmul_added", len(batch)), {**values, **split_values("N", batch)})
 
 
 @cache
