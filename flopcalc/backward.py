@@ -61,7 +61,8 @@ def _function_flags(tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
 
 
 _GENERIC_FLAGS = {"g_x", "g_W", "g_b", "g_h"}
-_OUTPUT_NAMES = {symbol.name for symbol in OUTPUT_FLAGS}  # set by _watch_outputs
+_OUTPUT_SYMBOLS = {symbol for position in OUTPUT_FLAGS for symbol in position}
+_OUTPUT_NAMES = {symbol.name for symbol in _OUTPUT_SYMBOLS}  # set by _watch_outputs
 _OPERAND = re.compile(r"g_x(\d+)")
 
 
@@ -140,16 +141,18 @@ class BackwardTracer(Tracer):
         self._watch_outputs(index, output)
 
     def _watch_outputs(self, index: int, output: Any) -> None:
-        """For a formula with output flags (``g_y``, ``g_hn``, ``g_cn``): each is 0 until the backward pass
-        delivers a gradient to that floating-point output of the call."""
+        """For a formula with output flags (``g_y``, ``g_hn``, ``g_cn``, ``g_aw``): each is 0 until the backward
+        pass delivers a gradient to that floating-point output of the call."""
         bound = self.calls[index].bound
-        if bound is None or not set(OUTPUT_FLAGS) & bound.formula.gradient_symbols:
+        named = _OUTPUT_SYMBOLS & bound.formula.gradient_symbols if bound is not None else set()
+        if not named:
             return
         floating = [t for t in tensors_in(output) if t.is_floating_point() or t.is_complex()]
-        for symbol, tensor in zip(OUTPUT_FLAGS, floating):
-            self.backward[index].flags[symbol.name] = 0
-            if tensor.grad_fn is not None:
-                self.output_flags.setdefault(tensor.grad_fn, []).append((index, tensor.output_nr, symbol.name))
+        for symbols, tensor in zip(OUTPUT_FLAGS, floating):
+            for symbol in (s for s in symbols if s in named):
+                self.backward[index].flags[symbol.name] = 0
+                if tensor.grad_fn is not None:
+                    self.output_flags.setdefault(tensor.grad_fn, []).append((index, tensor.output_nr, symbol.name))
 
     def function_call(self, label: str, binder: Any, func: Any, args: tuple[Any, ...],
                       kwargs: Mapping[str, Any]) -> Any:

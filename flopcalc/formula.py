@@ -100,10 +100,11 @@ g_x1, g_x2 = flag("g_x1"), flag("g_x2")
 """Backward flags of a layer with two inputs (Bilinear): its first, its second input needs a gradient."""
 g_h = flag("g_h")
 """Backward flag of a recurrent cell: the state passed to it needs a gradient (``g_x`` is then its first input's)."""
-g_y, g_hn, g_cn = flag("g_y"), flag("g_hn"), flag("g_cn")
-OUTPUT_FLAGS = (g_y, g_hn, g_cn)
-"""Backward flags of a call's floating-point outputs, in order (a recurrent stack's output, final hidden state and
-final cell state): 1 when that output receives a gradient in the backward pass (the model uses it)."""
+g_y, g_hn, g_cn, g_aw = flag("g_y"), flag("g_hn"), flag("g_cn"), flag("g_aw")
+OUTPUT_FLAGS = ((g_y,), (g_hn, g_aw), (g_cn,))
+"""Backward flags of a call's floating-point outputs, by position (a recurrent stack's output, final hidden state
+and final cell state; MultiheadAttention's returned weights, its second output): 1 when that output receives a
+gradient in the backward pass (the model uses it)."""
 
 
 @dataclass(frozen=True)

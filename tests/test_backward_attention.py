@@ -118,6 +118,27 @@ def test_multihead_attention_returning_averaged_weights():
     assert attn.backward.status is Status.MATCH
 
 
+class DiscardsWeights(nn.Module):
+    """``y, _ = mha(x, x, x)``: the weights are returned (need_weights defaults to True) but unused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.attn(x, x, x)
+        return y
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_multihead_attention_with_discarded_weights(device):
+    attn = flopcalc.analyze(DiscardsWeights(), (3, 1, 8), device=device, backward=True).row("attn")
+    # The returned weights get no gradient: no mean's backward (18 div) and no sum with their use by V (18
+    # add); Q alone is scaled, as on the need_weights path: mul 84 − 24 = 60, softmax's 30 adds.
+    assert parts(attn) == (OUT_PROJ + CORE, {"mul": 60, "add": 30}, IN_PROJ + OUT_PROJ, BIAS_SUMS)
+    assert attn.backward.status is Status.MATCH
+
+
 def test_multihead_attention_total_agrees_with_plain_autograd():
     """The report's measured backward equals autograd run under the op counter outside flopcalc, less the sums
     that assemble Q, K, V's gradients from disjoint slices of the packed projection."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 
-from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_b, g_W, g_x, g_x1, g_x2
+from flopcalc.formula import Gradient, LayerFormula, OpKind, dims, flag, g_aw, g_b, g_W, g_x, g_x1, g_x2
 from flopcalc.layers import activation, linear
 from flopcalc.layers.activation import SOFTMAX
 from flopcalc.registry import REGISTRY, Bound, argument
@@ -191,14 +191,15 @@ def _multihead_backward(projections: list[LayerFormula], with_weights: LayerForm
     upstream, scores = _any_needed(needs_q, needs_k, needs_v), _any_needed(needs_q, needs_k)
     reaches = {g_x1: needs_q, g_x2: needs_k, g_x3: needs_v}
     cores = [f.grad_input.substituted(reaches) for f in (with_weights, without_weights)]  # type: ignore[union-attr]
-    # Returned weights averaged over the heads: the mean's backward divides their gradient by H for each head.
-    averaged = {OpKind.DIV.value: W * A * scores * N * H * L * S_a}
-    # Gradients the engine sums within the module: returned weights also multiply V (one add per score), and
-    # one tensor given as two of query, key, value with separate projections gets its two gradients summed.
+    # Returned weights that get a gradient (g_aw: the model uses them) averaged over the heads: the mean's
+    # backward divides their gradient by H for each head.
+    averaged = {OpKind.DIV.value: W * g_aw * A * scores * N * H * L * S_a}
+    # Gradients the engine sums within the module: returned weights that get a gradient also multiply V (one
+    # add per score), and one tensor given as two of query, key, value to separate projections gets two.
     # Q, K, V selected from one packed projection are disjoint slices of it: assembling their gradients is
     # data movement (docs/conventions.md, "Gradient sums").
     shared = g_x1 * (U_qk + U_qv) * N * L * E + g_x2 * U_kv * N * S * D_k
-    summed = {OpKind.ADD.value: W * N * H * L * S_a * scores + shared}
+    summed = {OpKind.ADD.value: W * g_aw * N * H * L * S_a * scores + shared}
     core = Gradient(macs=W * cores[0].macs + (1 - W) * cores[1].macs,
                     ops=_add_ops(_either(W, cores[0].ops, cores[1].ops), averaged, summed))
     *inputs, output = projections
