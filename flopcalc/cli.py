@@ -175,7 +175,8 @@ def analyze_command(
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
     ] = None,
     at: Annotated[
-        str | None, typer.Option(metavar="SIZES", help="evaluate a closed form at sizes, e.g. 224x224,320x320")
+        list[str] | None,
+        typer.Option(metavar="SIZES", help="evaluate a closed form at sizes, e.g. 224x224,320x320 (repeatable)"),
     ] = None,
     hint: Annotated[
         list[str] | None,
@@ -256,7 +257,7 @@ def analyze_command(
             _check_convention_request(convention, output_format, symbols)
         if (at or hint) and not symbols:
             raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
-        points = parse_points(at, symbols) if at else []
+        points = parse_points(",".join(at), symbols) if at else []
         _check_plot(plot, hardware)
         request = cli_run.Request(
             model, request_inputs, device.value if device else None, parse_arguments(arguments),

@@ -154,6 +154,8 @@ def test_cli_closed_form_json_table_and_latex(tmp_path) -> None:
     assert table.exit_code == 0, table.output
     assert f"{1 * 8 * 112 * 112 * 3 * 9:,}" in table.stdout
     assert f"{2 * 8 * 113 * 151 * 3 * 9:,}" in table.stdout  # ⌊224/2⌋ + 1 = 113, ⌊300/2⌋ + 1 = 151
+    repeated = runner.invoke(app, [*args, "--at", "1x224x224", "--at", "2x225x301"])  # the same two points
+    assert repeated.exit_code == 0 and repeated.stdout == table.stdout
     latex = runner.invoke(app, [*args, "--format", "latex"])
     assert r"H_{1} = \left\lceil \frac{H}{2} \right\rceil" in latex.stdout
 
