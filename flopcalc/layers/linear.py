@@ -148,10 +148,15 @@ def _with_leading(formula_name: str, leading: int) -> LayerFormula:
     return split_size(formula, N, split_parts(N, leading))
 
 
+def _bound(formula_name: str, leading: Sequence[Any], values: Mapping[str, Any]) -> Bound:
+    """The formula ``formula_name`` bound to ``values`` and to ``N``'s ``leading`` dimensions."""
+    return Bound(_with_leading(formula_name, len(leading)), {**values, **split_values("N", leading)})
+
+
 def bind_linear(module: nn.Linear, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
     leading = tuple(args[0].shape[:-1])
     values = {"C_in": module.in_features, "C_out": module.out_features, "B": int(module.bias is not None)}
-    return Bound(_with_leading("linear", len(leading)), {**values, **split_values("N", leading)})
+    return _bound("linear", leading, values)
 
 
 def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
@@ -160,7 +165,7 @@ def bind_bilinear(module: nn.Bilinear, args: tuple[Any, ...], kwargs: Mapping[st
         "C_in1": module.in1_features, "C_in2": module.in2_features, "C_out": module.out_features,
         "B": int(module.bias is not None), "U": int(not leading), "S": int(args[0] is args[1]),
     }
-    return Bound(_with_leading("bilinear", len(leading)), {**values, **split_values("N", leading)})
+    return _bound("bilinear", leading, values)
 
 
 def bind_f_linear(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
@@ -170,14 +175,7 @@ def bind_f_linear(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | N
         return None
     leading = tuple(x.shape[:-1])
     values = {"C_in": weight.shape[1], "C_out": weight.shape[0], "B": int(bias is not None)}
-    return Bound(_with_leading("linear", len(leading)), {**values, **split_values("N", leading)})
-
-
-def matmul_bound(batch: Sequence[Any], rows: Any, inner: Any, columns: Any, summed: tuple[Any, Any]) -> Bound:
-    """The matrix-product formula for ``batch`` dimensions of ``(rows, inner)·(inner, columns)`` products;
-    ``summed`` the batch elements of each operand, whose gradient is summed over its broadcast copies."""
-    values = {"M": rows, "K": inner, "P": columns, "B": 0, "N_a": summed[0], "N_b": summed[1]}
-    return Bound(_with_leading("matmul", len(batch)), {**values, **split_values("N", batch)})
+    return _bound("linear", leading, values)
 
 
 def _batch_elements(shape: Sequence[Any]) -> tuple[Any, ...]:
@@ -207,7 +205,9 @@ def _product(a: Any, b: Any) -> Bound | None:
     import torch
 
     batch = tuple(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
-    return matmul_bound(batch, a.shape[-2], a.shape[-1], b.shape[-1], _summed(a, b, batch))
+    summed = _summed(a, b, batch)
+    values = {"M": a.shape[-2], "K": a.shape[-1], "P": b.shape[-1], "B": 0, "N_a": summed[0], "N_b": summed[1]}
+    return _bound("matmul", batch, values)
 
 
 def bind_f_matmul(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | None:
@@ -225,7 +225,7 @@ def bind_f_addmm(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound | No
     batch = tuple(first.shape[:-2])
     values = {"M": first.shape[-2], "K": first.shape[-1], "P": second.shape[-1],
               "B": int(kwargs.get("beta", 1) != 0), "A_n": added.numel()}
-    return Bound(_with_leading("matmul_added", len(batch)), {**values, **split_values("N", batch)})
+    return _bound("matmul_added", batch, values)
 
 
 @cache
