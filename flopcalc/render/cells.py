@@ -89,7 +89,7 @@ def size_names(report: Report) -> SizeNames | None:
     return closed_forms.size_names(report) if report.is_symbolic else None
 
 
-def style(raw: bool, latex: bool) -> Style:
+def count_style(raw: bool, latex: bool) -> Style:
     """How a closed-form count is written: plain text (``raw``, CSV), LaTeX, or Unicode."""
     return Style.TEXT if raw else Style.LATEX if latex else Style.UNICODE
 
@@ -212,14 +212,16 @@ def format_value(
     if names is not None and key == "output_shape" and not raw:
         times = " \\times " if latex else "×"
         return ", ".join(
-            times.join(closed_forms.shape_dim(d, names, style(raw, latex)) for d in shape)
+            times.join(closed_forms.shape_dim(d, names, count_style(raw, latex)) for d in shape)
             for shape in value  # type: ignore[attr-defined]
         )
     if names is not None and key == "output_shape":
         value = [[simplify_sizes(d) for d in shape] for shape in value]  # type: ignore[attr-defined]
     if isinstance(value, sp.Basic):
         if names is not None:
-            return closed_forms.format_plain(value) if raw else closed_forms.format_count(value, names, style(raw, latex))
+            if raw:
+                return closed_forms.format_plain(value)
+            return closed_forms.format_count(value, names, count_style(raw, latex))
         if latex:
             return sp.latex(value)
     if key == "output_shape":

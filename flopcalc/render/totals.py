@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from flopcalc.formula import Number
 from flopcalc.render import closed_forms, coverage, training
-from flopcalc.render.cells import Latex, display_name, size_names, style
+from flopcalc.render.cells import Latex, count_style, display_name, size_names
 from flopcalc.render.units import fmt_bytes, fmt_count, fmt_scaled
 from flopcalc.report import Report
 from flopcalc.sizes import SizeNames
@@ -61,7 +61,7 @@ def _checked_items(report: Report) -> list[tuple[str, str]]:
 
 
 def _where_items(names: SizeNames, latex: bool) -> list[tuple[str, str]]:
-    definitions = closed_forms.definitions(names, style(False, latex))
+    definitions = closed_forms.definitions(names, count_style(False, latex))
     if not definitions:
         return []
     return [("Where", Latex(", ".join(f"${d}$" for d in definitions)) if latex else ", ".join(definitions))]
@@ -71,7 +71,7 @@ def _closed_form_counts(report: Report, names: SizeNames, latex: bool) -> list[t
     """MACs, other ops and FLOPs in the named sizes, their leading terms, and whether the measurement agrees
     (it does when both are the same expression in normal form, which holds at every size)."""
     t = report.totals
-    style = style(False, latex)
+    style = count_style(False, latex)
 
     def count(value: Number) -> str:
         text = closed_forms.format_count(value, names, style)
