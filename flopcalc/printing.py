@@ -44,13 +44,25 @@ class _PositiveFirst(_TextPrinter):
 
 
 class _MathPrinter(_PositiveFirst):
-    """Floors and ceilings as ``⌊x⌋`` and ``⌈x⌉``."""
+    """Floors and ceilings as ``⌊x⌋`` and ``⌈x⌉``, a sum as ``Σ_{i=0}^{n - 1} (x)``, ``max(0, N - B)``."""
 
     def _print_floor(self, expr: sp.floor) -> str:
         return f"⌊{self._print(expr.args[0])}⌋"
 
     def _print_ceiling(self, expr: sp.ceiling) -> str:
         return f"⌈{self._print(expr.args[0])}⌉"
+
+    def _print_Sum(self, expr: sp.Sum) -> str:
+        bounds = "".join(
+            f"Σ_{{{self._print(index)}={self._print(low)}}}^{{{self._print(high)}}} " for index, low, high in expr.limits
+        )
+        return f"{bounds}({self._print(expr.function)})"
+
+    def _print_Max(self, expr: sp.Max) -> str:
+        return f"max({self.stringify(expr.args, ', ')})"
+
+    def _print_Min(self, expr: sp.Min) -> str:
+        return f"min({self.stringify(expr.args, ', ')})"
 
 
 def _human(text: str) -> str:
@@ -65,14 +77,33 @@ def to_math(expr: sp.Expr) -> str:
 
 
 class _NumberStrPrinter(_MathPrinter):
-    """Prints each bound symbol as its number, keeping the formula's structure (floors as ``⌊x⌋``)."""
+    """Prints each bound symbol as its number, keeping the formula's structure (floors as ``⌊x⌋``); a symbol
+    bound to an expression (a closed form's ``H_out = ⌈H/2⌉ - 1``) is written as the expression, in parentheses
+    where it is not a single term."""
 
     def __init__(self, numbers: Mapping[sp.Symbol, sp.Expr]):
         super().__init__()
         self._numbers = numbers
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
-        return sp.sstr(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+        if expr not in self._numbers:
+            return super()._print_Symbol(expr)
+        value = self._numbers[expr]
+        if value.is_Number:
+            return sp.sstr(value)
+        text = _MathPrinter().doprint(value)
+        return f"({text})" if value.is_Add else text
+
+
+class _TotalPrinter(_MathPrinter):
+    """A value left symbolic, as a sheet writes its totals: whole numbers with thousands separators
+    (``51,840·W_out``, as ``= 1,792`` for a number)."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return f"{int(expr):,}"
+
+    def _print_Rational(self, expr: sp.Rational) -> str:
+        return f"{expr.p:,}/{expr.q:,}"
 
 
 class _MathLatexPrinter(LatexPrinter):
@@ -99,7 +130,20 @@ class _NumberLatexPrinter(_MathLatexPrinter):
         self._numbers = numbers
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
-        return sp.latex(self._numbers[expr]) if expr in self._numbers else super()._print_Symbol(expr)
+        if expr not in self._numbers:
+            return super()._print_Symbol(expr)
+        value = self._numbers[expr]
+        if value.is_Number:
+            return sp.latex(value)
+        text = _MathLatexPrinter().doprint(value)
+        return f"\\left({text}\\right)" if value.is_Add else text
+
+
+class _TotalLatexPrinter(_MathLatexPrinter):
+    """LaTeX twin of :class:`_TotalPrinter`: ``51{,}840 W_{\\mathrm{out}}``."""
+
+    def _print_Integer(self, expr: sp.Integer) -> str:
+        return f"{int(expr):,}".replace(",", "{,}")
 
 
 def _structural(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr]) -> tuple[dict[sp.Symbol, sp.Expr], sp.Expr]:
@@ -132,6 +176,8 @@ def render_substituted(expr: sp.Expr, values: Mapping[sp.Symbol, int | sp.Expr],
     total = structural.xreplace(values).doit()
     if total.is_Integer:
         return with_total(body, int(total), latex)
-    if latex:
-        return f"{body} = {to_latex(total)}"
-    return body if body == sp.sstr(total) else f"{body} = {sp.sstr(total)}"
+    if latex:  # a value left symbolic (symbols unbound), written as the whole-number totals are
+        return f"{body} = {_TotalLatexPrinter().doprint(total)}"
+    if body == _body(total, {}, latex):
+        return body
+    return f"{body} = {_human(_TotalPrinter().doprint(total))}"

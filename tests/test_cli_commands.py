@@ -108,6 +108,21 @@ def test_formula_sheet_is_written_as_a_person_writes_it():
     assert out.count("= 32 + 1 - 3 = 30") == 2
 
 
+def test_a_value_left_symbolic_is_written_as_a_person_writes_it():
+    # W unbound: H_out = 32 + 1 - 3 = 30, W_out = W - 2; 3·64·30·3·3 = 51,840 and 64·30 = 1,920
+    result = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "= 3·64·30·3·3·W_out = 51,840·W_out" in out
+    assert "= 64·30·W_out = 1,920·W_out" in out
+    assert "= W + 1 - 3 = W - 2" in out
+    assert "*" not in out and "unbound: W" in out
+    strided = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "s_w=2").stdout
+    assert "= ⌊(W - 3)/2⌋ + 1 = ⌊W/2 - 3/2⌋ + 1" in strided and "floor" not in strided
+    latex = run_cli("formula", "conv2d", "C_in=3", "C_out=64", "K_h=3", "K_w=3", "H=32", "--format", "latex").stdout
+    assert r"&= 3 \cdot 64 \cdot 30 \cdot 3 \cdot 3 \cdot W_{\mathrm{out}} = 51{,}840 W_{\mathrm{out}}" in latex
+
+
 def test_pooling_stride_defaults_to_the_kernel():
     result = run_cli("formula", "max_pool2d", "C=8", "H=32", "W=32", "K_h=2", "K_w=2")
     assert result.exit_code == 0, result.output

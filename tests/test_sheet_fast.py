@@ -117,3 +117,22 @@ def test_the_command_prints_from_the_plan_without_sympy_or_typer(argv):
 ])
 def test_what_the_plan_does_not_answer_goes_to_the_live_command(argv):
     assert cli_start._sheet_with_values(argv) is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_sheet_with_symbols_left_unbound_is_written_as_a_person_writes_it(name):
+    # the first and the last symbol left out in turn; the live path prints the sheet, the fast one declines unless a
+    # default binds the symbol left out
+    symbols = sorted(s.name for s in REGISTRY.formula(name).symbols)
+    for left_out in {symbols[0], symbols[-1]} if symbols else ():
+        values = {symbol: 2 + i % 4 for i, symbol in enumerate(symbols) if symbol != left_out}
+        for latex in (False, True):
+            sheet = live_sheet(name, values, latex)
+            if sheet is None or not values:
+                continue  # refused, as the fast path would refuse it
+            assert fast_sheet(name, values, latex) == (sheet if bound_everywhere(name, values) else None)
+            lines = sheet.splitlines()[2:]  # after the name and description, and the symbols (or \\begin{align*})
+            lines = [line for line in lines if not line.startswith(("%", "\\end"))]
+            sympy_forms = ("*", "floor(", "ceiling(", "Sum(", "Max(", "Min(", "Mod(")
+            assert not any(form in line for line in lines for form in sympy_forms), sheet
+

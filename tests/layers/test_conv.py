@@ -9,6 +9,7 @@ from support import formula_and_measured, param_count
 from torch import nn
 
 from flopcalc.layers.conv import (
+    CONV2D,
     DEPTHWISE_CONV2D,
     POINTWISE_CONV2D,
     bind_conv,
@@ -88,6 +89,20 @@ def test_alexnet_conv1_substituted() -> None:
         r"3 \cdot 64 \cdot 11 \cdot 11 + 64 = 23{,}296"
     )
     assert bound.formula.to_text("params") == "C_in*C_out*K_h*K_w/G + B*C_out"
+
+
+def test_a_size_bound_to_an_expression_is_substituted_in_parentheses() -> None:
+    # a closed form's row: H_out and W_out are expressions in H and W, written as they are, in parentheses
+    h, w = sp.symbols("H W", integer=True, positive=True)
+    values = {"N": 1, "C_in": 3, "C_out": 8, "K_h": 3, "K_w": 3, "G": 1, "H_out": sp.ceiling(h / 2) - 1,
+              "W_out": sp.ceiling(w / 2) - 1}
+    # 3·8·3·3 = 216
+    assert CONV2D.substituted("macs", values) == "3·8·(⌈H/2⌉ - 1)·3·3·(⌈W/2⌉ - 1) = 216·(⌈H/2⌉ - 1)·(⌈W/2⌉ - 1)"
+    assert CONV2D.substituted("macs", values, latex=True) == (
+        r"3 \cdot 8 \cdot \left(\left\lceil{\frac{H}{2}}\right\rceil - 1\right) \cdot 3 \cdot 3 \cdot "
+        r"\left(\left\lceil{\frac{W}{2}}\right\rceil - 1\right) = "
+        r"216 \left(\left\lceil{\frac{H}{2}}\right\rceil - 1\right) \left(\left\lceil{\frac{W}{2}}\right\rceil - 1\right)"
+    )
 
 
 def test_depthwise_and_pointwise_by_hand() -> None:
