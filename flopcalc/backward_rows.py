@@ -67,9 +67,18 @@ def backward_rows(tracer: BackwardTracer, rows: tuple[LayerRow, ...]) -> list[La
             status = Status.MATCH if matched else Status.MEASURED_ONLY
         result[row.index] = LayerBackward(
             grad_input=grad_input, grad_weight=grad_weight, measured=measured, recompute=recompute, status=status,
-            mismatches=mismatches, flags=dict(own.flags), uncounted=dict(uncounted),
+            mismatches=mismatches, flags=_shown_flags(own.flags, formula), uncounted=dict(uncounted),
         )
     return [r for r in result if r is not None]
+
+
+def _shown_flags(flags: Mapping[str, int], formula: Any) -> dict[str, int]:
+    """The flags a row reports: those its backward formula uses (``addmm``'s ``g_x1``–``g_x3``, not the generic
+    ``g_x``, ``g_W``, ``g_b`` read from the same call); all of the call's where it has no backward formula."""
+    if formula is None or not formula.has_backward:
+        return dict(flags)
+    used = {symbol.name for symbol in formula.gradient_symbols}
+    return {name: value for name, value in flags.items() if name in used}
 
 
 def own_backward(tracer: BackwardTracer, row: LayerRow, children: list[LayerBackward]) -> LayerBackward:

@@ -183,6 +183,8 @@ def test_json_totals_and_layers():
     layer = next(entry for entry in data["layers"] if entry["name"] == "2")
     assert layer["backward"]["grad_input"]["macs"] == 10_240
     assert layer["backward"]["flags"] == {"g_x": 1, "g_W": 1, "g_b": 1}
+    relu = next(entry for entry in data["layers"] if entry["name"] == "1")
+    assert relu["backward"]["flags"] == {"g_x": 1}  # the flag its formula uses; ReLU has no weight or bias
     assert "backward_macs" not in to_dict(flopcalc.analyze(mlp(), (8, 64)))["totals"]
 
 

@@ -15,6 +15,7 @@ from torch import nn
 import flopcalc
 from flopcalc import Status
 from flopcalc.measure import measure
+from flopcalc.render.json import to_dict
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True)
 
@@ -303,6 +304,13 @@ def test_addmm_backward_by_hand(device):
     row = product_row(flopcalc.analyze(Conv1D(), x, device=device, backward=True))
     assert parts(row) == (144, {}, 144, {"add": 30})
     assert row.backward.status is Status.MATCH
+
+
+def test_addmm_json_lists_only_the_flags_its_formula_uses():
+    # addmm(bias, x, W): the bias and W train, x needs no gradient; the formula reads g_x1..g_x3 only
+    layers = to_dict(flopcalc.analyze(Conv1D(), (1, 2, 3, 4), backward=True))["layers"]
+    product = next(layer for layer in layers if layer["function"] == "torch.addmm")
+    assert product["backward"]["flags"] == {"g_x1": 1, "g_x2": 0, "g_x3": 1}
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])
