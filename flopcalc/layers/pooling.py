@@ -379,6 +379,7 @@ def _bind() -> None:
     for n in _DIMS:
         REGISTRY.bind_functions({getattr(F, f"max_pool{n}d"): f"F.max_pool{n}d"}, _f_pool(n, "max"))
         REGISTRY.bind_functions({getattr(F, f"avg_pool{n}d"): f"F.avg_pool{n}d"}, _f_pool(n, "avg"))
-        REGISTRY.bind_functions({getattr(F, f"adaptive_max_pool{n}d"): f"F.adaptive_max_pool{n}d"}, _f_adaptive(n, "max"))
-        REGISTRY.bind_functions({getattr(F, f"adaptive_avg_pool{n}d"): f"F.adaptive_avg_pool{n}d"}, _f_adaptive(n, "avg"))
+        for reduction in ("max", "avg"):
+            name = f"adaptive_{reduction}_pool{n}d"
+            REGISTRY.bind_functions({getattr(F, name): f"F.{name}"}, _f_adaptive(n, reduction))
     REGISTRY.bind_functions({F.interpolate: "F.interpolate"}, bind_f_interpolate)
