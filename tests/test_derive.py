@@ -76,7 +76,7 @@ def test_elementwise_with_a_python_scalar(op, name, scalar):
     _derived_and_checked(shapes, op, [_layouts(shapes)[name], scalar])
 
 
-@pytest.mark.parametrize("name", ["contiguous", "transposed", "bf16", "long", "key_t"])
+@pytest.mark.parametrize("name", ["contiguous", "transposed", "half", "bf16", "long", "key_t"])
 def test_dtype_conversion(name):
     shapes = SymbolicShapes()
     tensor = _layouts(shapes)[name]
