@@ -38,9 +38,10 @@ class Count(CountTotals):
     ops: Mapping[str, Number] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # One spelling per count: plain-string kinds, and no kind listed with zero operations.
+        # One spelling per count: plain-string kinds, and no kind listed with zero operations (inlined: every
+        # op and every row makes counts).
         for kind, value in self.ops.items():
-            if type(kind) is not str or _is_zero(value):
+            if type(kind) is not str or (isinstance(value, int) and value == 0):
                 object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
                 return
 
