@@ -183,12 +183,12 @@ class OpCounter(DispatchMode):
         super().__init__()
         self._sink = sink
         self._record = record
-        self._repeats = RepeatedOps()
+        self._repeats = RepeatedOps(_count)
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         key = self._repeats.key(func, args, kwargs)
-        replayed = None if key is None else self._repeats.replay(key, args)
+        replayed = None if key is None else self._repeats.replay(key, args, kwargs)
         if replayed is not None:  # the same op on the same meta inputs as before: same output metadata, same count
             out, count = replayed
         else:
