@@ -12,7 +12,8 @@ from typing import Any
 import sympy as sp
 from torch import nn
 
-from flopcalc.backward import BackwardTracer, backward_rows, own_backward
+from flopcalc.backward import BackwardTracer
+from flopcalc.backward_rows import backward_rows, own_backward
 from flopcalc.formula import Evaluation, Number
 from flopcalc.inputs import ModelInputs
 from flopcalc.measure import Count

@@ -18,7 +18,6 @@ charges each sum to a call.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,63 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from flopcalc.backward_flags import OUTPUT_SYMBOLS, function_flags, module_flags
 from flopcalc.errors import InputError
-from flopcalc.formula import GRADIENT_PARTS, OUTPUT_FLAGS, g_h
+from flopcalc.formula import OUTPUT_FLAGS
 from flopcalc.gradient_sums import GradientSums
 from flopcalc.measure import Count
 from flopcalc.measure.core import ZERO
 from flopcalc.registry import FormulaRegistry
-from flopcalc.report import LayerBackward, LayerRow, Status
 from flopcalc.trace import Tracer, tensors_in
-
-
-def _is_bias(name: str) -> bool:
-    return name.rsplit(".", 1)[-1].startswith("bias")
-
-
-def _function_flags(tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
-    """The backward flags of a functional call, from its tensor arguments in order: the first is the input
-    (indices, as ``F.embedding``'s, need no gradient); of the floating-point ones after it, when the formula
-    has a bias (``B = 1``) the last is the bias (``F.linear(x, W, b)``, ``F.conv2d``, ``F.layer_norm``,
-    ``F.batch_norm``), the others are weights (a matmul's second operand, ``F.embedding``'s table)."""
-    floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
-    takes_input = bool(floating) and tensors[0] is floating[0]
-    others = floating[1:] if takes_input else floating
-    has_bias = bound is not None and bound.values.get("B") == 1 and bool(others)
-    bias = others[-1:] if has_bias else []
-    weights = others[:-1] if has_bias else others
-    return {
-        "g_x": int(takes_input and floating[0].requires_grad),
-        "g_W": int(any(t.requires_grad for t in weights)),
-        "g_b": int(any(t.requires_grad for t in bias)),
-        **_named_flags(bound, floating, {}),
-    }
-
-
-_GENERIC_FLAGS = {"g_x", "g_W", "g_b", "g_h"}
-_OUTPUT_SYMBOLS = {symbol for position in OUTPUT_FLAGS for symbol in position}
-_OUTPUT_NAMES = {symbol.name for symbol in _OUTPUT_SYMBOLS}  # set by _watch_outputs
-_OPERAND = re.compile(r"g_x(\d+)")
-
-
-def _named_flags(bound: Any, floating: list[torch.Tensor], trainable: Mapping[str, bool]) -> dict[str, int]:
-    """The per-operand and per-parameter flags a backward formula names, where the work depends on which one
-    needs a gradient: ``g_x<i>`` the i-th floating-point input (``g_x1`` the first) needs a gradient;
-    ``g_<parameter>``, the parameter's name with dots as underscores (``g_out_proj_weight``), is trainable
-    (0 for a parameter the module does not have: ``g_q_proj_weight`` of a packed MultiheadAttention)."""
-    if bound is None:
-        return {}
-    flags = {}
-    for symbol in bound.formula.gradient_symbols:
-        name = symbol.name
-        if not name.startswith("g_") or name in _GENERIC_FLAGS or name in _OUTPUT_NAMES or name in bound.backward_flags:
-            continue
-        if operand := _OPERAND.fullmatch(name):
-            i = int(operand[1]) - 1
-            flags[name] = int(len(floating) > i and floating[i].requires_grad)
-        else:
-            flags[name] = int(trainable.get(name[2:], False))
-    return dict(sorted(flags.items()))
 
 
 @dataclass
@@ -144,7 +94,7 @@ class BackwardTracer(Tracer):
         """For a formula with output flags (``g_y``, ``g_hn``, ``g_cn``, ``g_aw``): each is 0 until the backward
         pass delivers a gradient to that floating-point output of the call."""
         bound = self.calls[index].bound
-        named = _OUTPUT_SYMBOLS & bound.formula.gradient_symbols if bound is not None else set()
+        named = OUTPUT_SYMBOLS & bound.formula.gradient_symbols if bound is not None else set()
         if not named:
             return
         floating = [t for t in tensors_in(output) if t.is_floating_point() or t.is_complex()]
@@ -165,7 +115,7 @@ class BackwardTracer(Tracer):
         output = super().function_call(label, binder, func, args, kwargs)
         if len(self.calls) > index:  # a row of its own (it runs no module, so it is the last call)
             self.stops[index] = stops
-            self.backward.append(CallBackward(_function_flags(tensors, self.calls[index].bound)))
+            self.backward.append(CallBackward(function_flags(tensors, self.calls[index].bound)))
             self._claim_nodes(index, output, self.stops[index], self.node_call, self.stops)
         return output
 
@@ -193,26 +143,8 @@ class BackwardTracer(Tracer):
                 handle.remove()
 
     def _flags(self, module: nn.Module, tensors: list[torch.Tensor], bound: Any) -> dict[str, int]:
-        """``g_x``: an input needs a gradient; ``g_W``/``g_b``: a weight / bias of the module is trainable.
-        A formula that names per-operand or per-parameter flags gets them (:func:`_named_flags`: Bilinear's
-        ``g_x1``, ``g_x2``, MultiheadAttention's per projection); a recurrent cell's (with ``g_h``) tells its
-        first input (``g_x``) from the state passed in (``g_h``)."""
-        binder = self.registry.binder_for(module)
-        params = module.named_parameters(recurse=binder is not None)
-        trainable = [(name, p.requires_grad) for name, p in params]
-        floating = [t for t in tensors if t.is_floating_point() or t.is_complex()]
-        flags = {
-            "g_x": int(any(t.requires_grad for t in floating)),
-            "g_W": int(any(grad for name, grad in trainable if not _is_bias(name))),
-            "g_b": int(any(grad for name, grad in trainable if _is_bias(name))),
-        }
-        flags.update(_named_flags(bound, floating, {name.replace(".", "_"): grad for name, grad in trainable}))
-        if bound is not None and g_h in bound.formula.gradient_symbols:
-            flags["g_x"] = int(bool(floating) and floating[0].requires_grad)
-            flags["g_h"] = int(any(t.requires_grad for t in floating[1:]))
-        if bound is not None:
-            flags.update(bound.backward_flags)
-        return flags
+        """The call's backward flags (:func:`flopcalc.backward_flags.module_flags`)."""
+        return module_flags(module, tensors, bound, recurse=self.registry.binder_for(module) is not None)
 
     def _claim_nodes(
         self, index: int, output: Any, stops: set[Any], owners: dict[Any, int], stops_of: Mapping[int, set[Any]]
@@ -321,94 +253,3 @@ class BackwardTracer(Tracer):
                 handle.remove()
             for param, grad in saved_grads:
                 param.grad = grad
-
-
-def _split(row_backward: list[LayerBackward | None], children: tuple[int, ...]) -> tuple[Count, Count] | None:
-    parts = [row_backward[c] for c in children]
-    if any(part is None or part.grad_input is None or part.grad_weight is None for part in parts):
-        return None
-    grad_input = sum((part.grad_input for part in parts if part and part.grad_input), ZERO)
-    grad_weight = sum((part.grad_weight for part in parts if part and part.grad_weight), ZERO)
-    return grad_input, grad_weight
-
-
-def backward_rows(tracer: BackwardTracer, rows: tuple[LayerRow, ...]) -> list[LayerBackward]:
-    """Each row's backward: the formula's grad-input and grad-weight where the family has a backward formula,
-    checked against the measured backward of the call and its children; otherwise the measurement."""
-    result: list[LayerBackward | None] = [None] * len(rows)
-    for row in reversed(rows):
-        own = tracer.backward[row.index]
-        measured, recompute, uncounted = own.count, own.recompute, Counter(own.uncounted)
-        for child in row.children:
-            done = result[child]
-            assert done is not None
-            measured, recompute = measured + done.measured, recompute + done.recompute
-            uncounted.update(done.uncounted)
-        formula = row.bound.formula if row.bound else None
-        mismatches: tuple[str, ...] = ()
-        if formula is not None and formula.has_backward:
-            values = {**row.bound.values, **own.flags}
-            try:
-                grad_input, grad_weight = (_evaluate(formula.gradient(part), values) for part in GRADIENT_PARTS)
-            except Exception as exc:  # reported as a mismatch, never fatal (as for the forward formula)
-                grad_input = grad_weight = None
-                mismatches = (f"backward formula could not be evaluated: {type(exc).__name__}: {exc}",)
-            if mismatches:
-                status = Status.MISMATCH
-            elif uncounted:
-                status = Status.FORMULA_ONLY
-            else:
-                mismatches = _compare(grad_input + grad_weight, measured)
-                status = Status.MISMATCH if mismatches else Status.MATCH
-        else:
-            split = _split(result, row.children) if row.children else None
-            if split is not None:
-                # Work of a container's own (the engine summing the gradients of a tensor it uses twice)
-                # is gradient propagation towards its input.
-                grad_input, grad_weight = split[0] + own.count, split[1]
-            else:
-                grad_input = grad_weight = None
-            children = [result[c] for c in row.children]
-            pure = not own.count.macs and not own.count.ops and not own.uncounted
-            matched = row.children and pure and all(c and c.status is Status.MATCH for c in children)
-            status = Status.MATCH if matched else Status.MEASURED_ONLY
-        result[row.index] = LayerBackward(
-            grad_input=grad_input, grad_weight=grad_weight, measured=measured, recompute=recompute, status=status,
-            mismatches=mismatches, flags=dict(own.flags), uncounted=dict(uncounted),
-        )
-    return [r for r in result if r is not None]
-
-
-def own_backward(tracer: BackwardTracer, row: LayerRow, children: list[LayerBackward]) -> LayerBackward:
-    """The backward work of ``row``'s ``(self)`` row: what its own nodes executed outside its children's (the
-    gradient of a residual add, the engine summing the gradients of a tensor the call uses twice). Its
-    grad-input/grad-weight split is the row's minus its children's where all of them have one. A row with a
-    backward formula is checked as a whole, so its part shares its status; otherwise the part is measured."""
-    whole, own = row.backward, tracer.backward[row.index]
-    assert whole is not None
-    grad_input = grad_weight = None
-    parts = [whole, *children]
-    if all(p.grad_input is not None and p.grad_weight is not None for p in parts):
-        grad_input = _minus(whole.grad_input, [c.grad_input for c in children])  # type: ignore[arg-type]
-        grad_weight = _minus(whole.grad_weight, [c.grad_weight for c in children])  # type: ignore[arg-type]
-    checked = row.bound is not None and row.bound.formula.has_backward
-    return LayerBackward(
-        grad_input=grad_input, grad_weight=grad_weight, measured=own.count, recompute=own.recompute,
-        status=whole.status if checked else Status.MEASURED_ONLY, uncounted=dict(own.uncounted),
-    )
-
-
-def _minus(whole: Count, parts: list[Count]) -> Count:
-    taken = sum(parts, ZERO)
-    ops = {kind: whole.ops.get(kind, 0) - taken.ops.get(kind, 0) for kind in {**whole.ops, **taken.ops}}
-    return Count(whole.macs - taken.macs, {kind: n for kind, n in ops.items() if n})
-
-
-def _evaluate(formula: Any, values: Mapping[str, Any]) -> Count:
-    evaluation = formula.evaluate(values)
-    return Count(evaluation.macs, dict(evaluation.ops))
-
-
-def _compare(formula: Count, measured: Count) -> tuple[str, ...]:
-    checks = [("backward macs", formula.macs, measured.macs), ("backward ops", dict(formula.ops), dict(measured.ops))]
-    return tuple(f"{what}: formula {a}, measured {b}" for what, a, b in checks if a != b)

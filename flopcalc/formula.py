@@ -9,6 +9,7 @@ multiply-accumulates (MACs) and the non-MAC operations by kind. The same express
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,7 +135,8 @@ class LayerFormula:
     as their own formula so that a table can show ``H_out = 55`` and a closed form can expand them.
     ``defaults`` are the module's defaults for symbols a caller may leave out (``s_h = 1``, ``G = 1``; an
     expression may name other symbols, as a pooling stride defaults to the kernel size). ``constraints`` are the
-    conditions the module itself enforces, by what they say (``"C_in divisible by G": Eq(Mod(C_in, G), 0)``).
+    conditions the module itself enforces, by what they say (``"C_in divisible by G": Eq(Mod(C_in, G), 0)``);
+    their symbols are the formula's own (:attr:`symbols`), so that binding them decides the rule.
     """
 
     name: str
@@ -183,7 +185,8 @@ class LayerFormula:
         return self._gradients[part]
 
     def specialize(self, name: str, description: str, subs: Mapping[sp.Symbol, sp.Expr]) -> LayerFormula:
-        """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``."""
+        """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``; a
+        constraint is restated in the variant's symbols (``C_out divisible by C_in``), or dropped where it holds."""
 
         def sub(expr: sp.Expr) -> sp.Expr:
             return sp.sympify(expr).xreplace(dict(subs))
@@ -200,12 +203,23 @@ class LayerFormula:
             grad_input=self.grad_input.substituted(subs) if self.grad_input else None,
             grad_weight=self.grad_weight.substituted(subs) if self.grad_weight else None,
             defaults={s: sub(e) for s, e in self.defaults.items() if s not in subs},
-            constraints={text: c for text, rule in self.constraints.items() if (c := sub(rule)) is not sp.true},
+            constraints={
+                _restated(text, subs): c for text, rule in self.constraints.items() if (c := sub(rule)) is not sp.true
+            },
         )
 
     @property
     def symbols(self) -> set[sp.Symbol]:
-        """Free symbols a caller must bind (intermediates excluded)."""
+        """Free symbols a caller binds (intermediates excluded): those the counts, the output shape and the
+        sizes depend on (:meth:`_counted_symbols`), and those a constraint names (a depthwise convolution's
+        ``C_in`` appears only in ``C_out divisible by C_in``)."""
+        free = self._counted_symbols()
+        for rule in self.constraints.values():
+            free |= sp.sympify(rule).free_symbols
+        return free - set(self.intermediates)
+
+    def _counted_symbols(self) -> set[sp.Symbol]:
+        """The symbols the counts, the output shape and the intermediate sizes depend on (intermediates excluded)."""
         exprs = [self.params, self.macs, self.buffers, *self.ops.values(), *self.output_shape]
         exprs += list(self.intermediates.values())
         free: set[sp.Symbol] = set()
@@ -242,7 +256,7 @@ class LayerFormula:
     @cached_property
     def _compiled(self) -> tuple[tuple[str, ...], Callable[..., list[Fraction]]]:
         """Every field with intermediates expanded, compiled once to exact rational Python arithmetic."""
-        args = tuple(sorted(self.symbols, key=lambda s: s.name))
+        args = tuple(sorted(self._counted_symbols(), key=lambda s: s.name))
         fields = [self.params, self.macs, self.buffers, *self.ops.values(), *self.output_shape]
         return tuple(s.name for s in args), compile_exact(args, [self.expand(e) for e in fields])
 
@@ -369,6 +383,15 @@ class LayerFormula:
     def substituted(self, what: str, values: Mapping[str | sp.Symbol, int], latex: bool = False) -> str:
         """The formula with numbers in place of symbols, and its value: ``3·11·11·64 + 64 = 23,296``."""
         return render_substituted(self.field_expr(what), self.resolve(values), latex=latex)
+
+
+def _restated(text: str, subs: Mapping[sp.Symbol, sp.Expr]) -> str:
+    """A constraint's description with each substituted symbol written as what replaces it."""
+    if not subs:
+        return text
+    by_name = {symbol.name: to_text(sp.sympify(expr)) for symbol, expr in subs.items()}
+    names = "|".join(re.escape(name) for name in sorted(by_name, key=len, reverse=True))
+    return re.sub(rf"(?<!\w)({names})(?!\w)", lambda found: by_name[found[1]], text)
 
 
 def _fraction(value: int | sp.Rational) -> Fraction:

@@ -95,8 +95,7 @@ def plan(formula: LayerFormula) -> dict[str, Any] | None:
         "symbols": {s.name: "+" if s.is_positive else "0" if s.is_nonnegative else ""
                     for s in sorted(formula.symbols, key=lambda s: s.name)},
         "defaults": [[s.name, _names(d), exact_code(sp.sympify(d))] for s, d in formula.defaults.items()],
-        "constraints": [[_names(formula.expand(rule)), exact_code(formula.expand(rule))]
-                        for rule in formula.constraints.values()],
+        "constraints": [exact_code(formula.expand(rule)) for rule in formula.constraints.values()],
         "intermediates": [[s.name, bool(s.is_positive), exact_code(formula.expand(s))]
                           for s in formula.intermediates],
         "counts": [exact_code(formula.expand(formula.field_expr(what))) for what in counts],

@@ -19,7 +19,7 @@ from torch import nn
 
 from flopcalc import LayerFormula, Status, analyze
 from flopcalc.registry import Bound
-from flopcalc.render import cells
+from flopcalc.render import cells, totals, units
 from flopcalc.render.console import to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
 from flopcalc.render.html import to_html
@@ -92,14 +92,14 @@ def test_cells(report):
 
 
 def test_totals_items_name_their_units(report):
-    items = dict(cells.totals_items(report))
+    items = dict(totals.totals_items(report))
     assert items["Total params"] == f"{CONV_PARAMS + LINEAR_PARAMS:,}"
     assert items["MACs"] == f"{TOTAL_MACS:,} MACs (10.66 K)"  # 7,776 + 2,880 = 10,656
     # other ops: 288 + 10 bias adds, 2 × 288 compares
     assert items["FLOPs"].startswith(f"{2 * TOTAL_MACS + 298 + 576:,} FLOPs")
     # 3,114 float32 params = 12,456 B; /1024 = 12.164 kB; /1024² = 0.012 MB
     assert items["Parameter memory"] == "12,456 B = 12.164 kB = 0.012 MB (float32; 1 kB = 1024 B)"
-    assert dict(cells.notes(report))["Convention"] == report.convention
+    assert dict(totals.notes(report))["Convention"] == report.convention
 
 
 def test_leaf_rows_sum_to_totals(report):
@@ -214,7 +214,7 @@ def test_console_via_rich_protocol(report):
 
 def test_parameter_memory_splits_bytes_by_dtype_only_when_mixed():
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2).half())
-    items = dict(cells.totals_items(analyze(model, (1, 4))))
+    items = dict(totals.totals_items(analyze(model, (1, 4))))
     # float32: 4·8 + 8 = 40 params = 160 B; float16: 8·2 + 2 = 18 params = 36 B; 196 B in all
     assert items["Parameter memory"] == "196 B = 0.191 kB = 0.000 MB (float16 36 B, float32 160 B; 1 kB = 1024 B)"
 
@@ -227,7 +227,7 @@ def test_legend_points_to_the_mismatch_note_only_when_there_is_one(report, misma
 
 def test_mismatch_is_highlighted(mismatched):
     assert {row.name for row in mismatched.mismatches} == {"act", "act#2"}
-    notes = [value for label, value in cells.notes(mismatched) if label == "Mismatch"]
+    notes = [value for label, value in totals.notes(mismatched) if label == "Mismatch"]
     assert notes[0].startswith("act (ReLU): macs: formula 1, measured 0")
     assert "| **mismatch** |" in to_markdown(mismatched)
     assert "\\textbf{mismatch}" in to_latex(mismatched)
@@ -243,14 +243,14 @@ def test_uncounted_ops_are_marked():
     report = analyze(nn.Sequential(Det()), (1, 3, 3))
     row = report.row("0")
     assert cells.status_text(row) == "measured-only*"
-    notes = dict(cells.notes(report))
+    notes = dict(totals.notes(report))
     assert notes["Uncounted ops"].startswith("aten._linalg_det.default ×1")
     assert cells.UNCOUNTED_LEGEND in cells.legend(cells.visible_rows(report))
 
 
 def test_parameter_memory_in_kib():
     # seed 003: 976,484 float32 parameters = 3,905,936 B, "3814.391 kB" with 1 kB = 1024 B
-    assert cells.fmt_bytes(976_484 * 4) == "3,905,936 B = 3,814.391 kB = 3.725 MB"
+    assert units.fmt_bytes(976_484 * 4) == "3,905,936 B = 3,814.391 kB = 3.725 MB"
 
 
 def test_never_called_modules_are_noted():
@@ -263,7 +263,7 @@ def test_never_called_modules_are_noted():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.used(x)
 
-    notes = dict(cells.notes(analyze(Spare(), (1, 4))))
+    notes = dict(totals.notes(analyze(Spare(), (1, 4))))
     assert notes["Never called"].startswith("unused (10 params): the forward pass did not call")  # 4·2 + 2
 
 

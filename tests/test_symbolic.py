@@ -17,7 +17,7 @@ from flopcalc.render.html import to_html
 from flopcalc.render.json import to_json
 from flopcalc.render.latex import to_latex
 from flopcalc.render.markdown import to_markdown
-from flopcalc.render import cells, closed_forms
+from flopcalc.render import cells, closed_forms, totals
 from flopcalc.sizes import simplify_sizes
 from flopcalc.symbolic import ConditionError, SymbolicTraceError
 
@@ -212,7 +212,7 @@ def test_resnet18_closed_form_as_a_person_writes_it() -> None:
     = 2,352 + 9,216 + 8,192 + 8,192 + 8,192 = 36,144 (H·W).
     """
     report = flopcalc.analyze(torchvision.models.resnet18(), (1, 3, "H", "W"))
-    items = dict(cells.totals_items(report))
+    items = dict(totals.totals_items(report))
     assert items["Where"] == (
         "H₁ = ⌈H/2⌉, W₁ = ⌈W/2⌉, H₂ = ⌈H₁/2⌉, W₂ = ⌈W₁/2⌉, H₃ = ⌈H₂/2⌉, W₃ = ⌈W₂/2⌉, "
         "H₄ = ⌈H₃/2⌉, W₄ = ⌈W₃/2⌉, H₅ = ⌈H₄/2⌉, W₅ = ⌈W₄/2⌉"

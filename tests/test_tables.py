@@ -27,7 +27,7 @@ from rich.console import Console
 from torch import nn
 
 from flopcalc import analyze
-from flopcalc.render import cells
+from flopcalc.render import cells, totals
 from flopcalc.render.compare import ComparisonEntry
 from flopcalc.render.console import comparison_to_rich, to_plain_text, to_rich
 from flopcalc.render.csv import to_csv
@@ -231,6 +231,6 @@ def test_repr_is_one_line_and_notebooks_get_html(attention):
 
 
 def test_units_and_the_keras_note(attention):
-    items = dict(cells.totals_items(attention))
+    items = dict(totals.totals_items(attention))
     assert "torchinfo counts the frozen params only" in items["Non-trainable params"]
     assert "1 kB = 1024 B" in items["Parameter memory"]

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flopcalc.errors import FlopcalcError
-from flopcalc.render.cells import KIB, Column, fmt_count, fmt_shapes
+from flopcalc.render.cells import Column, fmt_shapes
+from flopcalc.render.units import KIB, fmt_count
 from flopcalc.report import Report
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")

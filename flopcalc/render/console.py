@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from flopcalc.render import cells
+from flopcalc.render import cells, totals
 from flopcalc.render.fit import FitColumn, FitRow, FitTable
 from flopcalc.render.compare import ComparisonEntry, comparison_cells, comparison_columns, comparison_title
 from flopcalc.report import LayerRow, Report, Status
@@ -122,9 +122,9 @@ def to_rich(
         table += [evaluations_to_rich(report, evaluated)]  # the table ends in a blank line of its own
     return Group(
         *table,
-        _label_value_grid(cells.totals_items(report)),
+        _label_value_grid(totals.totals_items(report)),
         Text(),
-        _label_value_grid(cells.notes(report), NOTE_STYLES),
+        _label_value_grid(totals.notes(report), NOTE_STYLES),
     )
 
 

@@ -12,6 +12,7 @@ from flopcalc.conventions import CONVENTIONS, ConventionResult
 from flopcalc.render import cells
 from flopcalc.render.fit import FitColumn, FitRow, FitTable
 from flopcalc.render.markdown import escape
+from flopcalc.render.units import fmt_scaled
 from flopcalc.report import Report
 
 SIDE_BY_SIDE = ("Convention", "Tool", "Prints", "Unit", "× flopcalc", "Why it differs (in its unit)")
@@ -37,8 +38,8 @@ def side_by_side_rows(results: Sequence[ConventionResult]) -> list[tuple[str, ..
 
 
 def _headline(result: ConventionResult) -> list[tuple[str, str]]:
-    items = [(f"{result.tool} prints", cells.fmt_scaled(figure.value, figure.unit)) for figure in figures(result)]
-    items += [("flopcalc", cells.fmt_scaled(figure.baseline, figure.unit)
+    items = [(f"{result.tool} prints", fmt_scaled(figure.value, figure.unit)) for figure in figures(result)]
+    items += [("flopcalc", fmt_scaled(figure.baseline, figure.unit)
                + (" (2 × its MACs)" if figure.unit == "FLOPs" else "")) for figure in figures(result)]
     return items
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from flopcalc.render import cells
+from flopcalc.render import cells, totals
 from flopcalc.report import Report
 
 STYLE = (
@@ -65,7 +65,7 @@ def html_fragment(
         lines += _layer_table(report, depth, formulas)
     lines += _evaluations(evaluated)
     lines.append("<table>")
-    for label, value in cells.totals_items(report) + cells.notes(report):
+    for label, value in totals.totals_items(report) + totals.notes(report):
         lines.append(f"<tr><th>{escape(label)}</th><td>{escape(value)}</td></tr>")
     lines += ["</table>", "</div>"]
     return "\n".join(lines) + "\n"

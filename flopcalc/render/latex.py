@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flopcalc.render import cells
+from flopcalc.render import cells, totals
 from flopcalc.report import Report, Status
 
 _ESCAPES = {
@@ -144,8 +144,8 @@ def to_latex(
         lines += [_row([f"\\texttt{{{escape(term)}}}", escape(meaning)]) for term, meaning in cells.legend(rows)]
         lines.append("\\midrule")
     lines += [_row([escape(label), value if isinstance(value, cells.Latex) else escape(value)])
-              for label, value in cells.totals_items(report, latex=True)]
+              for label, value in totals.totals_items(report, latex=True)]
     lines.append("\\midrule")
-    lines += [_row([escape(label), escape(value)]) for label, value in cells.notes(report)]
+    lines += [_row([escape(label), escape(value)]) for label, value in totals.notes(report)]
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{center}" if rows and long else "\\end{table}"]
     return "\n".join(lines) + "\n"

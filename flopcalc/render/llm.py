@@ -18,8 +18,8 @@ import sympy as sp
 from flopcalc.formula import Number
 from flopcalc.llm import CAUSAL_NOTE, PARTS, LLMSummary, Phase, closed_form_terms
 from flopcalc.render import latex, markdown
-from flopcalc.render.cells import fmt_bytes, fmt_scaled
 from flopcalc.render.json import to_dict
+from flopcalc.render.units import fmt_bytes, fmt_scaled
 
 TITLE = "LLM summary"
 

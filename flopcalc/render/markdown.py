@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flopcalc.render import cells
+from flopcalc.render import cells, totals
 from flopcalc.report import Report, Status
 
 
@@ -71,7 +71,7 @@ def to_markdown(
     if cells.visible_rows(report, depth):
         lines += _layer_table(report, depth, formulas)
     lines += evaluations_markdown(evaluated)
-    lines += [f"- **{label}**: {escape(value)}" for label, value in cells.totals_items(report)]
+    lines += [f"- **{label}**: {escape(value)}" for label, value in totals.totals_items(report)]
     lines.append("")
-    lines += [f"- **{label}**: {escape(value)}" for label, value in cells.notes(report)]
+    lines += [f"- **{label}**: {escape(value)}" for label, value in totals.notes(report)]
     return "\n".join(lines) + "\n"
