@@ -8,62 +8,31 @@ missing file or factory) is one line on stderr and exit status 2; ``--check`` an
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperArgument, TyperGroup
 
-from flopcalc.cli_parse import (
-    SHAPE_HELP, model_inputs, parse_arguments, parse_assignment, parse_batch, parse_dim, parse_hint, parse_points,
-    read_accuracy, symbols_of,
-)
-from flopcalc.cli_show import (
-    Format, check_output, show_comparison, show_convention, show_llm, show_report, show_roofline_plot,
-)
 from flopcalc import __version__
-from flopcalc.errors import FlopcalcError, InputError
-
-if TYPE_CHECKING:
-    from flopcalc.inputs import ModelInputs
-    from flopcalc.report import Report
+from flopcalc.cli_compare import Axis, run_compare
+from flopcalc.cli_model import (
+    Device, ModelOptions, Optimizer, TimeDevice, exit_after, one_line_errors, run_model_command,
+)
+from flopcalc.cli_parse import SHAPE_HELP, parse_assignment
+from flopcalc.cli_show import Format
+from flopcalc.errors import InputError
 
 # Imports are deferred to the commands that need them: ``--help``, ``--version``, ``formula`` and ``ratio`` never
 # import torch (or rich, or torchvision), so they start at once.
 
 
-class Device(StrEnum):
-    META = "meta"
-    CPU = "cpu"
-
-
-class TimeDevice(StrEnum):
-    CPU = "cpu"
-    CUDA = "cuda"
-
-
-class Optimizer(StrEnum):
-    ADAM = "adam"
-    ADAMW = "adamw"
-    SGD = "sgd"
-
-
 class FormulaFormat(StrEnum):
     TEXT = "text"
     LATEX = "latex"
-
-
-class Axis(StrEnum):
-    PARAMS = "params"
-    MACS = "macs"
-    FLOPS = "flops"
-    PARAM_MEMORY = "param_memory"
-    ACCURACY = "accuracy"
 
 
 class RatioKind(StrEnum):
@@ -123,19 +92,6 @@ def _main(
     ] = False,
 ) -> None:
     """Parameters, MACs and FLOPs of PyTorch models, per layer, with the formula behind each number."""
-
-
-@contextlib.contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn a domain error into one line on stderr and exit status 2, never a traceback."""
-    from flopcalc.formula import FormulaError
-
-    try:
-        yield
-    except (FlopcalcError, FormulaError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        typer.echo(f"Error: {message}", err=True)
-        raise typer.Exit(2) from None
 
 
 MODEL_HELP = "torchvision name, timm:NAME, package.module:factory or path/to/file.py:factory"
@@ -213,103 +169,11 @@ def analyze_command(
     repeats: Annotated[int, typer.Option(min=1, metavar="N", help="--time: timed runs after 2 warm-up runs")] = 10,
 ) -> None:
     """Per-layer table of output shape, params, MACs and other ops of MODEL, then the totals."""
-    from flopcalc import cli_run
-
-    views = cli_run.Views(backward, memory, optimizer.value if optimizer else None, hardware,
-                          time.value if time else None, repeats, dtype)
-    if model.startswith("hf:"):
-        with _one_line_errors():
-            check_output(output)
-            _check_plot(plot, hardware)
-            if inputs or at or arguments:
-                raise InputError("hf: models take --seq N and/or --decode --context P instead of --input, --at and "
-                                 "--arg")
-            if decode != (context is not None):
-                raise InputError("--decode and --context go together: --decode --context 4096 (or a name, P)")
-            if convention is not None:
-                if decode or generate or seq is None:
-                    raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
-                sizes = [parse_dim(seq, f"--seq {seq}"), parse_batch(batch)]
-                _check_convention_request(convention, output_format, [d for d in sizes if isinstance(d, str)])
-            summary = cli_run.run_hf(cli_run.LLMRequest(
-                model.removeprefix("hf:"), seq, batch, context, generate, dtype, attention,
-                dict(parse_hint(text) for text in hint or ()), views,
-            ))
-            if convention is not None:
-                show_convention(summary.main.report, convention, output_format, depth, output)
-            else:
-                show_llm(summary, output_format, output, depth, formulas)
-            if plot is not None:
-                show_roofline_plot(summary.main.report, plot)
-        _exit_on_check(summary.main.report, check, strict)
-        return
-    with _one_line_errors():
-        llm_options = {"--seq": seq, "--decode": decode or None, "--context": context, "--generate": generate}
-        given = [name for name, value in llm_options.items() if value is not None]
-        if given:
-            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
-        if not inputs:
-            raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
-        check_output(output)
-        request_inputs = model_inputs(inputs, batch)
-        symbols = symbols_of(request_inputs.shapes)
-        if convention is not None:
-            _check_convention_request(convention, output_format, symbols)
-        if (at or hint) and not symbols:
-            raise InputError("--at and --hint need a named size in --input or --batch, e.g. --input 3xHxW")
-        points = parse_points(",".join(at), symbols) if at else []
-        _check_plot(plot, hardware)
-        request = cli_run.Request(
-            model, request_inputs, device.value if device else None, parse_arguments(arguments),
-            dict(parse_hint(text) for text in hint or ()), points, views,
-        )
-        outcome = cli_run.run(request)
-        for note in outcome.notes:
-            typer.echo(note, err=True)
-        report, evaluated = outcome.report, outcome.evaluated
-        if convention is not None:
-            show_convention(report, convention, output_format, depth, output)
-        else:
-            show_report(report, evaluated, output_format, output, depth, formulas)
-        if plot is not None:
-            show_roofline_plot(report, plot)
-    _exit_on_check(report, check, strict)
-
-
-def _check_plot(plot: Path | None, hardware: str | None) -> None:
-    """``--plot`` draws a roofline: it needs ``--hardware`` and a file type matplotlib writes."""
-    if plot is None:
-        return
-    from flopcalc.render.compare import check_plot_path
-
-    if hardware is None:
-        raise InputError("--plot needs --hardware: the roofline of a device, e.g. --hardware h100-sxm")
-    check_plot_path(plot)
-
-
-def _exit_on_check(report: Report, check: bool, strict: bool) -> None:
-    """``--check`` and ``--strict``: exit status 1 on a mismatch or an uncounted op."""
-    if check and (report.mismatches or report.backward_mismatches):
-        names = ", ".join(row.name or report.model for row in (*report.mismatches, *report.backward_mismatches))
-        typer.echo(f"check failed: formula and measurement disagree in {names}", err=True)
-        raise typer.Exit(1)
-    if strict and report.uncounted:
-        listed = ", ".join(f"{op} ×{n}" for op, n in sorted(report.uncounted.items()))
-        typer.echo(f"strict: ops without a counting rule ran: {listed}", err=True)
-        raise typer.Exit(1)
-
-
-def _check_convention_request(name: str, output_format: Format, symbols: Sequence[str]) -> None:
-    """Reject, before the analysis, what ``--convention`` cannot do."""
-    from flopcalc import conventions
-
-    if name != "all":
-        conventions.get(name)
-    if symbols:
-        raise InputError("--convention needs concrete sizes (e.g. --input 3x224x224); other counters count one "
-                         "input at a time")
-    if output_format not in (Format.TABLE, Format.MARKDOWN, Format.JSON):
-        raise InputError("--convention goes with --format table, markdown or json")
+    run_model_command(ModelOptions(
+        model, inputs, batch, arguments, depth, formulas, check, strict, device, output_format, output, at, hint,
+        convention, seq, decode, context, generate, dtype, attention, backward, memory, optimizer, hardware, plot,
+        time, repeats,
+    ))
 
 
 @app.command("formula", short_help="a layer family's formulas, with numbers substituted")
@@ -328,7 +192,7 @@ def formula_command(
     from flopcalc.registry import REGISTRY
     from flopcalc.render.formulas import formula_list, formula_sheet
 
-    with _one_line_errors():
+    with one_line_errors():
         if family is None:
             typer.echo(formula_list(REGISTRY.formulas), nl=False)
             return
@@ -378,84 +242,28 @@ def compare_command(
     ] = None,
 ) -> None:
     """Several models side by side: params, MACs, FLOPs and parameter memory, and a plot of any two."""
-    from flopcalc.render.compare import ComparisonEntry, check_plot_path, plot_comparison
-
-    with _one_line_errors():
-        request_inputs = model_inputs(inputs, str(batch))
-        check_output(output)
-        if symbols_of(request_inputs.shapes):
-            raise InputError("compare needs concrete sizes (e.g. --input 3x224x224); named sizes work with "
-                             "flopcalc MODEL --input 3xHxW --at ...")
-        accuracies = read_accuracy(accuracy) if accuracy else {}
-        missing = [name for name in models if accuracy and name not in accuracies]
-        if missing:
-            raise InputError(f"{accuracy} has no accuracy for {', '.join(missing)}; add a row model,accuracy for "
-                             f"each (it has {', '.join(accuracies) or 'none'})")
-        if Axis.ACCURACY in (x, y) and not accuracy:
-            raise InputError("an accuracy axis needs --accuracy FILE (a CSV with columns model,accuracy)")
-        if plot:
-            check_plot_path(plot)
-        reports = _analyze_all(models, request_inputs, device, parse_arguments(arguments))
-        entries = [
-            ComparisonEntry(name, report, accuracies.get(name)) for name, report in zip(models, reports, strict=True)
-        ]
-        show_comparison(entries, output_format, output)
-        if plot:
-            plot_comparison(entries, plot, x.value, y.value if y else None)
-            typer.echo(f"wrote {plot}", err=True)
-
-
-def _analyze_all(
-    models: Sequence[str], inputs: ModelInputs, device: Device, arguments: dict[str, Any]
-) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
-    leave a blank line before the output or an error)."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from flopcalc.analyze import analyze
-    from flopcalc.models import load_model
-
-    reports = []
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("analysing", total=len(models))
-        for name in models:
-            progress.update(task, description=f"analysing {name}")
-            try:
-                model = load_model(name, device.value, arguments)
-                reports.append(analyze(model, inputs, device=device.value, name=name))
-            except FlopcalcError as exc:  # name the model among several
-                raise FlopcalcError(f"{name}: {exc}") from exc
-            progress.advance(task)
-    return reports
+    run_compare(models, inputs, batch, arguments, device, accuracy, plot, x, y, output_format, output)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point. Usage errors (a missing --input, an unknown option or choice) are one line
     on stderr with exit status 2, like every other error, instead of typer's multi-line box; an error flopcalc
     did not foresee is one line too (``FLOPCALC_TRACEBACK=1`` shows its traceback)."""
-    try:
-        status = app(args=list(argv) if argv is not None else None, prog_name="flopcalc", standalone_mode=False)
-    except KeyboardInterrupt:
-        typer.echo("Error: interrupted", err=True)
-        raise SystemExit(130) from None
-    except Exception as exc:
-        # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
-        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
-            context = getattr(exc, "ctx", None)
-            hint = f" (see {context.command_path} --help)" if context else ""
-            message = " ".join(exc.format_message().split()).replace("Value error, ", "")  # typer's enum check
-            typer.echo(f"Error: {message}{hint}", err=True)
-            raise SystemExit(2) from None
-        if os.environ.get("FLOPCALC_TRACEBACK"):
-            raise
-        message = " ".join(str(exc).split())
-        typer.echo(f"Error: flopcalc failed unexpectedly: {type(exc).__name__}: {message} (please report this; "
-                   "FLOPCALC_TRACEBACK=1 shows the traceback)", err=True)
-        raise SystemExit(2) from None
-    raise SystemExit(status if isinstance(status, int) else 0)
 
+    def invoke() -> Any:
+        try:
+            return app(args=list(argv) if argv is not None else None, prog_name="flopcalc", standalone_mode=False)
+        except Exception as exc:
+            # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
+            if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+                context = getattr(exc, "ctx", None)
+                hint = f" (see {context.command_path} --help)" if context else ""
+                message = " ".join(exc.format_message().split()).replace("Value error, ", "")  # typer's enum check
+                typer.echo(f"Error: {message}{hint}", err=True)
+                raise SystemExit(2) from None
+            raise
+
+    exit_after(invoke)
 
 
 if __name__ == "__main__":  # python -m flopcalc.cli

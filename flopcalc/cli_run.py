@@ -9,12 +9,12 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from flopcalc import hf, llm
 from flopcalc.analyze import analyze, evaluate_at
+from flopcalc.cli_dynamo import meta_kernels_without_dynamo
 from flopcalc.cli_parse import parse_batch, parse_dim
 from flopcalc.errors import ForwardError, InputError
 from flopcalc.inputs import InputSpec, ModelInputs
@@ -22,6 +22,9 @@ from flopcalc.isolate import needs_real_values
 from flopcalc.models import load_model
 from flopcalc.report import Report
 from flopcalc.symbolic import SymbolicTraceError
+
+if TYPE_CHECKING:
+    from flopcalc.llm import LLMSummary
 
 CAST_DTYPES = ("float32", "bfloat16", "float16")
 """What ``--dtype`` may cast a ``--input`` model to (16-bit: mixed precision, float32 master weights counted)."""
@@ -82,7 +85,7 @@ class LLMRequest:
     views: Views = Views()
 
 
-def run_hf(request: LLMRequest) -> llm.LLMSummary:
+def run_hf(request: LLMRequest) -> LLMSummary:
     """Build the Hugging Face model from its config on meta and count the phases asked for (prefill, a decode
     step against a KV cache, generation); the training views go to the phase the table shows.
 
@@ -101,12 +104,15 @@ def run_hf(request: LLMRequest) -> llm.LLMSummary:
     def size(text: str | None, option: str) -> Any:
         return parse_dim(text, f"{option} {text}") if text is not None else None
 
+    from flopcalc import hf, llm
+
     hf_model = hf.load(request.source, dtype=request.dtype, attention=request.attention)
-    return llm.summarize(
-        hf_model, seq=size(request.seq, "--seq"), batch=parse_batch(request.batch),
-        context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
-        hints=request.hints, views=views.options(),
-    )
+    with meta_kernels_without_dynamo():
+        return llm.summarize(
+            hf_model, seq=size(request.seq, "--seq"), batch=parse_batch(request.batch),
+            context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
+            hints=request.hints, views=views.options(),
+        )
 
 
 def run(request: Request) -> Outcome:
@@ -120,19 +126,20 @@ def run(request: Request) -> Outcome:
     notes: list[str] = []
     request = _cast(request)
     model = _load(request, device)
-    try:
-        report, model, device = _analyze(request, model, device, notes)
-    except ForwardError as exc:
-        hint = shape_hint(exc, request.inputs, model)
-        if hint:
-            raise ForwardError(f"{exc}; {hint}") from exc
-        raise
-    except SymbolicTraceError as exc:
-        if exc.concrete is None:
+    with meta_kernels_without_dynamo():
+        try:
+            report, model, device = _analyze(request, model, device, notes)
+        except ForwardError as exc:
+            hint = shape_hint(exc, request.inputs, model)
+            if hint:
+                raise ForwardError(f"{exc}; {hint}") from exc
             raise
-        notes.append(f"warning: {' '.join(str(exc).split())}")
-        report = exc.concrete
-    evaluated = evaluate_at(model, request.inputs, report, request.points, device) if request.points else []
+        except SymbolicTraceError as exc:
+            if exc.concrete is None:
+                raise
+            notes.append(f"warning: {' '.join(str(exc).split())}")
+            report = exc.concrete
+        evaluated = evaluate_at(model, request.inputs, report, request.points, device) if request.points else []
     return Outcome(report, evaluated, notes)
 
 

@@ -5,12 +5,11 @@ imported only for the format in use, so the commands that print nothing of this 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import typer
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -30,6 +29,13 @@ class Format(StrEnum):
 
 
 Points = Sequence[Mapping[str, Any]]
+
+
+def echo(text: str, err: bool = False, nl: bool = True) -> None:
+    """``text`` on stdout (or stderr), flushed, as ``typer.echo`` writes plain text, without importing typer."""
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}\n" if nl else text)
+    stream.flush()
 
 
 def render(report: Report, output_format: Format, depth: int | None, formulas: bool, evaluated: Points = ()) -> str:
@@ -65,10 +71,10 @@ def check_output(output: Path | None) -> None:
 def write(text: str, output: Path | None) -> None:
     """``text`` to stdout, or to ``output`` with a note on stderr."""
     if output is None:
-        typer.echo(text, nl=False)
+        echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
+        echo(f"wrote {output}", err=True)
 
 
 def show_renderable(renderable: RenderableType, plain: Callable[[], str]) -> None:
@@ -80,7 +86,7 @@ def show_renderable(renderable: RenderableType, plain: Callable[[], str]) -> Non
     if console.is_terminal:
         console.print(renderable)
     else:
-        typer.echo(plain(), nl=False)
+        echo(plain(), nl=False)
 
 
 def show_report(
@@ -107,7 +113,7 @@ def show_llm(summary: LLMSummary, output_format: Format, output: Path | None, de
         from flopcalc.render.console import to_plain_text, to_rich
 
         show_renderable(to_rich(report, depth, formulas), lambda: to_plain_text(report, depth, formulas))
-        typer.echo("\n" + render_llm.block(summary, "table"), nl=False)
+        echo("\n" + render_llm.block(summary, "table"), nl=False)
     else:
         text = render(report, output_format, depth, formulas)
         write(render_llm.with_block(text, summary, output_format.value), output)
@@ -163,4 +169,4 @@ def show_roofline_plot(report: Report, path: Path) -> None:
     from flopcalc.render.roofline_plot import plot_roofline
 
     plot_roofline(report, path)
-    typer.echo(f"wrote {path}", err=True)
+    echo(f"wrote {path}", err=True)

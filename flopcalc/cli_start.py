@@ -4,9 +4,10 @@
 ``flopcalc ratio KIND [--params]`` print the same text every time. :mod:`flopcalc.cli_cache` wrote that text from
 the live command into ``cli_cache.json``; this module prints it without importing typer or sympy, so those
 commands start within a few milliseconds of the interpreter. A formula with values that bind every symbol is
-printed from the formula's plan (:mod:`flopcalc.sheet_fast`), also without typer or sympy. Anything else (values
-left unbound or refused, a model, an unknown name, a narrow terminal for help, a cache whose flopcalc sources
-have changed since it was written) goes to :func:`flopcalc.cli.main`, which computes it.
+printed from the formula's plan (:mod:`flopcalc.sheet_fast`), also without typer or sympy, and a model command
+in its plain forms is parsed by :mod:`flopcalc.cli_fast`, without typer. Anything else (values left unbound or
+refused, a model command typer should parse, an unknown name, a narrow terminal for help, a cache whose flopcalc
+sources have changed since it was written) goes to :func:`flopcalc.cli.main`, which computes it.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def cached_output(argv: Sequence[str]) -> str | None:
     return cache["outputs"].get(key)
 
 
+def _run_model_command(argv: Sequence[str]) -> None:
+    """``flopcalc MODEL ...`` in one of its plain forms, parsed without typer (:mod:`flopcalc.cli_fast`); exits
+    when it ran, returns for typer to parse anything else."""
+    from flopcalc.cli_fast import model_options
+
+    options = model_options(argv)
+    if options is not None:
+        from flopcalc.cli_model import exit_after, run_model_command
+
+        exit_after(lambda: run_model_command(options))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``flopcalc``)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -105,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if text is None:
         text = _sheet_with_values(args)
     if text is None:
+        _run_model_command(args)
         from flopcalc.cli import main as run_command
 
         run_command(args)  # exits

@@ -56,7 +56,7 @@ class FormulaRegistry:
     """Formulas by name and binders by module type; lookup walks ``type(module).__mro__``."""
 
     def __init__(self) -> None:
-        self._formulas: dict[str, LayerFormula] = {}
+        self._formulas: dict[str, LayerFormula | Callable[[], LayerFormula]] = {}  # a builder until first use
         self._binders: dict[type, Binder] = {}
         self._functions: dict[Any, tuple[str, FunctionBinder]] = {}
         self._named: dict[str, Binder] = {}
@@ -65,9 +65,19 @@ class FormulaRegistry:
 
     def add_formula(self, *formulas: LayerFormula) -> None:
         for formula in formulas:
-            if formula.name in self._formulas:
-                raise RegistryError(f"duplicate formula name {formula.name!r}")
-            self._formulas[formula.name] = formula
+            self._add(formula.name, formula)
+
+    def add_builders(self, builders: Mapping[str, Callable[[], LayerFormula]]) -> None:
+        """Register formulas costly to build (sympy factoring totals, ``Min`` of floors) by name and a cached
+        builder, in the order given: each is built on first use (:meth:`formula`, :attr:`formulas`, a binder
+        calling its builder), so an analysis builds only the formulas its layers need."""
+        for name, build in builders.items():
+            self._add(name, build)
+
+    def _add(self, name: str, formula: LayerFormula | Callable[[], LayerFormula]) -> None:
+        if name in self._formulas:
+            raise RegistryError(f"duplicate formula name {name!r}")
+        self._formulas[name] = formula
 
     def bind(self, module_types: Iterable[type | str] | type | str, binder: Binder) -> Binder:
         """Use ``binder`` for these module classes, given as classes or as qualified names
@@ -130,14 +140,22 @@ class FormulaRegistry:
 
     @property
     def formulas(self) -> Mapping[str, LayerFormula]:
-        return MappingProxyType(self._formulas)
+        """Every formula by name, in registration order (building those not built yet)."""
+        for name in self._formulas:
+            self.formula(name)
+        return MappingProxyType(self._formulas)  # type: ignore[arg-type]  (every entry is built now)
 
     def formula(self, name: str) -> LayerFormula:
         try:
-            return self._formulas[name]
+            found = self._formulas[name]
         except KeyError:
             known = ", ".join(sorted(self._formulas))
             raise RegistryError(f"unknown formula {name!r}; known formulas: {known}") from None
+        if not isinstance(found, LayerFormula):
+            found = self._formulas[name] = found()
+            if found.name != name:
+                raise RegistryError(f"the builder {name!r} made the formula {found.name!r}")
+        return found
 
     def extended(self, extra: Mapping[type, Binder]) -> FormulaRegistry:
         """A copy with ``extra`` binders taking precedence; the original is left untouched."""

@@ -61,7 +61,9 @@ def spatial_symbols(ndim: int) -> Mapping[str, tuple[sp.Symbol, ...]]:
     })
 
 
-def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:
+@functools.cache
+def conv_formula(ndim: int, transposed: bool) -> LayerFormula:
+    """The ``ndim``-d convolution, or transposed convolution; built once, on first use but for ``CONV2D``."""
     sym = spatial_symbols(ndim)
     kernel_volume = sp.Mul(*sym["kernel"])
     out_volume = sp.Mul(*sym["out"])
@@ -109,8 +111,7 @@ def _conv_formula(ndim: int, transposed: bool) -> LayerFormula:
     )
 
 
-CONV1D, CONV2D, CONV3D = (_conv_formula(n, transposed=False) for n in (1, 2, 3))
-CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D = (_conv_formula(n, transposed=True) for n in (1, 2, 3))
+CONV2D = conv_formula(2, transposed=False)
 
 _K2 = spatial_symbols(2)["kernel"]
 DEPTHWISE_CONV2D = CONV2D.specialize(
@@ -144,10 +145,11 @@ def group_ratio(what: str = "macs") -> sp.Expr:
     return ratio(GROUP_CONV2D.field_expr(what).xreplace({B: 0}), standard)
 
 
-REGISTRY.add_formula(
-    CONV1D, CONV2D, CONV3D, CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D,
-    DEPTHWISE_CONV2D, POINTWISE_CONV2D, GROUP_CONV2D,
-)
+REGISTRY.add_builders({  # the others are built on first use
+    **{f"conv{n}d": functools.partial(conv_formula, n, False) for n in (1, 2, 3)},
+    **{f"conv_transpose{n}d": functools.partial(conv_formula, n, True) for n in (1, 2, 3)},
+})
+REGISTRY.add_formula(DEPTHWISE_CONV2D, POINTWISE_CONV2D, GROUP_CONV2D)
 
 
 def _per_side_padding(padding: Any, kernel: Sequence[int], dilation: Sequence[int]) -> Sequence[sp.Rational]:
@@ -196,10 +198,8 @@ def conv_values(module: nn.modules.conv._ConvNd, input_shape: Sequence[int]) -> 
 def _pick(ndim: int, transposed: bool, groups: int, c_in: int, kernel: Sequence[int]) -> LayerFormula:
     """The formula of a convolution; a 2-d one is named by its form, so the report says 'depthwise' or
     'pointwise' where it is one."""
-    if transposed:
-        return (CONV_TRANSPOSE1D, CONV_TRANSPOSE2D, CONV_TRANSPOSE3D)[ndim - 1]
-    if ndim != 2:
-        return (CONV1D, CONV2D, CONV3D)[ndim - 1]
+    if transposed or ndim != 2:
+        return conv_formula(ndim, transposed)
     if groups == c_in and c_in > 1:
         return DEPTHWISE_CONV2D
     if tuple(kernel) == (1, 1):

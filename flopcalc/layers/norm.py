@@ -35,11 +35,14 @@ InstanceNorm) and 1 mul per group for γ·rstd (γ per group). With running stat
 at inference): ``g·(γ·rstd)``, 1 mul per element, with rstd from the running variance (1 add, 1 sqrt, 1 div per
 group) and 1 mul per group for γ. InstanceNorm is BatchNorm over N·C channels with γ and β repeated per
 sample: their gradients add the N copies. RMSNorm's backward is autograd's chain through its decomposition
-(see ``RMS_NORM``).
+(see :func:`rms_norm`).
 
->>> BATCH_NORM.substituted("buffers", {"C": 64})
+Each formula is built by a cached function named as it (sympy's ``factor`` of every total takes a while), on
+first use: an analysis builds only the norms its layers need.
+
+>>> batch_norm().substituted("buffers", {"C": 64})
 '2·64 + 1 = 129'
->>> LAYER_NORM.substituted("add", {"N": 6, "D": 20, "B": 1})
+>>> layer_norm().substituted("add", {"N": 6, "D": 20, "B": 1})
 '6·(4·20 - 1) = 474'
 """
 
@@ -144,109 +147,133 @@ def _running_stats_gradients(
     return grad_input, Gradient(ops=_total(params.ops, _times(g_W * (1 - g_x), rstd(groups))))
 
 
-_BN_RUNNING = _running_stats_gradients(_BN_ELEMENTS, C, N * S)
-_IN_RUNNING = _running_stats_gradients(N * C * S, N * C, S, copies=N)
+@cache
+def batch_norm() -> LayerFormula:
+    grad_input, grad_weight = _running_stats_gradients(_BN_ELEMENTS, C, N * S)
+    return LayerFormula(
+        name="batch_norm",
+        description="Batch normalisation in inference (nn.BatchNorm1d/2d/3d, eval): running statistics per channel",
+        params=2 * A * C,
+        macs=sp.Integer(0),
+        ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
+        output_shape=(N, C, S),
+        buffers=2 * C + 1,
+        grad_input=grad_input,
+        grad_weight=grad_weight,
+    )
 
-BATCH_NORM = LayerFormula(
-    name="batch_norm",
-    description="Batch normalisation in inference (nn.BatchNorm1d/2d/3d, eval): running statistics per channel",
-    params=2 * A * C,
-    macs=sp.Integer(0),
-    ops=_total(rstd(C), normalise(_BN_ELEMENTS, A, A)),
-    output_shape=(N, C, S),
-    buffers=2 * C + 1,
-    grad_input=_BN_RUNNING[0],
-    grad_weight=_BN_RUNNING[1],
-)
-BATCH_NORM_BATCH_STATS = LayerFormula(
-    name="batch_norm_batch_stats",
-    description="Batch normalisation with statistics of the batch (training mode, or track_running_stats=False)",
-    params=2 * A * C,
-    macs=sp.Integer(0),
-    ops=_total(
-        statistics(C, N * S), rstd(C), normalise(_BN_ELEMENTS, A, A),
-        _times(R, _total(running_update(C), {OpKind.ADD: 1})),
-    ),
-    output_shape=(N, C, S),
-    buffers=R * (2 * C + 1),
-    grad_input=_batch_stats_input_gradient(_BN_ELEMENTS, C, N * S),
-    grad_weight=_param_gradients(_BN_ELEMENTS, N * S, C),
-)
-INSTANCE_NORM = LayerFormula(
-    name="instance_norm",
-    description="Instance normalisation (nn.InstanceNorm1d/2d/3d): statistics per sample and channel",
-    params=2 * A * C,
-    macs=sp.Integer(0),
-    ops=_total(
-        statistics(N * C, S), rstd(N * C), normalise(N * C * S, A, A),
-        _times(R, _total(running_update(N * C), {OpKind.ADD: 2 * C * (N - 1), OpKind.DIV: 2 * C})),
-    ),
-    output_shape=(N, C, S),
-    buffers=R * (2 * C + 1),
-    # BatchNorm's backward over N·C channels of S positions, γ and β repeated per sample.
-    grad_input=_batch_stats_input_gradient(N * C * S, N * C, S),
-    grad_weight=_repeated(_param_gradients(N * C * S, S, N * C), N, C),
-)
-INSTANCE_NORM_RUNNING = LayerFormula(
-    name="instance_norm_running_stats",
-    description="Instance normalisation in inference with track_running_stats: running statistics per channel",
-    params=2 * A * C,
-    macs=sp.Integer(0),
-    ops=_total(rstd(N * C), normalise(N * C * S, A, A)),
-    output_shape=(N, C, S),
-    buffers=2 * C + 1,
-    grad_input=_IN_RUNNING[0],
-    grad_weight=_IN_RUNNING[1],
-)
-GROUP_NORM = LayerFormula(
-    name="group_norm",
-    description="Group normalisation (nn.GroupNorm): statistics per sample over each group of C/G channels",
-    params=2 * A * C,
-    macs=sp.Integer(0),
-    ops=_total(statistics(N * G, C * S / G), rstd(N * G), normalise(N * C * S, A, A)),
-    output_shape=(N, C, S),
-    # γ varies within a group: ĝ = g·γ, the group sums Σĝ and Σĝ·x̂, then (rstd/M)·(M·ĝ − Σĝ − x̂·Σĝ·x̂); the
-    # parameter gradients sum over the N·S positions of each channel.
-    grad_input=Gradient(ops=_times(g_x, _total(
-        _times(1 - g_W, {OpKind.ADD: N * C * S, OpKind.MUL: N * C * S}),
-        {OpKind.MUL: (A + 4) * N * C * S, OpKind.ADD: 2 * N * (C * S - G) + 2 * N * C * S, OpKind.DIV: N * G},
-    ))),
-    grad_weight=_param_gradients(N * C * S, N * S, C),
-)
-LAYER_NORM = LayerFormula(
-    name="layer_norm",
-    description="Layer normalisation (nn.LayerNorm): statistics per row over the last D elements",
-    params=(A + B) * D,
-    macs=sp.Integer(0),
-    ops=_total(statistics(N, D), rstd(N), normalise(N * D, A, B)),
-    output_shape=(N, D),
-    # ĝ = g·γ, the row sums Σĝ and Σĝ·x̂, then (rstd/D)·(D·ĝ − Σĝ − x̂·Σĝ·x̂); x̂ when grad-weight did not make it.
-    grad_input=Gradient(ops=_times(g_x, _total(
-        _times(1 - g_W, {OpKind.ADD: N * D, OpKind.MUL: N * D}),
-        {OpKind.MUL: A * N * D + N * D + 3 * N * D, OpKind.ADD: 2 * N * (D - 1) + 2 * N * D, OpKind.DIV: N},
-    ))),
-    grad_weight=_param_gradients(N * D, N, D),
-)
-RMS_NORM = LayerFormula(
-    name="rms_norm",
-    description="RMS normalisation (nn.RMSNorm): x / √(mean(x²) + ε) per row over the last D elements",
-    params=A * D,
-    macs=sp.Integer(0),
-    ops=_total(statistics(N, D, centred=False), rstd(N), normalise(N * D, A, 0, centred=False)),
-    output_shape=(N, D),
-    # Autograd differentiates the decomposition x·rsqrt(mean(x²) + ε)·γ op by op (no fused backward on CPU or
-    # meta): g·γ; g·rstd and the row sum Σg·x; rsqrt's −½·rstd³·g, 4 mul per row; the mean's g/D per element;
-    # the square's 2·x·g, 2 mul; x's two gradients summed. Grad-weight Σ g·x̂ over the rows.
-    grad_input=Gradient(ops=_times(g_x, {
-        OpKind.MUL: (A + 4) * N * D + 4 * N, OpKind.ADD: N * (D - 1) + N * D, OpKind.DIV: N * D})),
-    grad_weight=Gradient(ops={OpKind.MUL: g_W * N * D, OpKind.ADD: g_W * (N - 1) * D}),
-)
 
-REGISTRY.add_formula(
-    BATCH_NORM, BATCH_NORM_BATCH_STATS, INSTANCE_NORM, INSTANCE_NORM_RUNNING, GROUP_NORM, LAYER_NORM, RMS_NORM,
-)
-_FORMULAS = {f.name: f for f in (BATCH_NORM, BATCH_NORM_BATCH_STATS, INSTANCE_NORM, INSTANCE_NORM_RUNNING,
-                                 GROUP_NORM, LAYER_NORM, RMS_NORM)}
+@cache
+def batch_norm_batch_stats() -> LayerFormula:
+    return LayerFormula(
+        name="batch_norm_batch_stats",
+        description="Batch normalisation with statistics of the batch (training mode, or track_running_stats=False)",
+        params=2 * A * C,
+        macs=sp.Integer(0),
+        ops=_total(
+            statistics(C, N * S), rstd(C), normalise(_BN_ELEMENTS, A, A),
+            _times(R, _total(running_update(C), {OpKind.ADD: 1})),
+        ),
+        output_shape=(N, C, S),
+        buffers=R * (2 * C + 1),
+        grad_input=_batch_stats_input_gradient(_BN_ELEMENTS, C, N * S),
+        grad_weight=_param_gradients(_BN_ELEMENTS, N * S, C),
+    )
+
+
+@cache
+def instance_norm() -> LayerFormula:
+    return LayerFormula(
+        name="instance_norm",
+        description="Instance normalisation (nn.InstanceNorm1d/2d/3d): statistics per sample and channel",
+        params=2 * A * C,
+        macs=sp.Integer(0),
+        ops=_total(
+            statistics(N * C, S), rstd(N * C), normalise(N * C * S, A, A),
+            _times(R, _total(running_update(N * C), {OpKind.ADD: 2 * C * (N - 1), OpKind.DIV: 2 * C})),
+        ),
+        output_shape=(N, C, S),
+        buffers=R * (2 * C + 1),
+        # BatchNorm's backward over N·C channels of S positions, γ and β repeated per sample.
+        grad_input=_batch_stats_input_gradient(N * C * S, N * C, S),
+        grad_weight=_repeated(_param_gradients(N * C * S, S, N * C), N, C),
+    )
+
+
+@cache
+def instance_norm_running_stats() -> LayerFormula:
+    grad_input, grad_weight = _running_stats_gradients(N * C * S, N * C, S, copies=N)
+    return LayerFormula(
+        name="instance_norm_running_stats",
+        description="Instance normalisation in inference with track_running_stats: running statistics per channel",
+        params=2 * A * C,
+        macs=sp.Integer(0),
+        ops=_total(rstd(N * C), normalise(N * C * S, A, A)),
+        output_shape=(N, C, S),
+        buffers=2 * C + 1,
+        grad_input=grad_input,
+        grad_weight=grad_weight,
+    )
+
+
+@cache
+def group_norm() -> LayerFormula:
+    return LayerFormula(
+        name="group_norm",
+        description="Group normalisation (nn.GroupNorm): statistics per sample over each group of C/G channels",
+        params=2 * A * C,
+        macs=sp.Integer(0),
+        ops=_total(statistics(N * G, C * S / G), rstd(N * G), normalise(N * C * S, A, A)),
+        output_shape=(N, C, S),
+        # γ varies within a group: ĝ = g·γ, the group sums Σĝ and Σĝ·x̂, then (rstd/M)·(M·ĝ − Σĝ − x̂·Σĝ·x̂); the
+        # parameter gradients sum over the N·S positions of each channel.
+        grad_input=Gradient(ops=_times(g_x, _total(
+            _times(1 - g_W, {OpKind.ADD: N * C * S, OpKind.MUL: N * C * S}),
+            {OpKind.MUL: (A + 4) * N * C * S, OpKind.ADD: 2 * N * (C * S - G) + 2 * N * C * S, OpKind.DIV: N * G},
+        ))),
+        grad_weight=_param_gradients(N * C * S, N * S, C),
+    )
+
+
+@cache
+def layer_norm() -> LayerFormula:
+    return LayerFormula(
+        name="layer_norm",
+        description="Layer normalisation (nn.LayerNorm): statistics per row over the last D elements",
+        params=(A + B) * D,
+        macs=sp.Integer(0),
+        ops=_total(statistics(N, D), rstd(N), normalise(N * D, A, B)),
+        output_shape=(N, D),
+        # ĝ = g·γ, the row sums Σĝ and Σĝ·x̂, then (rstd/D)·(D·ĝ − Σĝ − x̂·Σĝ·x̂); x̂ when grad-weight did not make it.
+        grad_input=Gradient(ops=_times(g_x, _total(
+            _times(1 - g_W, {OpKind.ADD: N * D, OpKind.MUL: N * D}),
+            {OpKind.MUL: A * N * D + N * D + 3 * N * D, OpKind.ADD: 2 * N * (D - 1) + 2 * N * D, OpKind.DIV: N},
+        ))),
+        grad_weight=_param_gradients(N * D, N, D),
+    )
+
+
+@cache
+def rms_norm() -> LayerFormula:
+    return LayerFormula(
+        name="rms_norm",
+        description="RMS normalisation (nn.RMSNorm): x / √(mean(x²) + ε) per row over the last D elements",
+        params=A * D,
+        macs=sp.Integer(0),
+        ops=_total(statistics(N, D, centred=False), rstd(N), normalise(N * D, A, 0, centred=False)),
+        output_shape=(N, D),
+        # Autograd differentiates the decomposition x·rsqrt(mean(x²) + ε)·γ op by op (no fused backward on CPU or
+        # meta): g·γ; g·rstd and the row sum Σg·x; rsqrt's −½·rstd³·g, 4 mul per row; the mean's g/D per element;
+        # the square's 2·x·g, 2 mul; x's two gradients summed. Grad-weight Σ g·x̂ over the rows.
+        grad_input=Gradient(ops=_times(g_x, {
+            OpKind.MUL: (A + 4) * N * D + 4 * N, OpKind.ADD: N * (D - 1) + N * D, OpKind.DIV: N * D})),
+        grad_weight=Gradient(ops={OpKind.MUL: g_W * N * D, OpKind.ADD: g_W * (N - 1) * D}),
+    )
+
+_FORMULAS = {build.__name__: build for build in (
+    batch_norm, batch_norm_batch_stats, instance_norm, instance_norm_running_stats, group_norm, layer_norm, rms_norm,
+)}
+REGISTRY.add_builders(_FORMULAS)
 
 
 @cache
@@ -260,14 +287,14 @@ def _spatial_symbols(count: int) -> tuple[sp.Symbol, ...]:
 @cache
 def _shaped(name: str, batched: bool, spatial: int) -> LayerFormula:
     """A channel norm's formula for an input of shape ``(N, C, *spatial)``, or ``(C, *spatial)`` unbatched."""
-    formula = split_size(_FORMULAS[name], S, _spatial_symbols(spatial))
+    formula = split_size(_FORMULAS[name](), S, _spatial_symbols(spatial))
     return formula if batched else split_size(formula, N, ())
 
 
 @cache
 def _rows(name: str, leading: int, normalised: int) -> LayerFormula:
     """LayerNorm's or RMSNorm's formula for ``leading`` row dimensions and ``normalised`` normalised ones."""
-    return split_size(split_size(_FORMULAS[name], N, split_parts(N, leading)), D, split_parts(D, normalised))
+    return split_size(split_size(_FORMULAS[name](), N, split_parts(N, leading)), D, split_parts(D, normalised))
 
 
 def _spatial_values(sizes: Sequence[int]) -> dict[str, int]:

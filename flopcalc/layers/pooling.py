@@ -31,6 +31,7 @@ no arithmetic: their formulas have no MACs and no operations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from functools import cache
@@ -68,7 +69,9 @@ def _scale_symbols(ndim: int) -> tuple[sp.Symbol, ...]:
     return tuple(sp.Symbol(f"sigma_{x.lower()}", positive=True) for x in SPATIAL_NAMES[ndim])
 
 
-def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
+@cache
+def pool_formula(ndim: int, reduction: str) -> LayerFormula:
+    """``MaxPool``/``AvgPool`` over ``ndim`` dimensions (``reduction`` ``"max"`` or ``"avg"``)."""
     sym = spatial_symbols(ndim)
     dilation = sym["dilation"] if reduction == "max" else (1,) * ndim
     # floor, or ceil with c = 1 (adding s - 1); torch drops a last window that starts past the input and left
@@ -100,7 +103,9 @@ def _pool_formula(ndim: int, reduction: str) -> LayerFormula:
     )
 
 
-def _adaptive_formula(ndim: int, reduction: str) -> LayerFormula:
+@cache
+def adaptive_formula(ndim: int, reduction: str) -> LayerFormula:
+    """``AdaptiveMaxPool``/``AdaptiveAvgPool`` over ``ndim`` dimensions."""
     sym = spatial_symbols(ndim)
     windows = _window_symbols(ndim)
     taps = {
@@ -128,7 +133,9 @@ def _adaptive_formula(ndim: int, reduction: str) -> LayerFormula:
     )
 
 
-def _interpolation_formula(ndim: int) -> LayerFormula:
+@cache
+def interpolation_formula(ndim: int) -> LayerFormula:
+    """Interpolation of ``P`` taps per dimension over ``ndim`` dimensions."""
     sym = spatial_symbols(ndim)
     results = N * C * sp.Mul(*sym["out"])
     return LayerFormula(
@@ -144,25 +151,31 @@ def _interpolation_formula(ndim: int) -> LayerFormula:
     )
 
 
-MAX_POOL1D, MAX_POOL2D, MAX_POOL3D = (_pool_formula(n, "max") for n in (1, 2, 3))
-AVG_POOL1D, AVG_POOL2D, AVG_POOL3D = (_pool_formula(n, "avg") for n in (1, 2, 3))
-ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D = (_adaptive_formula(n, "max") for n in (1, 2, 3))
-ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D = (_adaptive_formula(n, "avg") for n in (1, 2, 3))
-INTERPOLATE1D, INTERPOLATE2D, INTERPOLATE3D = (_interpolation_formula(n) for n in (1, 2, 3))
+_UPSAMPLING = {  # name: dimensions, description, taps per dimension
+    "upsample_linear": (1, "Linear upsampling: 2 neighbours", 2),
+    "upsample_bilinear": (2, "Bilinear upsampling: 2×2 neighbours", 2),
+    "upsample_bicubic": (2, "Bicubic upsampling: 4×4 neighbours", 4),
+    "upsample_trilinear": (3, "Trilinear upsampling: 2×2×2 neighbours", 2),
+}
 
-UPSAMPLE_LINEAR = INTERPOLATE1D.specialize("upsample_linear", "Linear upsampling: 2 neighbours", {P: 2})
-UPSAMPLE_BILINEAR = INTERPOLATE2D.specialize("upsample_bilinear", "Bilinear upsampling: 2×2 neighbours", {P: 2})
-UPSAMPLE_BICUBIC = INTERPOLATE2D.specialize("upsample_bicubic", "Bicubic upsampling: 4×4 neighbours", {P: 4})
-UPSAMPLE_TRILINEAR = INTERPOLATE3D.specialize("upsample_trilinear", "Trilinear upsampling: 2×2×2 neighbours", {P: 2})
-UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D = (
-    dataclasses.replace(
-        formula, name=f"upsample_nearest{n}d", ops={},
-        description=f"{n}-d nearest / nearest-exact upsampling: copies one input element per output, no arithmetic",
+
+@cache
+def upsampling_formula(name: str) -> LayerFormula:
+    """One of ``_UPSAMPLING``'s interpolations: the interpolation with its taps per dimension fixed."""
+    ndim, description, taps = _UPSAMPLING[name]
+    return interpolation_formula(ndim).specialize(name, description, {P: taps})
+
+
+@cache
+def nearest_formula(ndim: int) -> LayerFormula:
+    """Nearest (and nearest-exact) upsampling over ``ndim`` dimensions: a copy per output, no arithmetic."""
+    return dataclasses.replace(
+        interpolation_formula(ndim), name=f"upsample_nearest{ndim}d", ops={},
+        description=f"{ndim}-d nearest / nearest-exact upsampling: copies one input element per output, no arithmetic",
         # Backward: each output gradient is added into its source's.
-        grad_input=Gradient(ops={OpKind.ADD: g_x * sp.Mul(N, C, *spatial_symbols(n)["out"])}),
+        grad_input=Gradient(ops={OpKind.ADD: g_x * sp.Mul(N, C, *spatial_symbols(ndim)["out"])}),
     )
-    for n, formula in ((1, INTERPOLATE1D), (2, INTERPOLATE2D), (3, INTERPOLATE3D))
-)
+
 
 _FREE_BACKWARD = Gradient()
 """The gradient of a view or of the identity is the output gradient itself: no arithmetic."""
@@ -177,14 +190,15 @@ FLATTEN = dataclasses.replace(
 UNFLATTEN = dataclasses.replace(
     elementwise("unflatten", "Unflatten: a view splitting one dimension, no arithmetic"), grad_input=_FREE_BACKWARD)
 
-REGISTRY.add_formula(
-    MAX_POOL1D, MAX_POOL2D, MAX_POOL3D, AVG_POOL1D, AVG_POOL2D, AVG_POOL3D,
-    ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D,
-    ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D,
-    INTERPOLATE1D, INTERPOLATE2D, INTERPOLATE3D, UPSAMPLE_LINEAR, UPSAMPLE_BILINEAR, UPSAMPLE_BICUBIC,
-    UPSAMPLE_TRILINEAR, UPSAMPLE_NEAREST1D, UPSAMPLE_NEAREST2D, UPSAMPLE_NEAREST3D,
-    IDENTITY, DROPOUT, FLATTEN, UNFLATTEN,
-)
+_DIMS = (1, 2, 3)
+REGISTRY.add_builders({  # each built on first use: their output sizes (Min of floors) take a while in sympy
+    **{f"{r}_pool{n}d": functools.partial(pool_formula, n, r) for r in ("max", "avg") for n in _DIMS},
+    **{f"adaptive_{r}_pool{n}d": functools.partial(adaptive_formula, n, r) for r in ("max", "avg") for n in _DIMS},
+    **{f"interpolate{n}d": functools.partial(interpolation_formula, n) for n in _DIMS},
+    **{name: functools.partial(upsampling_formula, name) for name in _UPSAMPLING},
+    **{f"upsample_nearest{n}d": functools.partial(nearest_formula, n) for n in _DIMS},
+})
+REGISTRY.add_formula(IDENTITY, DROPOUT, FLATTEN, UNFLATTEN)
 
 
 def _per_dim(value: Any, ndim: int) -> tuple[Any, ...]:
@@ -208,20 +222,20 @@ def _batch_values(formula: LayerFormula, shape: Sequence[int], ndim: int) -> tup
 
 
 @cache
-def _pools() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
-    """Max and average pooling classes: their formula and number of spatial dimensions."""
+def _pools() -> dict[type[nn.Module], tuple[int, str]]:
+    """Max and average pooling classes: their number of spatial dimensions and reduction."""
     from torch import nn
 
     return {
-        nn.MaxPool1d: (MAX_POOL1D, 1), nn.MaxPool2d: (MAX_POOL2D, 2), nn.MaxPool3d: (MAX_POOL3D, 3),
-        nn.AvgPool1d: (AVG_POOL1D, 1), nn.AvgPool2d: (AVG_POOL2D, 2), nn.AvgPool3d: (AVG_POOL3D, 3),
+        nn.MaxPool1d: (1, "max"), nn.MaxPool2d: (2, "max"), nn.MaxPool3d: (3, "max"),
+        nn.AvgPool1d: (1, "avg"), nn.AvgPool2d: (2, "avg"), nn.AvgPool3d: (3, "avg"),
     }
 
 
 def bind_pool(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _pools()[type(module)]
-    return _pool_bound(formula, ndim, tuple(args[0].shape), module.kernel_size, module.stride, module.padding,
-                       getattr(module, "dilation", 1), module.ceil_mode)
+    ndim, reduction = _pools()[type(module)]
+    return _pool_bound(pool_formula(ndim, reduction), ndim, tuple(args[0].shape), module.kernel_size, module.stride,
+                       module.padding, getattr(module, "dilation", 1), module.ceil_mode)
 
 
 def _pool_bound(formula: LayerFormula, ndim: int, shape: Sequence[int], kernel_size: Any, stride: Any, padding: Any,
@@ -240,14 +254,13 @@ def _pool_bound(formula: LayerFormula, ndim: int, shape: Sequence[int], kernel_s
 
 
 @cache
-def _adaptive() -> dict[type[nn.Module], tuple[LayerFormula, int]]:
-    """Adaptive pooling classes: their formula and number of spatial dimensions."""
+def _adaptive() -> dict[type[nn.Module], tuple[int, str]]:
+    """Adaptive pooling classes: their number of spatial dimensions and reduction."""
     from torch import nn
 
     return {
-        nn.AdaptiveMaxPool1d: (ADAPTIVE_MAX_POOL1D, 1), nn.AdaptiveMaxPool2d: (ADAPTIVE_MAX_POOL2D, 2),
-        nn.AdaptiveMaxPool3d: (ADAPTIVE_MAX_POOL3D, 3), nn.AdaptiveAvgPool1d: (ADAPTIVE_AVG_POOL1D, 1),
-        nn.AdaptiveAvgPool2d: (ADAPTIVE_AVG_POOL2D, 2), nn.AdaptiveAvgPool3d: (ADAPTIVE_AVG_POOL3D, 3),
+        nn.AdaptiveMaxPool1d: (1, "max"), nn.AdaptiveMaxPool2d: (2, "max"), nn.AdaptiveMaxPool3d: (3, "max"),
+        nn.AdaptiveAvgPool1d: (1, "avg"), nn.AdaptiveAvgPool2d: (2, "avg"), nn.AdaptiveAvgPool3d: (3, "avg"),
     }
 
 
@@ -261,15 +274,9 @@ def _bind_adaptive(formula: LayerFormula, ndim: int, shape: Sequence[int], out: 
 
 
 def bind_adaptive(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    formula, ndim = _adaptive()[type(module)]
+    ndim, reduction = _adaptive()[type(module)]
+    formula = adaptive_formula(ndim, reduction)
     return _bind_adaptive(formula, ndim, tuple(args[0].shape), _per_dim(module.output_size, ndim))
-
-
-_INTERPOLATION: dict[str, LayerFormula] = {
-    "linear": UPSAMPLE_LINEAR, "bilinear": UPSAMPLE_BILINEAR, "bicubic": UPSAMPLE_BICUBIC,
-    "trilinear": UPSAMPLE_TRILINEAR,
-}
-_NEAREST = {1: UPSAMPLE_NEAREST1D, 2: UPSAMPLE_NEAREST2D, 3: UPSAMPLE_NEAREST3D}
 
 
 def bind_upsample(module: nn.Upsample, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
@@ -285,9 +292,8 @@ def _interpolation_bound(shape: Sequence[Any], size: Any, scale_factor: Any, mod
             out = _per_dim(size, ndim)
         else:
             out = tuple(math.floor(x * f) for x, f in zip(shape[2:], _per_dim(scale_factor, ndim)))
-        area = (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D)[ndim - 1]
-        return _bind_adaptive(area, ndim, shape, out)
-    formula = _NEAREST[ndim] if mode in ("nearest", "nearest-exact") else _INTERPOLATION[mode]
+        return _bind_adaptive(adaptive_formula(ndim, "avg"), ndim, shape, out)
+    formula = nearest_formula(ndim) if mode in ("nearest", "nearest-exact") else upsampling_formula(f"upsample_{mode}")
     formula, values = _batch_values(formula, shape, ndim)
     if size is not None:
         values.update({s.name: n for s, n in zip(sym["out"], _per_dim(size, ndim))})
@@ -320,7 +326,7 @@ def bind_unflatten(module: nn.Unflatten, args: tuple[Any, ...], kwargs: Mapping[
     return any_rank(UNFLATTEN, shape, output_shape=(*sizes[:dim], *parts, *sizes[dim + 1 :]))
 
 
-def _f_pool(formula: LayerFormula, ndim: int, reduction: str) -> FunctionBinder:
+def _f_pool(ndim: int, reduction: str) -> FunctionBinder:
     """Binder of ``F.max_pool{n}d(input, kernel_size, stride, padding, dilation, ceil_mode)`` or of
     ``F.avg_pool{n}d(input, kernel_size, stride, padding, ceil_mode)``."""
     names = ("input", "kernel_size", "stride", "padding")
@@ -328,17 +334,18 @@ def _f_pool(formula: LayerFormula, ndim: int, reduction: str) -> FunctionBinder:
 
     def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
         a = {name: argument(args, kwargs, i, name) for i, name in enumerate(names)}
-        return _pool_bound(formula, ndim, tuple(a["input"].shape), a["kernel_size"], a["stride"],
+        return _pool_bound(pool_formula(ndim, reduction), ndim, tuple(a["input"].shape), a["kernel_size"], a["stride"],
                            a["padding"] or 0, a.get("dilation") or 1, bool(a["ceil_mode"]))
 
     return bind
 
 
-def _f_adaptive(formula: LayerFormula, ndim: int) -> FunctionBinder:
+def _f_adaptive(ndim: int, reduction: str) -> FunctionBinder:
     """Binder of ``F.adaptive_{max,avg}_pool{n}d(input, output_size)``."""
 
     def bind(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
         shape = tuple(argument(args, kwargs, 0, "input").shape)
+        formula = adaptive_formula(ndim, reduction)
         return _bind_adaptive(formula, ndim, shape, _per_dim(argument(args, kwargs, 1, "output_size"), ndim))
 
     return bind
@@ -369,18 +376,10 @@ def _bind() -> None:
     )
     REGISTRY.bind(nn.Flatten, bind_flatten)
     REGISTRY.bind(nn.Unflatten, bind_unflatten)
-    for n, formulas in enumerate(zip(
-        (MAX_POOL1D, MAX_POOL2D, MAX_POOL3D), (AVG_POOL1D, AVG_POOL2D, AVG_POOL3D),
-        (ADAPTIVE_MAX_POOL1D, ADAPTIVE_MAX_POOL2D, ADAPTIVE_MAX_POOL3D),
-        (ADAPTIVE_AVG_POOL1D, ADAPTIVE_AVG_POOL2D, ADAPTIVE_AVG_POOL3D),
-    ), start=1):
-        max_pool, avg_pool, adaptive_max, adaptive_avg = formulas
-        REGISTRY.bind_functions({getattr(F, f"max_pool{n}d"): f"F.max_pool{n}d"}, _f_pool(max_pool, n, "max"))
-        REGISTRY.bind_functions({getattr(F, f"avg_pool{n}d"): f"F.avg_pool{n}d"}, _f_pool(avg_pool, n, "avg"))
-        REGISTRY.bind_functions(
-            {getattr(F, f"adaptive_max_pool{n}d"): f"F.adaptive_max_pool{n}d"}, _f_adaptive(adaptive_max, n)
-        )
-        REGISTRY.bind_functions(
-            {getattr(F, f"adaptive_avg_pool{n}d"): f"F.adaptive_avg_pool{n}d"}, _f_adaptive(adaptive_avg, n)
-        )
+    for n in _DIMS:
+        REGISTRY.bind_functions({getattr(F, f"max_pool{n}d"): f"F.max_pool{n}d"}, _f_pool(n, "max"))
+        REGISTRY.bind_functions({getattr(F, f"avg_pool{n}d"): f"F.avg_pool{n}d"}, _f_pool(n, "avg"))
+        for reduction in ("max", "avg"):
+            name = f"adaptive_{reduction}_pool{n}d"
+            REGISTRY.bind_functions({getattr(F, name): f"F.{name}"}, _f_adaptive(n, reduction))
     REGISTRY.bind_functions({F.interpolate: "F.interpolate"}, bind_f_interpolate)

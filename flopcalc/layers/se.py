@@ -1,6 +1,6 @@
 """Squeeze-and-excitation: ``x ⊙ σ(W_2·δ(W_1·avgpool(x) + b_1) + b_2)`` (torchvision.ops.SqueezeExcitation).
 
-Composed from the other families, never restated: global average pooling is ``ADAPTIVE_AVG_POOL2D`` with a
+Composed from the other families, never restated: global average pooling is ``adaptive_avg_pool2d`` with a
 1×1 output, the two fully connected layers are ``POINTWISE_CONV2D`` on a 1×1 map (with bias, as torchvision
 builds them), ``δ`` and ``σ`` are the activation formulas (ReLU and Sigmoid by default; Hardsigmoid in
 MobileNetV3, SiLU in EfficientNet), and the rescaling is one mul per input element.
@@ -45,10 +45,11 @@ g_fc1_W, g_fc1_b, g_fc2_W, g_fc2_b, g_act_W, g_scale_W = (flag(f"g_{name}") for 
 _SPATIAL = conv.spatial_symbols(2)
 _ONE_BY_ONE = dict(zip(_SPATIAL["out"], (1, 1)))
 
-POOL = pooling.ADAPTIVE_AVG_POOL2D.specialize(
+_ADAPTIVE_AVG_POOL2D = pooling.adaptive_formula(2, "avg")
+POOL = _ADAPTIVE_AVG_POOL2D.specialize(
     "global_avg_pool2d", "Global average pooling to 1×1: H·W taps per channel",
     # window sums T_h, T_w; every output size is 1 (U: torch's mean, whose backward divides per input element)
-    {**_ONE_BY_ONE, **dict(zip(pooling.ADAPTIVE_AVG_POOL2D.intermediates, (H, W))), pooling.U: 1},
+    {**_ONE_BY_ONE, **dict(zip(_ADAPTIVE_AVG_POOL2D.intermediates, (H, W))), pooling.U: 1},
 )
 
 

@@ -15,7 +15,7 @@ from support import formula_and_measured, param_count
 from torch import nn
 
 from flopcalc.formula import Evaluation
-from flopcalc.layers.pooling import ADAPTIVE_AVG_POOL1D
+from flopcalc.layers.pooling import adaptive_formula
 from flopcalc.measure import Count
 from flopcalc.registry import REGISTRY
 
@@ -150,7 +150,7 @@ def test_alexnet_pool_renders_its_arithmetic() -> None:
 @pytest.mark.parametrize(("size", "out"), [(13, 6), (10, 4), (10, 3), (2, 3), (12, 4), (7, 7), (224, 7), (9, 1)])
 def test_adaptive_window_total_is_size_plus_out_minus_gcd(size: int, out: int) -> None:
     """Σ_i (ceil((i+1)·I/O) − floor(i·I/O)) = I + O − gcd(I, O); when O divides I that is I."""
-    evaluation = ADAPTIVE_AVG_POOL1D.evaluate({"N": 1, "C": 1, "L": size, "L_out": out})
+    evaluation = adaptive_formula(1, "avg").evaluate({"N": 1, "C": 1, "L": size, "L_out": out})
     assert evaluation.ops.get("add", 0) == size + out - math.gcd(size, out) - out
 
 
