@@ -23,6 +23,7 @@ from torch._ops import OpOverload, OpOverloadPacket
 
 from flopcalc.dispatch import DispatchMode
 from flopcalc.formula import CountTotals, Number, OpKind
+from flopcalc.measure.derive import DerivedOutputs, checked, is_checking
 from flopcalc.measure.repeats import RepeatedOps
 
 
@@ -184,6 +185,7 @@ class OpCounter(DispatchMode):
         self._sink = sink
         self._record = record
         self._repeats = RepeatedOps(_count)
+        self._derived = DerivedOutputs()
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -191,8 +193,12 @@ class OpCounter(DispatchMode):
         replayed = None if key is None else self._repeats.replay(key, args, kwargs)
         if replayed is not None:  # the same op on the same meta inputs as before: same output metadata, same count
             out, count = replayed
-        else:
-            out = func(*args, **kwargs)
+        else:  # a first run: the output derived where a rule applies (measure/derive.py), else the kernel's
+            out = None if key is None else self._derived.output(func, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
+            elif is_checking():
+                out = checked(func, args, kwargs, out)
             count = _count(func, args, kwargs, out)
             if key is not None:
                 self._repeats.remember(key, args, out, count)
