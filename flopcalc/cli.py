@@ -1,4 +1,6 @@
-"""The ``flopcalc`` command: parse the arguments, call the library, pick a renderer.
+"""The ``flopcalc`` command's typer commands: parse the arguments and hand them on (the model command to
+:mod:`flopcalc.cli_model`, ``compare`` to :mod:`flopcalc.cli_compare`); the plain model command lines are parsed
+without typer (:mod:`flopcalc.cli_fast`).
 
 ``flopcalc MODEL --input 3x224x224`` analyses a model (the ``analyze`` command is the default, so its name may
 be left out); ``flopcalc formula``, ``flopcalc ratio`` and ``flopcalc compare`` are the other commands. Reports

@@ -1,6 +1,7 @@
 """The terminal view: a rich table of the layers, then the totals block and the notes.
 
-This and ``flopcalc.cli`` are the only modules that import rich. ``Report.__rich__`` calls :func:`to_rich`, so
+Only the terminal renderers (this, ``fit``, ``conventions``) and the command line's output (``flopcalc.cli_show``,
+``flopcalc.cli_compare``) import rich. ``Report.__rich__`` calls :func:`to_rich`, so
 ``rich.print(report)`` works without the CLI.
 """
 
