@@ -87,16 +87,19 @@ def checked_analysis(model: torch.nn.Module, inputs: Any) -> Callable[[], Any]:
 
 
 def target_forward(rounds: int) -> list[Row]:
-    """Target 1: analyze() within 1.15 x a bare meta forward."""
+    """Target 1: analyze() within 1.15 x a bare meta forward. The row also shows the first analysis of the model
+    in the process (new formula points, and kernels no earlier meta pass ran), which the target does not time."""
     rows = []
     for name in FORWARD_MODELS:
         model, shape = models.build(name, "meta"), models.input_shape(name)
         bare, analysis = bare_forward(model, shape), checked_analysis(model, shape)
-        bare(), analysis()  # first calls: imports, torch's kernel registrations, flopcalc's binders
+        bare()  # first call: imports, torch's kernel registrations
+        first = cpu_time(analysis)
         best = interleaved({"bare": bare, "analyze": analysis}, rounds)
         ratio = best["analyze"] / best["bare"]
         rows.append(Row(f"1. analyze() ≤ 1.15 × bare meta forward, {name}",
-                        f"{ratio:.2f}× ({best['analyze'] * 1e3:.0f} ms / {best['bare'] * 1e3:.0f} ms)", ratio <= 1.15))
+                        f"{ratio:.2f}× ({best['analyze'] * 1e3:.0f} ms / {best['bare'] * 1e3:.0f} ms); first "
+                        f"analysis of the model {first / best['bare']:.2f}× ({first * 1e3:.0f} ms)", ratio <= 1.15))
     return rows
 
 

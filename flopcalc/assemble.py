@@ -22,7 +22,7 @@ from flopcalc.memory import training_state
 from flopcalc.report import Checked, LayerRow, MemoryTotals, Report, Status, Totals, Unchecked
 from flopcalc.symbolic import ClosedForm, user_symbol
 from flopcalc.trace import Call, Tracer
-from flopcalc.weights import buffers, named_modules, weights
+from flopcalc.weights import buffers, buffers_of, named_modules, weights, weights_of
 
 def _normalized(ops: Mapping[str, Number]) -> dict[str, Number]:
     return {str(k): v for k, v in ops.items() if v != 0}
@@ -202,7 +202,8 @@ def build_report(
         for child in children:
             assert child is not None
             measured = measured + child.measured
-            uncounted.update(child.uncounted)
+            if child.uncounted:
+                uncounted.update(child.uncounted)
         params = call.params + sum(child.params for child in children if child)
         analytic = None
         mismatches: tuple[str, ...] = ()
@@ -237,11 +238,12 @@ def build_report(
             measured, measured_self = measured + outside.count, measured_self + outside.count
             uncounted.update(outside.uncounted)
         present = [child for child in children if child is not None]
-        checked = _checked(analytic, status, present, macs, _normalized(ops), hints)
+        normalized = _normalized(ops)
+        checked = _checked(analytic, status, present, macs, normalized, hints)
         row = LayerRow(
             index=index, name=call.name, type=call.function or type(call.module).__name__, depth=call.depth,
             parent=call.parent, children=tuple(call.children), input_shapes=call.input_shapes,
-            output_shapes=call.output_shapes, params=params, macs=macs, ops=_normalized(ops), measured=measured,
+            output_shapes=call.output_shapes, params=params, macs=macs, ops=normalized, measured=measured,
             measured_self=measured_self, status=status, bound=call.bound, analytic=analytic, mismatches=mismatches,
             uncounted=dict(uncounted), facts=call.facts, op_tallies=call.op_tallies, checked=checked,
             function=call.function,
@@ -255,12 +257,11 @@ def build_report(
         final_rows = _with_backward(tracer, final_rows)
     root = final_rows[0] if final_rows else None
     # Modules whose parameters no call owns: never called, and not used by a formula row's forward either.
+    modules = list(named_modules(model))  # as the pass leaves them: a forward may have added some
     uncalled = {
-        module_name: unowned
-        for module_name, module in named_modules(model)
-        if (unowned := sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in tracer.claimed))
+        module_name: unowned for module_name, module in modules if (unowned := _unclaimed(module, tracer.claimed))
     }
-    totals = replace(_totals(model, root), memory=_memory(model, tracer, optimizer))
+    totals = _totals([module for _, module in modules], root, _memory(model, tracer, optimizer))
     unchecked = tuple(sorted(_unchecked(final_rows, root), key=_size_at(hints), reverse=True)) if root else ()
     closed_form = None
     if tracer.symbolic is not None:
@@ -281,6 +282,14 @@ def build_report(
         closed_form=closed_form,
         unchecked=unchecked,
     )
+
+
+def _unclaimed(module: nn.Module, claimed: set[Any]) -> int:
+    """Elements of ``module``'s own weights that no call claimed (most modules hold none: no walk for them)."""
+    attributes = vars(module)
+    if not module._parameters and "_packed_params" not in attributes and "_packed_weight" not in attributes:
+        return 0
+    return sum(w.tensor.numel() for w in weights(module, recurse=False) if w.key not in claimed)
 
 
 def _with_backward(tracer: BackwardTracer, rows: tuple[LayerRow, ...]) -> tuple[LayerRow, ...]:
@@ -321,9 +330,10 @@ def _memory(model: nn.Module, tracer: Tracer, optimizer: str | None) -> MemoryTo
     )
 
 
-def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
-    params = list(weights(model))  # deduplicated by identity: tied weights count once
-    model_buffers = list(buffers(model))
+def _totals(modules: list[nn.Module], root: LayerRow | None, memory: MemoryTotals | None) -> Totals:
+    """The whole model's counts: ``modules`` are all of its modules (parents first), ``root`` its row."""
+    params = list(weights_of(modules))  # deduplicated by identity: tied weights count once
+    model_buffers = list(buffers_of(modules))
     by_dtype: Counter[str] = Counter()
     for w in params:
         by_dtype[str(w.tensor.dtype).removeprefix("torch.")] += w.tensor.numel() * w.tensor.element_size()
@@ -346,5 +356,6 @@ def _totals(model: nn.Module, root: LayerRow | None) -> Totals:
         measured_flops=measured.flops,
         backward=root.backward if root else None,
         checked=root.checked if root else None,
+        memory=memory,
     )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -79,14 +79,18 @@ def _lineage(cls: type) -> tuple[str, ...]:
 def module_facts(module: nn.Module, tree_paths: int = 1) -> ModuleFacts:
     """Read ``module``'s :class:`ModuleFacts` (never changes the module)."""
     classes = _lineage(type(module))
-    attributes = MappingProxyType(
-        {name: value for name, value in vars(module).items() if name[0] != "_" and _plain(value)}
-    )
+    attributes: dict[str, Any] = {}
+    held: list[str] = []
+    for name, value in vars(module).items():  # one scan of the module's attributes for both
+        if name[0] != "_" and _plain(value):
+            attributes[name] = value
+        elif id(value) in _FUNCTIONALS:
+            held.append(_FUNCTIONALS[id(value)])
     parameters = tuple(  # a lazy module's parameters have no size until its first call materialises them
         (name, 0 if is_lazy(p) else p.numel()) for name, p in module._parameters.items() if p is not None
     )
-    held = frozenset(_FUNCTIONALS[id(value)] for value in vars(module).values() if id(value) in _FUNCTIONALS)
-    return ModuleFacts(classes, attributes, parameters, not module._modules, tree_paths, held)
+    return ModuleFacts(classes, MappingProxyType(attributes), parameters, not module._modules, tree_paths,
+                       frozenset(held))
 
 
 _FUNCTIONALS = {id(value): name for name, value in vars(F).items()
@@ -101,9 +105,12 @@ def tree_paths(model: nn.Module) -> dict[int, int]:
     order: list[nn.Module] = []  # every module after all of its parents
     seen: set[int] = set()
 
+    def children(module: nn.Module) -> Iterable[nn.Module]:  # module.children(), without its generators
+        return dict.fromkeys(child for child in module._modules.values() if child is not None)
+
     def visit(module: nn.Module) -> None:
         seen.add(id(module))
-        for child in module.children():
+        for child in children(module):
             if id(child) not in seen:
                 visit(child)
         order.append(module)
@@ -111,7 +118,7 @@ def tree_paths(model: nn.Module) -> dict[int, int]:
     visit(model)
     paths = {id(model): 1}
     for module in reversed(order):
-        for child in module.children():
+        for child in children(module):
             paths[id(child)] = paths.get(id(child), 0) + paths[id(module)]
     return {key: count for key, count in paths.items() if count > 1}
 

@@ -29,6 +29,7 @@ from flopcalc.measure import OpCounter
 from flopcalc.memory import LiveMemory, SavedTensors, saved_for_backward
 from flopcalc.roofline import BytesMoved
 from flopcalc.trace import Tracer
+from flopcalc.weights import named_modules
 
 INPUT_SEED = 0
 """Seed of the private generator that draws random inputs on ``device="cpu"`` (the global RNG is not used)."""
@@ -38,10 +39,10 @@ _turns = threading.Condition()
 
 
 @contextlib.contextmanager
-def _exclusive(model: nn.Module) -> Iterator[None]:
+def _exclusive(model: nn.Module, modules: list[nn.Module]) -> Iterator[None]:
     """One pass at a time over any module of ``model``: another thread waits its turn; a pass started from
     inside a pass over the same modules (e.g. ``analyze`` called in a forward) is refused."""
-    ids = [id(m) for m in model.modules()]
+    ids = [id(m) for m in modules]
     me = threading.get_ident()
     with _turns:
         while any(_busy.get(i, me) != me for i in ids):
@@ -70,16 +71,19 @@ class _ModuleState:
         self.module = module
         self.cls = type(module)
         self.attributes = dict(vars(module))
-        self.contents = {
-            key: (value, _copy_container(value))
-            for key, value in self.attributes.items()
+        # An empty container (most of a module's hook dicts) is saved as None: restoring it is emptying it.
+        self.contents = [
+            (value, _copy_container(value) if value else None)
+            for value in self.attributes.values()
             if isinstance(value, dict | set | list)
-        }
+        ]
 
     def restore(self) -> None:
-        for container, saved in self.contents.values():
-            container.clear()
-            container.update(saved) if isinstance(container, dict | set) else container.extend(saved)
+        for container, saved in self.contents:
+            if container:
+                container.clear()
+            if saved:
+                container.update(saved) if isinstance(container, dict | set) else container.extend(saved)
         vars(self.module).clear()
         vars(self.module).update(self.attributes)
         if type(self.module) is not self.cls:
@@ -149,8 +153,22 @@ def _meta_copy(tensor: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(tensor.detach(), device="meta")
 
 
-def _model_device(model: nn.Module) -> torch.device | None:
-    for tensor in [*model.parameters(), *model.buffers()]:
+def _modules(model: nn.Module) -> list[nn.Module]:
+    """``list(model.modules())``, walked without a generator per level of the model."""
+    return [module for _, module in named_modules(model)]
+
+
+def _tensors(modules: list[nn.Module]) -> Iterator[torch.Tensor]:
+    """The parameters of ``modules``, then their buffers (``model.parameters()``, then ``model.buffers()``)."""
+    for store in ("_parameters", "_buffers"):
+        for module in modules:
+            for tensor in getattr(module, store).values():
+                if tensor is not None:
+                    yield tensor
+
+
+def _model_device(modules: list[nn.Module]) -> torch.device | None:
+    for tensor in _tensors(modules):  # the first one
         return tensor.device
     return None
 
@@ -172,12 +190,13 @@ def run_pass(
         ForwardError: the forward (or backward) pass raised (the model is restored first).
         InputError: a meta model on ``device="cpu"``, or a pass started inside a pass over the same model.
     """
-    model_device = _model_device(model)
+    all_modules = _modules(model)
+    model_device = _model_device(all_modules)
     on_meta = model_device is not None and model_device.type == "meta"
     if device == "cpu" and on_meta:
         raise InputError("the model's weights are on the meta device; analyse it with device='meta'")
     symbolic = tracer.symbolic
-    lazy = any(isinstance(t, UninitializedTensorMixin) for t in [*model.parameters(), *model.buffers()])
+    lazy = any(isinstance(t, UninitializedTensorMixin) for t in _tensors(all_modules))
     if lazy and symbolic is not None:
         raise InputError(
             "a model with lazy modules (nn.LazyLinear, ...) cannot be counted in closed form: its weight shapes "
@@ -192,7 +211,7 @@ def run_pass(
     elif device == "meta" and not on_meta:
         fake = FakeTensorMode(allow_non_fake_inputs=True)
     target = torch.device("meta") if on_meta else (model_device or torch.device("cpu"))
-    with _exclusive(model), torch.random.fork_rng(devices=[]), _restored(model) as modules:
+    with _exclusive(model, all_modules), torch.random.fork_rng(devices=[]), _restored(all_modules) as modules:
         for module in modules:
             module.training = training
             if isinstance(module, nn.TransformerEncoder):
@@ -261,7 +280,8 @@ def real_run(model: nn.Module, device: torch.device | str, training: bool) -> It
     Yields the private generator to draw random inputs from."""
     on_cuda = torch.device(device).type == "cuda"
     rng = torch.random.fork_rng(devices=[torch.cuda.current_device()] if on_cuda else [])
-    with _exclusive(model), rng, _restored(model) as modules:
+    all_modules = _modules(model)
+    with _exclusive(model, all_modules), rng, _restored(all_modules) as modules:
         for module in modules:
             module.training = training
         _swap_tensors(modules, lambda t: t if isinstance(t, nn.Parameter) else t.detach().clone(), torch.device(device))
@@ -282,9 +302,8 @@ def _initialise_uncounted(module: LazyModuleMixin) -> None:
 
 
 @contextlib.contextmanager
-def _restored(model: nn.Module) -> Iterator[list[nn.Module]]:
-    """The model's modules, each put back as it was when the block ends (normally or by an exception)."""
-    modules = list(model.modules())
+def _restored(modules: list[nn.Module]) -> Iterator[list[nn.Module]]:
+    """``modules`` (a model's), each put back as it was when the block ends (normally or by an exception)."""
     states = [_ModuleState(m) for m in modules]
     try:
         yield modules

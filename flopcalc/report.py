@@ -60,8 +60,8 @@ def _shapes(shapes: Any) -> tuple[tuple[Number, ...], ...]:
 
 
 def _freeze_fields(instance: Any, **values: Any) -> None:
-    for name, value in values.items():
-        object.__setattr__(instance, name, value)
+    """Set fields of a frozen dataclass (none of them has slots) in one update of its ``__dict__``."""
+    vars(instance).update(values)
 
 
 class Status(StrEnum):

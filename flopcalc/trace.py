@@ -40,7 +40,7 @@ from flopcalc.registry import Bound, FormulaRegistry, FunctionBinder
 from flopcalc.symbolic import SymbolicShapes
 from flopcalc.weights import Weight, named_modules, weights
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """A module call or a functional call while the pass runs (mutable); becomes a :class:`LayerRow` afterwards.
 
@@ -93,6 +93,15 @@ def _bytes(value: Any) -> Number:
     return 0
 
 
+def _call_shapes(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[tuple[Number, ...], ...]:
+    """:func:`_shapes` of a call's arguments; most calls pass one dense tensor, which takes no recursion."""
+    if not kwargs and len(args) == 1:
+        value = args[0]
+        if isinstance(value, torch.Tensor) and not value.is_nested:
+            return (tuple(value.shape),)
+    return _shapes((args, kwargs))
+
+
 def _shapes(value: Any) -> tuple[tuple[Number, ...], ...]:
     """Shapes of every tensor in a (nested) argument or output, in order."""
     if isinstance(value, torch.Tensor):
@@ -108,12 +117,14 @@ class Tracer:
     """Hooks that keep a stack of open module calls, and the sink that charges each op to the innermost one."""
 
     def __init__(self, model: nn.Module, registry: FormulaRegistry, symbolic: SymbolicShapes | None = None):
+        self.model = model
         self.registry = registry
         self.symbolic = symbolic
         self.calls: list[Call] = []
         self.stack: list[int] = []
         self.claimed: set[Hashable] = set()
-        self.names = {id(m): name for name, m in named_modules(model)}
+        self.modules = list(named_modules(model))  # (name, module) as the pass starts; a forward may add more
+        self.names = {id(m): name for name, m in self.modules}
         self.tree_paths = tree_paths(model) if symbolic is None else {}
         self.times_called: Counter[int] = Counter()
         self.function_names: Counter[str] = Counter()
@@ -125,14 +136,17 @@ class Tracer:
         self._function_mode: TorchFunctionMode | None = None
 
     def pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.times_called[id(module)] += 1
-        name = self.names.get(id(module), type(module).__name__)
-        if self.times_called[id(module)] > 1:
-            name = f"{name}#{self.times_called[id(module)]}"
+        key = id(module)
+        times = self.times_called[key] = self.times_called[key] + 1
+        name = self.names.get(key, type(module).__name__)
+        if times > 1:
+            name = f"{name}#{times}"
         binder = self.registry.binder_for(module)
-        bound, error = self._bind(None if binder is None else lambda: binder(module, args, kwargs))
-        facts = module_facts(module, self.tree_paths.get(id(module), 1)) if self.symbolic is None else None
-        shapes = self._symbolic_shapes(_shapes((args, kwargs)))
+        bound, error = (None, None) if binder is None else self._bind(lambda: binder(module, args, kwargs))
+        facts = module_facts(module, self.tree_paths.get(key, 1)) if self.symbolic is None else None
+        shapes = _call_shapes(args, kwargs)
+        if self.symbolic is not None:
+            shapes = self._symbolic_shapes(shapes)
         self._open(Call(module, name, None, 0, shapes, bound, error, facts=facts))
 
     def _open(self, call: Call) -> None:
@@ -194,8 +208,12 @@ class Tracer:
 
     def post_hook(self, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         call = self.calls[self.stack.pop()]
-        call.output_shapes = self._symbolic_shapes(_shapes(output))
-        call.output_bytes = _bytes(output) if self.symbolic is None else self._symbolic_bytes(output)
+        call.output_shapes = _call_shapes((output,), {})
+        if self.symbolic is None:
+            call.output_bytes = _bytes(output)
+        else:
+            call.output_shapes = self._symbolic_shapes(call.output_shapes)
+            call.output_bytes = self._symbolic_bytes(output)
         # A formula row owns every parameter of its subtree not claimed by a child call (e.g. the out_proj of
         # MultiheadAttention, which its forward uses without calling); other rows own their direct parameters.
         self._claim(call, weights(module, recurse=call.bound is not None))
@@ -255,7 +273,7 @@ class Tracer:
     @contextlib.contextmanager
     def hooks(self, model: nn.Module) -> Iterator[None]:
         """Module hooks and the functional-call mode for one pass, removed afterwards (also on error)."""
-        modules = list(named_modules(model))
+        modules = self.modules if model is self.model else list(named_modules(model))
         self.param_owners = {
             id(param): _parameter_owner(name, attribute, module, self.registry)
             for name, module in modules for attribute, param in module._parameters.items() if param is not None

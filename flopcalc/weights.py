@@ -7,7 +7,7 @@ A quantized conv or linear holds its int8 weight and float bias inside a packed 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +45,10 @@ def named_modules(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             continue
         seen.add(id(current))
         yield name, current
-        prefix = f"{name}." if name else ""
-        stack.extend((prefix + key, child) for key, child in reversed(current._modules.items()) if child is not None)
+        if current._modules:
+            prefix = f"{name}." if name else ""
+            children = reversed(current._modules.items())
+            stack.extend([(prefix + key, child) for key, child in children if child is not None])
 
 
 def _modules(module: nn.Module) -> Iterator[nn.Module]:
@@ -56,8 +58,13 @@ def _modules(module: nn.Module) -> Iterator[nn.Module]:
 
 def buffers(module: nn.Module) -> Iterator[torch.Tensor]:
     """``module.buffers()``: every buffer of ``module`` and its submodules, each once."""
+    return buffers_of(_modules(module) if module._modules else (module,))  # a leaf needs no walk (most calls)
+
+
+def buffers_of(owners: Iterable[nn.Module]) -> Iterator[torch.Tensor]:
+    """The buffers of these modules (not of their submodules), each once."""
     seen: set[int] = set()
-    for owner in _modules(module):
+    for owner in owners:
         for buffer in owner._buffers.values():
             if buffer is not None and id(buffer) not in seen:
                 seen.add(id(buffer))
@@ -66,8 +73,13 @@ def buffers(module: nn.Module) -> Iterator[torch.Tensor]:
 
 def weights(module: nn.Module, recurse: bool = True) -> Iterator[Weight]:
     """Every parameter and packed weight of ``module`` (and its submodules when ``recurse``), each once."""
+    return weights_of(_modules(module) if recurse and module._modules else (module,))
+
+
+def weights_of(owners: Iterable[nn.Module]) -> Iterator[Weight]:
+    """Every parameter and packed weight of these modules (not of their submodules), each once."""
     seen: set[Hashable] = set()
-    for owner in _modules(module) if recurse else (module,):
+    for owner in owners:
         found = [Weight(id(p), p, p.requires_grad) for p in owner._parameters.values() if p is not None]
         packed = _packed(owner) if "_packed_params" in vars(owner) or "_packed_weight" in vars(owner) else None
         if packed is not None:

@@ -39,9 +39,10 @@ class Count(CountTotals):
     ops: Mapping[str, Number] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # One spelling per count: plain-string kinds, and no kind listed with zero operations.
+        # One spelling per count: plain-string kinds, and no kind listed with zero operations (inlined: every
+        # op and every row makes counts).
         for kind, value in self.ops.items():
-            if type(kind) is not str or _is_zero(value):
+            if type(kind) is not str or (isinstance(value, int) and value == 0):
                 object.__setattr__(self, "ops", {str(k): v for k, v in self.ops.items() if not _is_zero(v)})
                 return
 
@@ -183,13 +184,13 @@ class OpCounter(DispatchMode):
         super().__init__()
         self._sink = sink
         self._record = record
-        self._repeats = RepeatedOps()
+        self._repeats = RepeatedOps(_count)
         self._derived = DerivedOutputs()
 
     def __torch_dispatch__(self, func: OpOverload, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         key = self._repeats.key(func, args, kwargs)
-        replayed = None if key is None else self._repeats.replay(key, args)
+        replayed = None if key is None else self._repeats.replay(key, args, kwargs)
         if replayed is not None:  # the same op on the same meta inputs as before: same output metadata, same count
             out, count = replayed
         else:  # a first run: the output derived where a rule applies (measure/derive.py), else the kernel's

@@ -11,6 +11,11 @@ argument's type and value, the default dtype), the output metadata the kernel pr
 rule gave; a later run of the same op on the same metadata gets a fresh output tensor of that metadata and
 that count.
 
+On plain meta tensors the output metadata is also kept across passes, in a table the process shares (bounded):
+a meta kernel's output depends on nothing but the key, so a model analysed again, or another model with the
+same layers on the same shapes, runs no kernel for an op an earlier meta pass ran. The count is not shared:
+the op's rule counts it again in each pass.
+
 What is still measured: every op the forward pass executes reaches the op counter as before, in order, and is
 charged to the module call that runs it; only the repeated derivation of an identical output shape is
 skipped. It is the memo torch's own ``FakeTensorMode`` keeps for fake tensors, applied where it is exact:
@@ -38,7 +43,7 @@ of the stride arithmetic ``empty_strided`` repeats for every dimension.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -234,12 +239,41 @@ _FRESH = -1
 index, or ``None`` when the op always runs its kernel)."""
 
 
-class RepeatedOps:
-    """The memo of one pass: output metadata and count per (op, input metadata)."""
+SHARED_LIMIT = 8192
+"""The most keys the table shared by the passes of a process holds; it starts afresh when full."""
 
-    def __init__(self) -> None:
+_shared: dict[Hashable, OutputSpec] = {}
+"""Output metadata of ops on plain meta tensors, by key, for every pass of the process (see RepeatedOps)."""
+
+Counter = Callable[[OpOverload, tuple[Any, ...], dict[str, Any], Any], Any]
+"""``count(func, args, kwargs, out)``: what the op's rule counts for one run."""
+
+
+def _meta_only(spec: OutputSpec) -> bool:
+    """The spec rebuilds plain meta tensors, the op's argument or plain values: nothing of one fake pass."""
+    kind = type(spec)
+    if kind is tuple or kind is list:
+        return all(_meta_only(s) for s in spec)
+    return spec is _SELF or kind is _TensorSpec or kind is _Plain
+
+
+class RepeatedOps:
+    """The memo of one pass: output metadata and count per (op, input metadata).
+
+    With ``count`` (the op counter's rule lookup) and no fake mode active, the pass is on plain meta tensors,
+    whose kernels derive the same output from the same key in any pass: their output metadata goes into a table
+    shared by every such pass of the process, so that analysing a model again, or another model with the same
+    layers, replays the ops of the earlier passes. Counts are not shared: an op replayed from the shared table
+    is counted by its rule once in each pass (a rule registered or replaced since applies), then memoised with
+    its output in the pass's own memo. Fake passes keep everything in their own memo (their keys and outputs
+    hold their fake mode).
+    """
+
+    def __init__(self, count: Counter | None = None) -> None:
         self._entries: dict[Hashable, tuple[OutputSpec, Any]] = {}
         self._kinds: dict[OpOverload, int | None] = {}
+        fake = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
+        self._count = count if fake is None else None
 
     def _kind(self, func: OpOverload) -> int | None:
         if func in self._kinds:
@@ -260,11 +294,18 @@ class RepeatedOps:
             return None
         return key
 
-    def replay(self, key: Hashable, args: tuple[Any, ...]) -> tuple[Any, Any] | None:
-        """The output and the count of an earlier run with this key, or ``None`` for a first run."""
+    def replay(self, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any] | None:
+        """The output and the count of an earlier run with this key (in this pass, or in an earlier meta pass),
+        or ``None`` for a first run."""
         entry = self._entries.get(key)
         if entry is None:
-            return None
+            spec = None if self._count is None else _shared.get(key)
+            if spec is None:
+                return None
+            out = args[0] if spec is _SELF else _rebuild(spec, args)
+            count = self._count(key[0], args, kwargs, out)  # type: ignore[index]
+            self._entries[key] = (spec, count)
+            return out, count
         spec, count = entry
         return (args[0] if spec is _SELF else _rebuild(spec, args)), count
 
@@ -278,3 +319,7 @@ class RepeatedOps:
         except _Unrepeatable:
             return
         self._entries[key] = (spec, count)
+        if self._count is not None and _meta_only(spec):
+            if len(_shared) >= SHARED_LIMIT:
+                _shared.clear()
+            _shared[key] = spec
