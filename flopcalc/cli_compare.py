@@ -77,32 +77,6 @@ def _analyze_all(
             progress.update(task, description=f"analysing {name}")
             try:
                 model = load_model(name, device.value, arguments)
-                reports.append(analyze(model, inputs, device=device.value, name=name))
-            except FlopcalcError as exc:  # name the model among several
-                raise FlopcalcError(f"{name}: {exc}") from exc
-            progress.advance(task)
-    return reports
-
-
-def _analyze_all(
-    models: Sequence[str], inputs: ModelInputs, device: Device, arguments: dict[str, Any]
-) -> list[Report]:
-    """Analyse each model in turn, with a progress bar on stderr when it is a terminal (elsewhere rich would
-    leave a blank line before the output or an error)."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from flopcalc.analyze import analyze
-    from flopcalc.models import load_model
-
-    reports = []
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("analysing", total=len(models))
-        for name in models:
-            progress.update(task, description=f"analysing {name}")
-            try:
-                model = load_model(name, device.value, arguments)
                 with meta_kernels_without_dynamo():
                     reports.append(analyze(model, inputs, device=device.value, name=name))
             except FlopcalcError as exc:  # name the model among several
