@@ -122,7 +122,7 @@ def run_model_command(o: ModelOptions) -> None:
         llm_options = {"--seq": o.seq, "--decode": o.decode or None, "--context": o.context, "--generate": o.generate}
         given = [name for name, value in llm_options.items() if value is not None]
         if given:
-            raise InputError(f"{', '.join(given)} apply to hf:PATH models only")
+            raise InputError(f"{', '.join(given)}: only for hf:PATH models")
         if not o.inputs:
             raise InputError(f"Missing option '--input' ({SHAPE_HELP})")
         check_output(o.output)

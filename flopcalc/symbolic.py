@@ -121,14 +121,13 @@ class SymbolicShapes:
         return self._symints[name]
 
     def specialized(self) -> dict[str, str]:
-        """Names the model pinned to one value (e.g. ViT asserts H == 224), with where it did so."""
+        """Names the model pinned to one value (e.g. ViT asserts H == 224)."""
         pinned = {}
         for symbol, user in self._names.items():
             replacement = self.shape_env.replacements.get(symbol)
             value_range = self.shape_env.var_to_range.get(symbol)
-            if replacement is not None and replacement.is_number:
-                where = self.shape_env.replacements_slocs.get(symbol, "")
-                pinned[user.name] = f"{user.name} = {replacement} ({where})"
+            if replacement is not None and replacement.is_number:  # torch's recorded location is our tracer's frame
+                pinned[user.name] = f"{user.name} = {replacement}"
             elif value_range is not None and value_range.is_singleton():
                 pinned[user.name] = f"{user.name} = {value_range.lower}"
         return pinned

@@ -201,7 +201,7 @@ def test_cli_convention_applies_to_the_prefill(tmp_path):
         (["hf:{llama}", "--context", "8"], "--decode and --context go together"),
         (["hf:{llama}"], "--seq"),
         (["hf:{llama}", "--seq", "8", "--input", "3"], "instead of --input"),
-        (["alexnet", "--input", "3x8x8", "--seq", "8"], "apply to hf:PATH models only"),
+        (["alexnet", "--input", "3x8x8", "--seq", "8"], ": only for hf:PATH models"),
         (["hf:{llama}", "--decode", "--context", "8", "--convention", "palm"], "applies to a prefill"),
         (["hf:{llama}", "--seq", "8", "--time", "cpu"], "built from its config on meta without weights"),
         (["hf:{llama}", "--decode", "--context", "8", "--backward"], "a training step, which is a prefill"),
