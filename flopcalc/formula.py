@@ -208,15 +208,15 @@ class LayerFormula:
             },
         )
 
-    @property
-    def symbols(self) -> set[sp.Symbol]:
+    @cached_property
+    def symbols(self) -> frozenset[sp.Symbol]:
         """Free symbols a caller binds (intermediates excluded): those the counts, the output shape and the
         sizes depend on (:meth:`_counted_symbols`), and those a constraint names (a depthwise convolution's
-        ``C_in`` appears only in ``C_out divisible by C_in``)."""
+        ``C_in`` appears only in ``C_out divisible by C_in``). Worked out once: every evaluation resolves by it."""
         free = self._counted_symbols()
         for rule in self.constraints.values():
             free |= sp.sympify(rule).free_symbols
-        return free - set(self.intermediates)
+        return frozenset(free - set(self.intermediates))
 
     def _counted_symbols(self) -> set[sp.Symbol]:
         """The symbols the counts, the output shape and the intermediate sizes depend on (intermediates excluded)."""
