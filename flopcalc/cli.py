@@ -11,6 +11,7 @@ missing file or factory) is one line on stderr and exit status 2; ``--check`` an
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -21,10 +22,11 @@ from typer.core import TyperArgument, TyperGroup
 
 from flopcalc import __version__
 from flopcalc.cli_compare import Axis, run_compare
+from flopcalc.cli_fast import _SHORT, COMMANDS, EXAMPLES
 from flopcalc.cli_model import (
     Device, ModelOptions, Optimizer, TimeDevice, exit_after, one_line_errors, run_model_command,
 )
-from flopcalc.cli_parse import SHAPE_HELP, parse_assignment
+from flopcalc.cli_parse import SHAPE_HELP, parse_assignments
 from flopcalc.cli_show import Format
 from flopcalc.errors import InputError
 
@@ -204,7 +206,7 @@ def formula_command(
             known = ", ".join(sorted(REGISTRY.formulas))
             raise InputError(f"unknown formula {family!r}; {suggestion}known formulas: {known}")
         formula = REGISTRY.formula(family)
-        assigned = dict(parse_assignment(text) for text in values or ())
+        assigned = parse_assignments(values or ())
         typer.echo(formula_sheet(formula, assigned, latex=output_format is FormulaFormat.LATEX), nl=False)
 
 
@@ -247,17 +249,43 @@ def compare_command(
     run_compare(models, inputs, batch, arguments, device, accuracy, plot, x, y, output_format, output)
 
 
+_OTHER_EXAMPLES = {("compare", "--accuracy"): "accuracy.csv", ("compare", "--x"): "macs",
+                   ("compare", "--y"): "accuracy", ("formula", "--format"): "latex"}
+"""Example values of the options of ``compare`` and ``formula`` that the model command's table
+(:data:`flopcalc.cli_fast.EXAMPLES`) lacks or gives another value."""
+
+
+def _missing_value(exc: Exception, words: Sequence[str]) -> str | None:
+    """``--input needs a value, e.g. --input 3x224x224`` for click's "Option '--input' requires an argument."
+    (an option given last, without its value, in the command line ``words``); ``None`` for any other usage
+    error."""
+    option = getattr(exc, "option_name", None)
+    if not isinstance(option, str) or "requires an argument" not in exc.format_message():  # type: ignore[attr-defined]
+        return None
+    command = words[0] if words and words[0] in COMMANDS else "analyze"  # click's parser error has no context
+    long = _SHORT.get(option, option)
+    example = _OTHER_EXAMPLES.get((command, long)) or EXAMPLES.get(long)
+    return f"{option} needs a value, e.g. {option} {example}" if example else None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point. Usage errors (a missing --input, an unknown option or choice) are one line
-    on stderr with exit status 2, like every other error, instead of typer's multi-line box; an error flopcalc
-    did not foresee is one line too (``FLOPCALC_TRACEBACK=1`` shows its traceback)."""
+    """Console-script entry point. Usage errors (a missing --input, an unknown option or choice, an option
+    without its value) are one line on stderr with exit status 2, like every other error, instead of typer's
+    multi-line box; an error flopcalc did not foresee is one line too (``FLOPCALC_TRACEBACK=1`` shows its
+    traceback)."""
+
+    words = list(sys.argv[1:] if argv is None else argv)
 
     def invoke() -> Any:
         try:
-            return app(args=list(argv) if argv is not None else None, prog_name="flopcalc", standalone_mode=False)
+            return app(args=words, prog_name="flopcalc", standalone_mode=False)
         except Exception as exc:
             # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
             if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+                missing = _missing_value(exc, words)
+                if missing is not None:
+                    typer.echo(f"Error: {missing}", err=True)
+                    raise SystemExit(2) from None
                 context = getattr(exc, "ctx", None)
                 hint = f" (see {context.command_path} --help)" if context else ""
                 message = " ".join(exc.format_message().split()).replace("Value error, ", "")  # typer's enum check

@@ -55,6 +55,13 @@ _VALUED: dict[str, tuple[str, Callable[[str], Any], bool]] = {  # option: field,
     "--repeats": ("repeats", _count(1), False),
 }
 _SHORT = {"-i": "--input", "-f": "--format", "-o": "--output"}
+EXAMPLES = {
+    "--input": "3x224x224", "--batch": "8", "--arg": "num_classes=11", "--depth": "1", "--device": "cpu",
+    "--format": "json", "--output": "report.txt", "--at": "224x224", "--hint": "H=224", "--convention": "fvcore",
+    "--seq": "128", "--context": "4096", "--generate": "128", "--dtype": "bfloat16", "--attention": "eager",
+    "--optimizer": "adamw", "--hardware": "h100-sxm", "--plot": "roofline.png", "--time": "cpu", "--repeats": "10",
+}
+"""A valid value of each option that takes one, for the error that names an option given without its value."""
 _FLAGS = ("formulas", "check", "strict", "decode", "backward", "memory")
 """Boolean options, each with its ``--no-`` form."""
 

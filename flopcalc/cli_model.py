@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from flopcalc.cli_parse import (
-    SHAPE_HELP, model_inputs, parse_arguments, parse_batch, parse_dim, parse_hint, parse_points, symbols_of,
+    SHAPE_HELP, model_inputs, parse_arguments, parse_batch, parse_hint, parse_points, parse_size, symbols_of,
 )
 from flopcalc.cli_show import (
     Format, check_output, echo, show_convention, show_llm, show_report, show_roofline_plot,
@@ -165,7 +165,7 @@ def _run_hf(o: ModelOptions, views: Views) -> None:
         if o.convention is not None:
             if o.decode or o.generate or o.seq is None:
                 raise InputError("--convention with hf: applies to a prefill: give --seq N without --decode")
-            sizes = [parse_dim(o.seq, f"--seq {o.seq}"), parse_batch(o.batch)]
+            sizes = [parse_size(o.seq, "--seq"), parse_batch(o.batch)]
             _check_convention_request(o.convention, o.output_format, [d for d in sizes if isinstance(d, str)])
         summary = cli_run.run_hf(cli_run.LLMRequest(
             o.model.removeprefix("hf:"), o.seq, o.batch, o.context, o.generate, o.dtype, o.attention,

@@ -89,9 +89,29 @@ def parse_input(text: str, batch: Dim = 1) -> tuple[str | None, InputSpec]:
     return name, parse_shape(shape, batch)
 
 
+SIZE_OPTIONS = {"--batch": ("8", "N"), "--seq": ("128", "S"), "--context": ("4096", "P"), "--generate": ("128", "T")}
+"""The size options, each with an example number and the name its help suggests for a closed form."""
+
+
+def parse_size(text: str, option: str) -> Dim:
+    """A size option (:data:`SIZE_OPTIONS`): a positive integer, or a name starting with a capital letter for a
+    closed form in that size (``--seq S``)."""
+    number, name = SIZE_OPTIONS[option]
+    text = text.strip()
+    if text.isidentifier() and text[0].isupper():
+        return text
+    value = _integer(text)
+    if value is None:
+        raise InputError(f"{option} {text}: not a whole number; e.g. {option} {number} (or a capitalised name for "
+                         f"a closed form, {option} {name})")
+    if value <= 0:
+        raise InputError(f"{option} {text}: a size must be at least 1; e.g. {option} {number}")
+    return value
+
+
 def parse_batch(text: str) -> Dim:
     """``--batch``: a positive integer, or a symbol name (``N``) for a closed form in the batch size."""
-    return parse_dim(text, f"--batch {text}")
+    return parse_size(text, "--batch")
 
 
 def symbols_of(shapes: Sequence[Sequence[Dim]]) -> list[str]:
@@ -120,6 +140,21 @@ def parse_assignment(text: str, example: str = "C_in=3") -> tuple[str, int]:
     if not sep or not name.strip() or number is None:
         raise InputError(f"malformed value {text!r}: expected SYMBOL=INTEGER, e.g. {example}")
     return name.strip(), number
+
+
+def parse_assignments(texts: Sequence[str]) -> dict[str, int]:
+    """``formula``'s ``SYMBOL=VALUE`` arguments, each symbol once: a second value for a symbol is refused
+    rather than one of them silently used."""
+    values: dict[str, list[int]] = {}
+    for text in texts:
+        name, value = parse_assignment(text)
+        values.setdefault(name, []).append(value)
+    for name, given in values.items():
+        if len(given) > 1:
+            times = "twice" if len(given) == 2 else f"{len(given)} times"
+            listed = ", ".join(f"{name}={value}" for value in given)
+            raise InputError(f"{name} is given {times} ({listed}); give each symbol once")
+    return {name: given[0] for name, given in values.items()}
 
 
 def parse_hint(text: str) -> tuple[str, int]:

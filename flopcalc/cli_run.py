@@ -15,7 +15,7 @@ import torch
 
 from flopcalc.analyze import analyze, evaluate_at
 from flopcalc.cli_dynamo import meta_kernels_without_dynamo
-from flopcalc.cli_parse import parse_batch, parse_dim
+from flopcalc.cli_parse import parse_batch, parse_size
 from flopcalc.errors import ForwardError, InputError
 from flopcalc.inputs import InputSpec, ModelInputs
 from flopcalc.isolate import needs_real_values
@@ -102,17 +102,15 @@ def run_hf(request: LLMRequest) -> LLMSummary:
                          "without --decode")
 
     def size(text: str | None, option: str) -> Any:
-        return parse_dim(text, f"{option} {text}") if text is not None else None
+        return parse_size(text, option) if text is not None else None
 
+    sizes = {"seq": size(request.seq, "--seq"), "batch": parse_batch(request.batch),
+             "context": size(request.context, "--context"), "generate": size(request.generate, "--generate")}
     from flopcalc import hf, llm
 
     hf_model = hf.load(request.source, dtype=request.dtype, attention=request.attention)
     with meta_kernels_without_dynamo():
-        return llm.summarize(
-            hf_model, seq=size(request.seq, "--seq"), batch=parse_batch(request.batch),
-            context=size(request.context, "--context"), generate=size(request.generate, "--generate"),
-            hints=request.hints, views=views.options(),
-        )
+        return llm.summarize(hf_model, **sizes, hints=request.hints, views=views.options())
 
 
 def run(request: Request) -> Outcome:

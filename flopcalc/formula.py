@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from fractions import Fraction
 from functools import cached_property
@@ -49,8 +49,15 @@ def dims(names: str) -> tuple[sp.Symbol, ...]:
 
 
 def flag(name: str) -> sp.Symbol:
-    """A 0/1 symbol such as ``B`` (the layer has a bias), so one formula covers both cases."""
-    return sp.Symbol(name, integer=True, nonnegative=True)
+    """A 0/1 symbol such as ``B`` (the layer has a bias), so one formula covers both cases. It carries the
+    assumption ``flag`` (sympy keeps it and derives nothing from it), which tells it from a count of the same
+    name that may be any integer >= 0 (an elementwise layer's ``A`` learned parameters): :func:`is_flag`."""
+    return sp.Symbol(name, integer=True, nonnegative=True, flag=True)
+
+
+def is_flag(symbol: sp.Symbol) -> bool:
+    """Whether ``symbol`` was made by :func:`flag`, so that its only values are 0 and 1."""
+    return bool(symbol.assumptions0.get("flag"))
 
 
 class FormulaError(ValueError):
@@ -186,12 +193,13 @@ class LayerFormula:
 
     def specialize(self, name: str, description: str, subs: Mapping[sp.Symbol, sp.Expr]) -> LayerFormula:
         """A variant of this formula with some symbols fixed, e.g. depthwise conv is conv with ``G = C_in``; a
-        constraint is restated in the variant's symbols (``C_out divisible by C_in``), or dropped where it holds."""
+        constraint is restated in the variant's symbols (``C_out divisible by C_in``), or dropped where it holds,
+        and a default is kept only for a symbol the variant still has (a 1×1 convolution has no dilation)."""
 
         def sub(expr: sp.Expr) -> sp.Expr:
             return sp.sympify(expr).xreplace(dict(subs))
 
-        return LayerFormula(
+        variant = LayerFormula(
             name=name,
             description=description,
             params=sub(self.params),
@@ -207,6 +215,8 @@ class LayerFormula:
                 _restated(text, subs): c for text, rule in self.constraints.items() if (c := sub(rule)) is not sp.true
             },
         )
+        kept = variant.symbols | variant.gradient_symbols
+        return replace(variant, defaults={s: d for s, d in variant.defaults.items() if s in kept})
 
     @cached_property
     def symbols(self) -> frozenset[sp.Symbol]:
@@ -217,6 +227,12 @@ class LayerFormula:
         for rule in self.constraints.values():
             free |= sp.sympify(rule).free_symbols
         return frozenset(free - set(self.intermediates))
+
+    @cached_property
+    def rule_only_symbols(self) -> frozenset[sp.Symbol]:
+        """The symbols only a constraint names (a depthwise convolution's ``C_in``, in ``C_out divisible by
+        C_in``): every count is known without them; only the rule waits for them."""
+        return self.symbols - self._counted_symbols()
 
     def _counted_symbols(self) -> set[sp.Symbol]:
         """The symbols the counts, the output shape and the intermediate sizes depend on (intermediates excluded)."""
@@ -330,8 +346,8 @@ class LayerFormula:
         return completed, used
 
     def check(self, values: Mapping[str, int]) -> None:
-        """Refuse values no module could have: a size, kernel, stride or group count below 1, a padding or
-        flag below 0, a broken constraint (``C_in`` not divisible by ``G``), a derived size below 1 or a count
+        """Refuse values no module could have: a size, kernel, stride or group count below 1, a padding below 0,
+        a flag other than 0 or 1, a broken constraint (``C_in`` not divisible by ``G``), a derived size below 1 or a count
         that is negative or not a whole number. Checks what the given values determine; the rest stays symbolic.
 
         Raises:
@@ -340,6 +356,8 @@ class LayerFormula:
         by_name = {s.name: s for s in self.symbols}
         for name, value in values.items():
             symbol = by_name.get(name)
+            if symbol is not None and is_flag(symbol) and value not in (0, 1):
+                raise FormulaError(f"{self.name}: {name} = {value}, but {name} is a 0/1 flag; give {name}=0 or {name}=1")
             if symbol is not None and symbol.is_positive and value < 1:
                 raise FormulaError(f"{self.name}: {name} = {value}, but {name} must be a positive integer (>= 1)")
             if symbol is not None and symbol.is_nonnegative and value < 0:

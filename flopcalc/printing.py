@@ -35,12 +35,17 @@ def to_text(expr: sp.Expr) -> str:
 _SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
-class _PositiveFirst(_TextPrinter):
-    """Terms added before terms subtracted, as a person writes ``H + 2·p_h − 1`` and ``32 - 3 + 1``."""
+class _TermsPositiveFirst:
+    """Terms added before terms subtracted, as a person writes ``H + 2·p_h − 1`` and ``32 + 1 - 3``; mixed into
+    the text and the LaTeX printers, so that both write a sum's terms in one order."""
 
     def _as_ordered_terms(self, expr: sp.Expr, order: Any = None) -> list[sp.Expr]:
-        terms = super()._as_ordered_terms(expr, order)
+        terms = super()._as_ordered_terms(expr, order)  # type: ignore[misc]
         return sorted(terms, key=lambda term: term.could_extract_minus_sign())
+
+
+class _PositiveFirst(_TermsPositiveFirst, _TextPrinter):
+    """The text printer with terms added before terms subtracted."""
 
 
 class _MathPrinter(_PositiveFirst):
@@ -106,9 +111,13 @@ class _TotalPrinter(_MathPrinter):
         return f"{expr.p:,}/{expr.q:,}"
 
 
-class _MathLatexPrinter(LatexPrinter):
+class _MathLatexPrinter(_TermsPositiveFirst, LatexPrinter):
     """sympy's LaTeX with a word as subscript set upright: ``H_out`` is ``H_{\\mathrm{out}}`` (not H sub o, then
-    "ut"); a one-letter subscript stays a variable (``K_{h}``)."""
+    "ut"); a one-letter subscript stays a variable (``K_{h}``). Terms come in the text's order: larger first
+    (``grlex``), those added before those subtracted."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        super().__init__({"order": "grlex", **(settings or {})})
 
     def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
         base, underscore, subscript = expr.name.partition("_")

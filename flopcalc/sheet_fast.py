@@ -62,7 +62,7 @@ def _checked(plan: Mapping[str, Any], values: Mapping[str, int]) -> dict[str, Fr
     numbers = {}
     for name, kind in kinds.items():  # a default may name a symbol a specialised formula no longer has
         value = values[name]
-        if (kind == "+" and value < 1) or (kind == "0" and value < 0):
+        if (kind == "+" and value < 1) or (kind == "0" and value < 0) or (kind == "f" and value not in (0, 1)):
             raise _Refused
         numbers[name] = Fraction(value)
     for code in plan["constraints"]:  # over the formula's own symbols, all bound here
@@ -137,8 +137,8 @@ def sheet_output(name: str, assignments: Sequence[str], latex: bool) -> str | No
     for text in assignments:  # SYMBOL=INTEGER as flopcalc.cli_parse reads it; anything else goes to typer
         symbol, sep, value = text.partition("=")
         digits = value.strip().removeprefix("-")
-        if not sep or not symbol.strip() or not (digits.isascii() and digits.isdigit()):
-            return None
+        if not sep or not symbol.strip() or not (digits.isascii() and digits.isdigit()) or symbol.strip() in given:
+            return None  # malformed, or a symbol given twice: the live command's error
         given[symbol.strip()] = int(value)
     plan = stored_plan(name)
     return None if plan is None else render(plan, given, latex)

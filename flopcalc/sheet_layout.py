@@ -49,7 +49,9 @@ def latex_sheet(title: str, lines: Sequence[Line], notes: Sequence[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def notes(defaults: dict[str, int], unbound: Sequence[str]) -> list[str]:
-    """The lines under a sheet: the defaults that were used, the symbols left unbound."""
+def notes(defaults: dict[str, int], unbound: Sequence[str], unchecked: Sequence[str] = ()) -> list[str]:
+    """The lines under a sheet: the defaults that were used, the symbols left unbound, then ``unchecked`` (a
+    line for each rule not yet checked for want of a symbol only it names)."""
     found = [f"defaults: {', '.join(f'{k}={v}' for k, v in defaults.items())}"] if defaults else []
-    return found + ([f"unbound: {', '.join(unbound)}"] if unbound else [])
+    found += [f"unbound: {', '.join(unbound)}"] if unbound else []
+    return found + list(unchecked)

@@ -9,7 +9,7 @@ per such pattern, the text sympy prints with a placeholder number in each remain
 pieces and places), plus every expression the sheet evaluates (defaults, constraints, intermediate sizes, the
 counts, each line's value) as Python code in exact rational arithmetic, generated from the same expressions
 (:func:`flopcalc.exact.exact_code`). Patterns are enumerated in full: 2 states for a positive symbol (1 or
-more), 3 for the others (0, 1 or more); about 17,000 line patterns over all formulas.
+more) and for a 0/1 flag (0 or 1), 3 for the others (0, 1 or more).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import sympy as sp
 
 from flopcalc.exact import EXACT_NAMES, exact_code
-from flopcalc.formula import LayerFormula
+from flopcalc.formula import LayerFormula, is_flag
 from flopcalc.printing import substituted_bodies
 from flopcalc.render.formulas import sheet_header, sheet_rows, show_shape
 
@@ -33,9 +33,19 @@ has a constant like it), then cut out of the printed text."""
 
 
 def _states(symbol: sp.Symbol) -> tuple[str, ...]:
-    """What can change the printed structure: ``1`` and ``n`` (any other number) for a positive symbol, also
-    ``0`` for the others."""
+    """What can change the printed structure: ``1`` and ``n`` (any other number) for a positive symbol, ``0``
+    and ``1`` for a 0/1 flag, all three for the others."""
+    if is_flag(symbol):
+        return ("0", "1")
     return ("1", "n") if symbol.is_positive else ("0", "1", "n")
+
+
+def _kind(symbol: sp.Symbol) -> str:
+    """The values a symbol takes, as :func:`flopcalc.sheet_fast.render` checks them (``LayerFormula.check``):
+    ``f`` a 0/1 flag, ``+`` an integer >= 1, ``0`` an integer >= 0, ``""`` any integer."""
+    if is_flag(symbol):
+        return "f"
+    return "+" if symbol.is_positive else "0" if symbol.is_nonnegative else ""
 
 
 def _template(text: str, places: int) -> list[str | int]:
@@ -92,8 +102,7 @@ def plan(formula: LayerFormula) -> dict[str, Any] | None:
     rows = {"text": sheet_rows(formula), "latex": sheet_rows(formula, latex=True)}
     return {
         "header": sheet_header(formula),
-        "symbols": {s.name: "+" if s.is_positive else "0" if s.is_nonnegative else ""
-                    for s in sorted(formula.symbols, key=lambda s: s.name)},
+        "symbols": {s.name: _kind(s) for s in sorted(formula.symbols, key=lambda s: s.name)},
         "defaults": [[s.name, _names(d), exact_code(sp.sympify(d))] for s, d in formula.defaults.items()],
         "constraints": [exact_code(formula.expand(rule)) for rule in formula.constraints.values()],
         "intermediates": [[s.name, bool(s.is_positive), exact_code(formula.expand(s))]

@@ -69,13 +69,62 @@ def test_random_values_print_what_sympy_prints(data, latex):
         assert found == expected
 
 
-@pytest.mark.parametrize("name, values", [
-    ("pointwise_conv2d", {"B": 0, "C_in": 4, "C_out": 5, "H": 1, "W": 1, "p_h": 5, "s_h": 2}),  # unused defaults
-])
-def test_a_default_of_a_symbol_the_formula_lost_is_listed_as_sympy_lists_it(name, values):
-    assert "d_h=1" in live_sheet(name, values, False)  # with_defaults keeps it; the check ignores it
+def test_a_specialised_formula_lists_the_defaults_of_its_own_symbols_only():
+    # a 1×1 convolution has no dilation: d_h and d_w went with K_h = K_w = 1
+    values = {"B": 0, "C_in": 4, "C_out": 5, "H": 1, "W": 1, "p_h": 5, "s_h": 2}
     for latex in (False, True):
-        assert fast_sheet(name, values, latex) == live_sheet(name, values, latex)
+        sheet = live_sheet("pointwise_conv2d", values, latex)
+        assert sheet.splitlines()[-1] == ("% " if latex else "") + "defaults: N=1, G=1, s_w=1, p_w=0"
+        assert fast_sheet("pointwise_conv2d", values, latex) == sheet
+
+
+def test_a_rule_waiting_for_a_symbol_only_it_names_is_said_to_be_unchecked():
+    # every depthwise count is known without C_in; only the rule C_out divisible by C_in needs it
+    values = {"C_out": 8, "K_h": 3, "K_w": 3, "H": 8, "W": 8}
+    sheet = live_sheet("depthwise_conv2d", values, False)
+    assert sheet.splitlines()[-2:] == ["defaults: N=1, B=1, s_h=1, s_w=1, d_h=1, d_w=1, p_h=0, p_w=0",
+                                       "unchecked until C_in is given: C_out divisible by C_in"]
+    latex = live_sheet("depthwise_conv2d", {k: v for k, v in values.items() if k != "W"}, True)
+    assert latex.splitlines()[-2:] == ["% unbound: W", "% unchecked until C_in is given: C_out divisible by C_in"]
+    assert fast_sheet("depthwise_conv2d", values, False) is None  # C_in unbound: the live sheet, as above
+
+
+def test_text_and_latex_write_a_sum_in_one_order():
+    # H_out = ⌊(32 + 2·0 − 1·(3 − 1) − 1)/1⌋ + 1 = 30, written 32 + 1 - 3 in both (terms added first)
+    values = {"C_in": 3, "C_out": 8, "K_h": 3, "K_w": 3, "H": 32, "W": 32}
+    for latex, symbolic in ((False, "⌊(H + 2·p_h - d_h·(K_h - 1) - 1)/s_h⌋ + 1"),
+                            (True, r"\frac{H + 2 p_{h} - d_{h} \left(K_{h} - 1\right) - 1}{s_{h}}")):
+        for sheet in (live_sheet("conv2d", values, latex), fast_sheet("conv2d", values, latex)):
+            assert symbolic in sheet
+            assert ("&= 32 + 1 - 3 = 30" if latex else "= 32 + 1 - 3 = 30") in sheet
+
+
+def test_a_flag_is_planned_as_0_or_1_and_a_count_of_the_same_name_as_a_count():
+    assert sheet_fast.stored_plan("group_norm")["symbols"]["A"] == "f"  # affine or not
+    assert sheet_fast.stored_plan("prelu")["symbols"]["A"] == "0"  # learned slopes, any number >= 0
+    assert sheet_fast.stored_plan("conv2d")["symbols"]["p_h"] == "0"  # a padding is no flag
+    params = sheet_fast.stored_plan("conv2d")["lines"][0]  # B·C_out + C_in·C_out·K_h·K_w/G
+    assert params["symbols"][0] == "B" and {key[0] for key in params["keys"]} == {"0", "1"}  # B is never "n"
+    assert len(params["keys"]) == 2 * 2**5  # B: 0 or 1; C_in, C_out, G, K_h, K_w: 1 or another number
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["formula", "embedding_bag_max_max_norm", "B=2", "E=4", "N=5", "V=10", "P=5"],
+     "Error: embedding_bag_max_max_norm: P = 5, but P is a 0/1 flag; give P=0 or P=1"),
+    (["formula", "conv2d", *CONV, "B=-1", "--format", "latex"],
+     "Error: conv2d: B = -1, but B is a 0/1 flag; give B=0 or B=1"),
+    (["formula", "conv2d", "C_in=3", "C_in=4", "C_out=8", "K_h=3", "K_w=3", "H=8", "W=8"],
+     "Error: C_in is given twice (C_in=3, C_in=4); give each symbol once"),
+    (["formula", "conv2d", *CONV, "C_in=3", "-f", "latex"],
+     "Error: C_in is given twice (C_in=3, C_in=3); give each symbol once"),
+    (["formula", "conv2d", "H=1", *CONV, "H=2"], "Error: H is given 3 times (H=1, H=32, H=2); give each symbol once"),
+])
+def test_refused_values_are_one_line_from_the_command(argv, line, capsys):
+    assert cli_start._sheet_with_values(argv) is None  # the plan declines: the live command's error, exit 2
+    with pytest.raises(SystemExit) as exited:
+        cli_start.main(argv)
+    assert exited.value.code == 2
+    assert capsys.readouterr() == ("", line + "\n")
 
 
 @pytest.mark.parametrize("values", [

@@ -183,7 +183,8 @@ _EITHER = sp.Max(g_x, g_W)  # PReLU's kernel computes both gradients when either
 PRELU = dataclasses.replace(
     PRELU,
     grad_input=Gradient(ops={OpKind.COMPARE.value: _EITHER * E, OpKind.MUL.value: _EITHER * E}),
-    grad_weight=Gradient(ops={OpKind.MUL.value: _EITHER * E, OpKind.ADD.value: g_W * (E - A)}),
+    # the slopes' gradients summed to A values: E − A adds, none for an empty input (E = 0)
+    grad_weight=Gradient(ops={OpKind.MUL.value: _EITHER * E, OpKind.ADD.value: g_W * sp.Max(E - A, 0)}),
 )
 
 REGISTRY.add_formula(

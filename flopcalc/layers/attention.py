@@ -109,6 +109,10 @@ ATTENTION = LayerFormula(
     output_shape=(N, H_q, L, E_v),
     # Within nn.MultiheadAttention (H_kv = H_q), which substitutes its own flags for the three.
     grad_input=_core_backward(g_x1, g_x2, g_x3, scale_k=False),
+    # Grouped-query attention shares each key/value head among H_q/H_kv query heads (torch refuses other
+    # counts); the backward's (H_q − H_kv) adds per key/value element count on it.
+    defaults={H_kv: H_q},
+    constraints={"H_q divisible by H_kv": sp.Eq(sp.Mod(H_q, H_kv), 0)},
 )
 
 SDPA = dataclasses.replace(

@@ -125,6 +125,9 @@ MATMUL = LayerFormula(
     # gradients, (N − N_a)·M·K adds; torch folds a broadcast of a matrix into one product, where N_a = N.
     grad_input=Gradient(macs=g_x * N * M * K * P, ops={OpKind.ADD: g_x * (N - N_a) * M * K}),
     grad_weight=Gradient(macs=g_W * N * M * K * P, ops={OpKind.ADD: g_W * (N - N_b) * K * P}),
+    # each of an operand's batch dimensions is 1 or the product's, so its N_a (N_b) elements divide N
+    defaults={N_a: N, N_b: N},
+    constraints={"N divisible by N_a": sp.Eq(sp.Mod(N, N_a), 0), "N divisible by N_b": sp.Eq(sp.Mod(N, N_b), 0)},
 )
 MATMUL_ADDED = dataclasses.replace(
     MATMUL,
@@ -134,6 +137,7 @@ MATMUL_ADDED = dataclasses.replace(
     grad_input=Gradient(macs=g_x2 * N * M * K * P),
     grad_weight=Gradient(macs=g_x3 * N * M * K * P,
                          ops={OpKind.ADD: g_x1 * (N * M * P - A_n), OpKind.MUL: g_x1 * (1 - B) * N * M * P}),
+    defaults={}, constraints={},  # no N_a, N_b: nothing is broadcast
 )
 """``addmm``/``baddbmm`` (also transformers' Conv1D): the product plus an added tensor of ``A_n`` elements, the
 first argument; grad-input is the first operand's gradient, grad-weight the second's and the added tensor's."""
@@ -250,6 +254,7 @@ def _einsum_formula(first: str, second: str, output: str) -> LayerFormula | None
         intermediates={symbol: sp.Mul(*(size[x] for x in letters)) for symbol, letters in groups.items()},
         grad_input=MATMUL.grad_input.substituted(unbroadcast),  # type: ignore[union-attr]
         grad_weight=MATMUL.grad_weight.substituted(unbroadcast),  # type: ignore[union-attr]
+        defaults={}, constraints={},
     )
 
 

@@ -232,6 +232,7 @@ def group_norm() -> LayerFormula:
             {OpKind.MUL: (A + 4) * N * C * S, OpKind.ADD: 2 * N * (C * S - G) + 2 * N * C * S, OpKind.DIV: N * G},
         ))),
         grad_weight=_param_gradients(N * C * S, N * S, C),
+        constraints={"C divisible by G": sp.Eq(sp.Mod(C, G), 0)},  # nn.GroupNorm refuses other counts
     )
 
 

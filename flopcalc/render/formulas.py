@@ -119,8 +119,21 @@ def formula_sheet(formula: LayerFormula, values: Mapping[str, int] | None = None
         else:
             substituted = render_substituted(expr, known, latex)
         lines.append((label, symbolic, substituted))
-    unbound = sorted(s.name for s in formula.symbols if values and s.name not in values)
+    unbound = {s for s in formula.symbols if values and s.name not in values}
+    below = notes(defaults, sorted(s.name for s in unbound - formula.rule_only_symbols), _unchecked(formula, unbound))
     header = sheet_header(formula)
     if latex:
-        return latex_sheet(header[0], lines, notes(defaults, unbound))
-    return text_sheet(header, lines, notes(defaults, unbound))
+        return latex_sheet(header[0], lines, below)
+    return text_sheet(header, lines, below)
+
+
+def _unchecked(formula: LayerFormula, unbound: set[sp.Symbol]) -> list[str]:
+    """A line for each rule that waits for a symbol only it names: ``unchecked until C_in is given: C_out
+    divisible by C_in`` (every count is known without ``C_in``, so it is not listed as unbound)."""
+    found = []
+    for text, rule in formula.constraints.items():
+        waiting = sorted(s.name for s in sp.sympify(rule).free_symbols & unbound & formula.rule_only_symbols)
+        if waiting:
+            verb = "is" if len(waiting) == 1 else "are"
+            found.append(f"unchecked until {', '.join(waiting)} {verb} given: {text}")
+    return found
