@@ -11,6 +11,7 @@ missing file or factory) is one line on stderr and exit status 2; ``--check`` an
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Sequence
 from enum import StrEnum
@@ -253,6 +254,7 @@ _OTHER_EXAMPLES = {("compare", "--accuracy"): "accuracy.csv", ("compare", "--x")
                    ("compare", "--y"): "accuracy", ("formula", "--format"): "latex"}
 """Example values of the options of ``compare`` and ``formula`` that the model command's table
 (:data:`flopcalc.cli_fast.EXAMPLES`) lacks or gives another value."""
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
 def _missing_value(exc: Exception, words: Sequence[str]) -> str | None:
@@ -266,6 +268,27 @@ def _missing_value(exc: Exception, words: Sequence[str]) -> str | None:
     long = _SHORT.get(option, option)
     example = _OTHER_EXAMPLES.get((command, long)) or EXAMPLES.get(long)
     return f"{option} needs a value, e.g. {option} {example}" if example else None
+
+
+_WHOLE_NUMBERS = {"--depth": ("1", 0), "--repeats": ("10", 1), "--batch": ("8", 1)}
+"""The options typer reads as integers (the model command's ``--depth`` and ``--repeats``, ``compare --batch``):
+an example and the least value each takes."""
+
+
+def _not_a_whole_number(exc: Exception, words: Sequence[str]) -> str | None:
+    """``--depth x: not a whole number; e.g. --depth 1`` for typer's refusal of an integer option's value (its
+    own message names neither the value nor one that would work); ``None`` for any other usage error."""
+    opts = getattr(getattr(exc, "param", None), "opts", ())
+    option = next((name for name in opts if name in _WHOLE_NUMBERS), None)
+    values = [after for word, after in zip(words, words[1:]) if word == option]
+    values += [word.partition("=")[2] for word in words if word.startswith(f"{option}=")]
+    if option is None or not values:
+        return None
+    example, least = _WHOLE_NUMBERS[option]
+    value = values[-1]  # click keeps the last of a repeated option (the fast parser declines those)
+    if _WHOLE.fullmatch(value.strip()):
+        return f"{option} {value}: must be at least {least}; e.g. {option} {example}"
+    return f"{option} {value}: not a whole number; e.g. {option} {example}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -282,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except Exception as exc:
             # typer vendors click privately; its usage errors carry exit_code 2 and format_message().
             if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
-                missing = _missing_value(exc, words)
+                missing = _missing_value(exc, words) or _not_a_whole_number(exc, words)
                 if missing is not None:
                     typer.echo(f"Error: {missing}", err=True)
                     raise SystemExit(2) from None

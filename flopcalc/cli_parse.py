@@ -105,7 +105,7 @@ def parse_size(text: str, option: str) -> Dim:
         raise InputError(f"{option} {text}: not a whole number; e.g. {option} {number} (or a capitalised name for "
                          f"a closed form, {option} {name})")
     if value <= 0:
-        raise InputError(f"{option} {text}: a size must be at least 1; e.g. {option} {number}")
+        raise InputError(f"{option} {text}: must be at least 1; e.g. {option} {number}")
     return value
 
 

@@ -1,5 +1,6 @@
-"""Error branches of the command line: ``--at``, ``--hint``, ``compare`` and the timm loader each fail with one
-line on stderr and exit status 2, naming what is wrong and what would work."""
+"""Error branches of the command line: ``--at``, ``--hint``, ``compare``, the timm loader, an option given without
+its value and a size that is no number each fail with one line on stderr and exit status 2, naming what is wrong
+and what would work."""
 
 from __future__ import annotations
 
@@ -7,7 +8,52 @@ import sys
 
 import pytest
 
+from flopcalc import cli_start
+from flopcalc.cli_fast import EXAMPLES, model_options
 from support import assert_one_line_error, run_cli
+
+
+def error_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line ``flopcalc ARGV`` prints on stderr, through the command's entry point (the fast parser,
+    then typer), which must exit 2 with nothing on stdout."""
+    with pytest.raises(SystemExit) as exited:
+        cli_start.main(argv)
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == "" and err.endswith("\n") and err.count("\n") == 1, (out, err)
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize("option", sorted(EXAMPLES))
+def test_an_option_without_its_value_names_it_with_an_example(option, capsys):
+    line = error_line(["alexnet", "--input", "3x8x8", option], capsys)
+    assert line == f"Error: {option} needs a value, e.g. {option} {EXAMPLES[option]}"
+    assert model_options(["alexnet", option, EXAMPLES[option]]) is not None  # the example is one it takes
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["alexnet", "-i"], "Error: -i needs a value, e.g. -i 3x224x224"),
+    (["analyze", "alexnet", "-i", "3x8x8", "-o"], "Error: -o needs a value, e.g. -o report.txt"),
+    (["formula", "conv2d", "-f"], "Error: -f needs a value, e.g. -f latex"),
+    (["formula", "conv2d", "--format"], "Error: --format needs a value, e.g. --format latex"),
+    (["compare", "alexnet", "--input"], "Error: --input needs a value, e.g. --input 3x224x224"),
+    (["compare", "alexnet", "-i", "3x8x8", "--accuracy"], "Error: --accuracy needs a value, e.g. --accuracy accuracy.csv"),
+    (["compare", "alexnet", "-i", "3x8x8", "--y"], "Error: --y needs a value, e.g. --y accuracy"),
+])
+def test_short_options_and_other_commands_name_the_option_too(argv, line, capsys):
+    assert error_line(argv, capsys) == line
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["alexnet", "--input", "3x8x8", "--batch", "abc"],
+     "Error: --batch abc: not a whole number; e.g. --batch 8 (or a capitalised name for a closed form, --batch N)"),
+    (["alexnet", "--input", "3x8x8", "--batch", "0"], "Error: --batch 0: must be at least 1; e.g. --batch 8"),
+    (["alexnet", "--input", "3x8x8", "--depth", "x"], "Error: --depth x: not a whole number; e.g. --depth 1"),
+    (["alexnet", "--input", "3x8x8", "--depth=-1"], "Error: --depth -1: must be at least 0; e.g. --depth 1"),
+    (["alexnet", "--input", "3x8x8", "--repeats", "2.5"], "Error: --repeats 2.5: not a whole number; e.g. --repeats 10"),
+    (["compare", "alexnet", "--input", "3x8x8", "--batch", "0"], "Error: --batch 0: must be at least 1; e.g. --batch 8"),
+])
+def test_a_size_that_is_no_number_has_its_own_message(argv, line, capsys):
+    assert error_line(argv, capsys) == line
 
 
 @pytest.mark.parametrize(("args", "fragments"), [

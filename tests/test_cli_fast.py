@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flopcalc.cli
-from flopcalc.cli_fast import _FLAGS, _SHORT, _VALUED, COMMANDS, model_options
+from flopcalc.cli_fast import _FLAGS, _SHORT, _VALUED, COMMANDS, EXAMPLES, model_options
 from flopcalc.cli_model import ModelOptions
 from support import ROOT
 
@@ -59,6 +59,7 @@ def test_the_option_table_is_typers() -> None:
         short.update({name: long[0] for name in param.opts if not name.startswith("--")})
     assert {name: (field, repeatable) for name, (field, _, repeatable) in _VALUED.items()} == valued
     assert set(_FLAGS) == flags
+    assert set(EXAMPLES) == set(valued)  # each valued option has an example for "--input needs a value"
     assert _SHORT == short
     assert set(COMMANDS) == set(typer.main.get_command(flopcalc.cli.app).commands)  # type: ignore[attr-defined]
 

@@ -207,9 +207,16 @@ def test_cli_convention_applies_to_the_prefill(tmp_path):
         (["hf:{llama}", "--decode", "--context", "8", "--backward"], "a training step, which is a prefill"),
         (["hf:{llama}", "--seq", "S", "--memory"], "need concrete sizes"),
         (["hf:{llama}", "--seq", "8", "--plot", "r.png"], "--plot needs --hardware"),
+        (["hf:{llama}", "--seq", "abc"],
+         "--seq abc: not a whole number; e.g. --seq 128 (or a capitalised name for a closed form, --seq S)"),
+        (["hf:{llama}", "--decode", "--context", "4k"],
+         "--context 4k: not a whole number; e.g. --context 4096 (or a capitalised name for a closed form, --context P)"),
+        (["hf:{llama}", "--seq", "8", "--generate", "0"], "--generate 0: must be at least 1; e.g. --generate 128"),
+        (["hf:{llama}", "--seq", "x", "--convention", "2N"], "--seq x: not a whole number; e.g. --seq 128"),
     ],
     ids=["missing-path", "unknown-architecture", "context-without-decode", "no-phase", "input", "not-hf",
-         "convention-decode", "time", "decode-backward", "symbolic-memory", "plot-without-hardware"],
+         "convention-decode", "time", "decode-backward", "symbolic-memory", "plot-without-hardware", "seq-letters",
+         "context-letters", "generate-zero", "convention-seq-letters"],
 )
 def test_cli_errors_are_one_line(tmp_path, argv, expected):
     (tmp_path / "unknown.json").write_text(json.dumps({"model_type": "not_a_model"}))
