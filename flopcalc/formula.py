@@ -347,8 +347,9 @@ class LayerFormula:
 
     def check(self, values: Mapping[str, int]) -> None:
         """Refuse values no module could have: a size, kernel, stride or group count below 1, a padding below 0,
-        a flag other than 0 or 1, a broken constraint (``C_in`` not divisible by ``G``), a derived size below 1 or a count
-        that is negative or not a whole number. Checks what the given values determine; the rest stays symbolic.
+        a flag other than 0 or 1, a broken constraint (``C_in`` not divisible by ``G``), a derived size below 1
+        or a count that is negative or not a whole number. Checks what the given values determine; the rest stays
+        symbolic.
 
         Raises:
             FormulaError: naming the value and the range it must be in.
@@ -357,7 +358,9 @@ class LayerFormula:
         for name, value in values.items():
             symbol = by_name.get(name)
             if symbol is not None and is_flag(symbol) and value not in (0, 1):
-                raise FormulaError(f"{self.name}: {name} = {value}, but {name} is a 0/1 flag; give {name}=0 or {name}=1")
+                raise FormulaError(
+                    f"{self.name}: {name} = {value}, but {name} is a 0/1 flag; give {name}=0 or {name}=1"
+                )
             if symbol is not None and symbol.is_positive and value < 1:
                 raise FormulaError(f"{self.name}: {name} = {value}, but {name} must be a positive integer (>= 1)")
             if symbol is not None and symbol.is_nonnegative and value < 0:

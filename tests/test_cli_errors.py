@@ -36,7 +36,8 @@ def test_an_option_without_its_value_names_it_with_an_example(option, capsys):
     (["formula", "conv2d", "-f"], "Error: -f needs a value, e.g. -f latex"),
     (["formula", "conv2d", "--format"], "Error: --format needs a value, e.g. --format latex"),
     (["compare", "alexnet", "--input"], "Error: --input needs a value, e.g. --input 3x224x224"),
-    (["compare", "alexnet", "-i", "3x8x8", "--accuracy"], "Error: --accuracy needs a value, e.g. --accuracy accuracy.csv"),
+    (["compare", "alexnet", "-i", "3x8x8", "--accuracy"],
+     "Error: --accuracy needs a value, e.g. --accuracy accuracy.csv"),
     (["compare", "alexnet", "-i", "3x8x8", "--y"], "Error: --y needs a value, e.g. --y accuracy"),
 ])
 def test_short_options_and_other_commands_name_the_option_too(argv, line, capsys):
@@ -49,8 +50,10 @@ def test_short_options_and_other_commands_name_the_option_too(argv, line, capsys
     (["alexnet", "--input", "3x8x8", "--batch", "0"], "Error: --batch 0: must be at least 1; e.g. --batch 8"),
     (["alexnet", "--input", "3x8x8", "--depth", "x"], "Error: --depth x: not a whole number; e.g. --depth 1"),
     (["alexnet", "--input", "3x8x8", "--depth=-1"], "Error: --depth -1: must be at least 0; e.g. --depth 1"),
-    (["alexnet", "--input", "3x8x8", "--repeats", "2.5"], "Error: --repeats 2.5: not a whole number; e.g. --repeats 10"),
-    (["compare", "alexnet", "--input", "3x8x8", "--batch", "0"], "Error: --batch 0: must be at least 1; e.g. --batch 8"),
+    (["alexnet", "--input", "3x8x8", "--repeats", "2.5"],
+     "Error: --repeats 2.5: not a whole number; e.g. --repeats 10"),
+    (["compare", "alexnet", "--input", "3x8x8", "--batch", "0"],
+     "Error: --batch 0: must be at least 1; e.g. --batch 8"),
 ])
 def test_a_size_that_is_no_number_has_its_own_message(argv, line, capsys):
     assert error_line(argv, capsys) == line

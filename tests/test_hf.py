@@ -210,7 +210,8 @@ def test_cli_convention_applies_to_the_prefill(tmp_path):
         (["hf:{llama}", "--seq", "abc"],
          "--seq abc: not a whole number; e.g. --seq 128 (or a capitalised name for a closed form, --seq S)"),
         (["hf:{llama}", "--decode", "--context", "4k"],
-         "--context 4k: not a whole number; e.g. --context 4096 (or a capitalised name for a closed form, --context P)"),
+         "--context 4k: not a whole number; e.g. --context 4096 (or a capitalised name for a closed form, "
+         "--context P)"),
         (["hf:{llama}", "--seq", "8", "--generate", "0"], "--generate 0: must be at least 1; e.g. --generate 128"),
         (["hf:{llama}", "--seq", "x", "--convention", "2N"], "--seq x: not a whole number; e.g. --seq 128"),
     ],
