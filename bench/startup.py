@@ -10,8 +10,9 @@ Targets (issue 13): ``--help``, ``--version``, ``formula`` and ``ratio`` within 
 import torch; without values they print the output cached by ``flopcalc.cli_cache``, a formula with values
 binding every symbol is printed from its plan by ``flopcalc.sheet_fast``); ``flopcalc resnet50 --input
 3x224x224`` within 1.3 × ``python -c "import torch"``. A model command is also shown against the floors that any
-tool running it on meta pays: importing torchvision (which imports ``torch._dynamo``) and a bare meta forward in
-a fresh process (torch's meta kernels import ``torch._dynamo`` on first use). The command runs through the
+tool running it on meta pays: torch's first ``torch._check``, which every meta kernel's shape checks call and
+which imports torch's symbolic-shape module and sympy; importing torchvision (which imports ``torch._dynamo``);
+and a bare meta forward in a fresh process (torch's meta kernels import ``torch._dynamo`` on first use). The command runs through the
 checkout's ``cli.py`` shim (the same entry point as the installed ``flopcalc``), so it measures this checkout's
 code in this interpreter.
 """
@@ -39,6 +40,9 @@ with torch.no_grad():
 FLOORS = {
     "python -c pass": [sys.executable, "-c", "pass"],
     'python -c "import torch"': [sys.executable, "-c", "import torch"],
+    # context only: the first torch._check (every meta kernel's shape checks) imports torch's symbolic-shape
+    # module and sympy (torch/__init__.py, _check_with), so no meta forward of any model starts below this
+    'python -c "import torch; torch._check(True)"': [sys.executable, "-c", "import torch; torch._check(True)"],
     # context only: what any tool that runs these models on meta cannot avoid
     'python -c "import torch, torchvision"': [sys.executable, "-c", "import torch, torchvision"],
     "bare meta forward of resnet50": [sys.executable, "-c", _META_FORWARD.format(
@@ -47,8 +51,9 @@ FLOORS = {
         build="from plain_cnn import plain_cnn as factory", shape=(1, 3, 64, 64))],
 }
 CONTEXT = {  # a model command's other floors, shown beside its target
-    "resnet50": ('python -c "import torch, torchvision"', "bare meta forward of resnet50"),
-    "bench/plain_cnn.py:plain_cnn": ("bare meta forward of plain_cnn",),
+    "resnet50": ('python -c "import torch; torch._check(True)"', 'python -c "import torch, torchvision"',
+                 "bare meta forward of resnet50"),
+    "bench/plain_cnn.py:plain_cnn": ('python -c "import torch; torch._check(True)"', "bare meta forward of plain_cnn"),
 }
 
 COMMANDS = [  # (shown as, arguments, floor, target ratio)
