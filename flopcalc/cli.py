@@ -280,12 +280,14 @@ def _not_a_whole_number(exc: Exception, words: Sequence[str]) -> str | None:
     own message names neither the value nor one that would work); ``None`` for any other usage error."""
     opts = getattr(getattr(exc, "param", None), "opts", ())
     option = next((name for name in opts if name in _WHOLE_NUMBERS), None)
+    if option is None:
+        return None
     values = [after for word, after in zip(words, words[1:]) if word == option]
     values += [word.partition("=")[2] for word in words if word.startswith(f"{option}=")]
-    if option is None or not values:
+    if not values:
         return None
     example, least = _WHOLE_NUMBERS[option]
-    value = values[-1]  # click keeps the last of a repeated option (the fast parser declines those)
+    value = values[-1]  # click keeps the last value of an option given twice
     if _WHOLE.fullmatch(value.strip()):
         return f"{option} {value}: must be at least {least}; e.g. {option} {example}"
     return f"{option} {value}: not a whole number; e.g. {option} {example}"

@@ -60,7 +60,7 @@ def _checked(plan: Mapping[str, Any], values: Mapping[str, int]) -> dict[str, Fr
     if not set(kinds) <= set(values):
         raise _Refused  # a symbol left unbound: the sheet stays symbolic
     numbers = {}
-    for name, kind in kinds.items():  # a default may name a symbol a specialised formula no longer has
+    for name, kind in kinds.items():
         value = values[name]
         if (kind == "+" and value < 1) or (kind == "0" and value < 0) or (kind == "f" and value not in (0, 1)):
             raise _Refused
